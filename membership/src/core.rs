@@ -1,0 +1,533 @@
+//! The sans-IO membership core: foca, the keyring and our own bookkeeping, with no sockets and
+//! no clock.
+//!
+//! Every input is a `handle_*` call that carries the current time (milliseconds on whatever
+//! clock the driver uses); every effect is an [`Output`] the driver drains with
+//! [`MembershipCore::poll_output`]: a sealed datagram to send, a timer to schedule, or a
+//! [`MemberEvent`]. Randomness comes from the seed given at construction, so a simulation that
+//! replays the same inputs gets the same outputs.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use foca::{AccumulatingRuntime, Foca, OwnedNotification, State};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::broadcast::{BroadcastInbox, BroadcastItem, Topic};
+use crate::codec::WireCodec;
+use crate::error::{BroadcastError, PacketError};
+use crate::identity::NodeIdentity;
+use crate::keyring::Keyring;
+use crate::profile::Profile;
+
+/// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
+pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait between two re-announcements while idle.
+pub const REANNOUNCE_MAX: Duration = Duration::from_secs(30);
+
+type SwimTimer = foca::Timer<NodeIdentity>;
+type SwimFoca = Foca<NodeIdentity, WireCodec, StdRng, BroadcastInbox>;
+
+/// A timer the driver must hand back through [`MembershipCore::handle_timer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CoreTimer {
+    /// One of foca's protocol timers.
+    Swim(SwimTimer),
+    /// Re-announce to the known seeds if we are still alone.
+    Reannounce,
+}
+
+/// What the core asks its driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send this sealed datagram.
+    Send {
+        /// Destination gossip address.
+        to: SocketAddr,
+        /// Sealed bytes.
+        packet: Vec<u8>,
+    },
+    /// Call `handle_timer(timer)` after this long.
+    Schedule {
+        /// Delay from now.
+        after: Duration,
+        /// The timer to hand back.
+        timer: CoreTimer,
+    },
+    /// Something happened to the cluster.
+    Event(MemberEvent),
+}
+
+/// A member's status as users see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum MemberStatus {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe; will be declared failed unless it refutes in time.
+    Suspect,
+    /// Declared down by the cluster without having said goodbye.
+    Failed,
+    /// Left on purpose.
+    Left,
+}
+
+impl MemberStatus {
+    /// The lowercase name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Alive => "alive",
+            Self::Suspect => "suspect",
+            Self::Failed => "failed",
+            Self::Left => "left",
+        }
+    }
+}
+
+/// One row of the member list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// Node name.
+    pub name: String,
+    /// Team.
+    pub team: String,
+    /// Gossip address.
+    pub addr: SocketAddr,
+    /// Generation of the identity we know.
+    pub generation: u64,
+    /// SWIM incarnation (bumped by the member to refute suspicion).
+    pub incarnation: u16,
+    /// Current status.
+    pub status: MemberStatus,
+    /// When this node saw the status change, in the driver's milliseconds, if it did.
+    pub since_ms: Option<u64>,
+}
+
+/// What happened to the cluster, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A member became reachable (new, back, or a restarted generation).
+    Up(MemberInfo),
+    /// A member was declared down without a leave notice.
+    Failed(MemberInfo),
+    /// A member left on purpose.
+    Left(MemberInfo),
+    /// A member's identity was replaced by a newer generation.
+    Renamed {
+        /// The identity we knew.
+        from: NodeIdentity,
+        /// The one that replaced it.
+        to: NodeIdentity,
+    },
+    /// We were declared down and rejoined with a renewed identity.
+    Rejoined(NodeIdentity),
+    /// Some other member knows us: we are in a cluster.
+    Active,
+    /// Every member we knew is gone; the core re-announces to its seeds.
+    Idle,
+    /// A custom broadcast we had not seen (every topic except [`Topic::Leave`]).
+    Broadcast(BroadcastItem),
+}
+
+/// Traffic and drop counters, for `info` and `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counters {
+    /// Datagrams handed to `handle_packet`.
+    pub packets_in: u64,
+    /// Bytes handed to `handle_packet`.
+    pub bytes_in: u64,
+    /// Sealed datagrams produced.
+    pub packets_out: u64,
+    /// Sealed bytes produced.
+    pub bytes_out: u64,
+    /// Datagrams that failed to open (wrong key, forged, garbage); never parsed.
+    pub dropped_unsealed: u64,
+    /// Datagrams that opened but foca rejected.
+    pub dropped_rejected: u64,
+}
+
+/// Everything the core needs at construction.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    /// Our identity.
+    pub identity: NodeIdentity,
+    /// SWIM timings.
+    pub profile: Profile,
+    /// Keys to seal and open with.
+    pub keyring: Keyring,
+    /// Seed for every random choice the core makes (probe order, nonces).
+    pub rng_seed: u64,
+}
+
+/// The membership state machine. See the module docs.
+pub struct MembershipCore {
+    foca: SwimFoca,
+    runtime: AccumulatingRuntime<NodeIdentity>,
+    news: mpsc::Receiver<BroadcastItem>,
+    keyring: Keyring,
+    nonce_rng: StdRng,
+    profile: Profile,
+    sized_for: usize,
+    seeds: BTreeSet<SocketAddr>,
+    left_notices: HashMap<String, u64>,
+    status_since: HashMap<String, u64>,
+    reannounce_armed: bool,
+    reannounce_delay: Duration,
+    has_left: bool,
+    now_ms: u64,
+    out: VecDeque<Output>,
+    counters: Counters,
+}
+
+impl MembershipCore {
+    /// A core that knows nobody yet; call [`Self::handle_join`] to meet a seed.
+    pub fn new(settings: CoreSettings) -> Self {
+        let (inbox, news) = BroadcastInbox::new();
+        let codec = WireCodec::new(settings.identity.name.clone());
+        let foca = Foca::with_custom_broadcast(
+            settings.identity,
+            settings.profile.foca_config(1),
+            StdRng::seed_from_u64(settings.rng_seed),
+            codec,
+            inbox,
+        );
+        Self {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            news,
+            keyring: settings.keyring,
+            nonce_rng: StdRng::seed_from_u64(settings.rng_seed ^ 0x5eed_5eed_5eed_5eed),
+            profile: settings.profile,
+            sized_for: 1,
+            seeds: BTreeSet::new(),
+            left_notices: HashMap::new(),
+            status_since: HashMap::new(),
+            reannounce_armed: false,
+            reannounce_delay: REANNOUNCE_FIRST,
+            has_left: false,
+            now_ms: 0,
+            out: VecDeque::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Our current identity (its generation changes when we rejoin).
+    pub fn identity(&self) -> &NodeIdentity {
+        self.foca.identity()
+    }
+
+    /// The next thing the driver must do, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Traffic and drop counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// The keyring in use.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Replaces the keyring (after an install, use or remove).
+    pub fn set_keyring(&mut self, keyring: Keyring) {
+        self.keyring = keyring;
+    }
+
+    /// The seeds we announce to when alone.
+    pub fn seeds(&self) -> impl Iterator<Item = &SocketAddr> {
+        self.seeds.iter()
+    }
+
+    /// Number of members other than us that are alive or suspect.
+    pub fn active_members(&self) -> usize {
+        self.foca.num_members()
+    }
+
+    /// Whether this node has left the cluster on purpose.
+    pub fn has_left(&self) -> bool {
+        self.has_left
+    }
+
+    /// A datagram arrived. Packets that do not open are dropped and counted, never parsed.
+    pub fn handle_packet(&mut self, now_ms: u64, packet: &[u8]) -> Result<(), PacketError> {
+        self.now_ms = now_ms;
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += packet.len() as u64;
+        let plaintext = match self.keyring.open(packet) {
+            Ok(plaintext) => plaintext,
+            Err(e) => {
+                self.counters.dropped_unsealed += 1;
+                return Err(e.into());
+            }
+        };
+        let result = self.foca.handle_data(&plaintext, &mut self.runtime);
+        self.drain();
+        result.map_err(|e| {
+            self.counters.dropped_rejected += 1;
+            PacketError::Rejected(e.to_string())
+        })
+    }
+
+    /// A timer scheduled through [`Output::Schedule`] is due.
+    pub fn handle_timer(&mut self, now_ms: u64, timer: CoreTimer) {
+        self.now_ms = now_ms;
+        match timer {
+            CoreTimer::Swim(timer) => {
+                if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
+                    tracing::debug!(error = %e, "foca timer failed");
+                }
+            }
+            CoreTimer::Reannounce => self.reannounce(),
+        }
+        self.drain();
+    }
+
+    /// Announce ourselves to `seeds` and remember them for re-announcing when alone.
+    pub fn handle_join(&mut self, now_ms: u64, seeds: &[SocketAddr]) {
+        self.now_ms = now_ms;
+        let own = self.identity().addr;
+        for seed in seeds.iter().filter(|s| **s != own) {
+            self.seeds.insert(*seed);
+            if let Err(e) = self
+                .foca
+                .announce(NodeIdentity::seed(*seed), &mut self.runtime)
+            {
+                tracing::debug!(%seed, error = %e, "announce failed");
+            }
+        }
+        self.arm_reannounce();
+        self.drain();
+    }
+
+    /// Leave on purpose: tell the cluster this is a leave, not a failure, then go quiet.
+    pub fn handle_leave(&mut self, now_ms: u64) {
+        self.now_ms = now_ms;
+        let me = self.identity().clone();
+        let notice = BroadcastItem {
+            topic: Topic::Leave,
+            key: me.name.clone(),
+            version: me.generation,
+            payload: Vec::new(),
+        };
+        if let Err(e) = self.foca.add_broadcast(&notice.encode()) {
+            tracing::debug!(error = %e, "leave notice not queued");
+        }
+        if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+            tracing::debug!(error = %e, "leave failed");
+        }
+        self.has_left = true;
+        self.drain();
+    }
+
+    /// Queue a custom broadcast for dissemination (and count it as seen by us).
+    pub fn handle_broadcast(&mut self, item: &BroadcastItem) -> Result<bool, BroadcastError> {
+        let bytes = item.encode();
+        let limit = self
+            .profile
+            .foca_config(self.sized_for)
+            .max_packet_size
+            .get()
+            / 2;
+        if bytes.len() > limit {
+            return Err(BroadcastError::TooBig(bytes.len()));
+        }
+        let queued = self
+            .foca
+            .add_broadcast(&bytes)
+            .map_err(|e| BroadcastError::Refused(e.to_string()))?;
+        // Our own item is news to the inbox too; it is not an event for us.
+        while self.news.try_recv().is_ok() {}
+        Ok(queued)
+    }
+
+    /// Every member we know, us included, sorted by name.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let me = self.identity();
+        let mut list = vec![MemberInfo {
+            name: me.name.clone(),
+            team: me.team.clone(),
+            addr: me.addr,
+            generation: me.generation,
+            incarnation: 0,
+            status: if self.has_left {
+                MemberStatus::Left
+            } else {
+                MemberStatus::Alive
+            },
+            since_ms: None,
+        }];
+        list.extend(
+            self.foca
+                .iter_membership_state()
+                .filter(|m| !m.id().is_seed_placeholder())
+                .map(|m| self.info(m.id(), m.incarnation(), m.state())),
+        );
+        list.sort_by(|a, b| a.name.cmp(&b.name).then(b.generation.cmp(&a.generation)));
+        list
+    }
+
+    fn info(&self, id: &NodeIdentity, incarnation: u16, state: State) -> MemberInfo {
+        MemberInfo {
+            name: id.name.clone(),
+            team: id.team.clone(),
+            addr: id.addr,
+            generation: id.generation,
+            incarnation,
+            status: self.status_of(id, state),
+            since_ms: self.status_since.get(&id.name).copied(),
+        }
+    }
+
+    fn status_of(&self, id: &NodeIdentity, state: State) -> MemberStatus {
+        match state {
+            State::Alive => MemberStatus::Alive,
+            State::Suspect => MemberStatus::Suspect,
+            State::Down if self.left_notices.get(&id.name) == Some(&id.generation) => {
+                MemberStatus::Left
+            }
+            State::Down => MemberStatus::Failed,
+        }
+    }
+
+    fn known(&self, id: &NodeIdentity) -> MemberInfo {
+        let (incarnation, state) = self
+            .foca
+            .iter_membership_state()
+            .find(|m| m.id() == id)
+            .map(|m| (m.incarnation(), m.state()))
+            .unwrap_or((0, State::Down));
+        self.info(id, incarnation, state)
+    }
+
+    fn reannounce(&mut self) {
+        self.reannounce_armed = false;
+        if self.has_left || self.foca.num_members() > 0 {
+            self.reannounce_delay = REANNOUNCE_FIRST;
+            return;
+        }
+        let seeds: Vec<SocketAddr> = self.seeds.iter().copied().collect();
+        for seed in seeds {
+            if let Err(e) = self
+                .foca
+                .announce(NodeIdentity::seed(seed), &mut self.runtime)
+            {
+                tracing::debug!(%seed, error = %e, "re-announce failed");
+            }
+        }
+        self.arm_reannounce();
+        self.reannounce_delay = (self.reannounce_delay * 2).min(REANNOUNCE_MAX);
+    }
+
+    fn arm_reannounce(&mut self) {
+        if !self.reannounce_armed && !self.seeds.is_empty() && !self.has_left {
+            self.reannounce_armed = true;
+            self.out.push_back(Output::Schedule {
+                after: self.reannounce_delay,
+                timer: CoreTimer::Reannounce,
+            });
+        }
+    }
+
+    /// Moves everything foca produced into our output queue, seals packets and turns
+    /// notifications into events. Broadcast news goes first so that a leave notice that
+    /// arrived in the same packet as the member's "down" is known before we report it.
+    fn drain(&mut self) {
+        while let Ok(item) = self.news.try_recv() {
+            self.on_broadcast(item);
+        }
+        while let Some(notification) = self.runtime.to_notify() {
+            self.on_notification(notification);
+        }
+        while let Some((to, data)) = self.runtime.to_send() {
+            let packet = self.keyring.seal(&data, &mut self.nonce_rng);
+            self.counters.packets_out += 1;
+            self.counters.bytes_out += packet.len() as u64;
+            self.out.push_back(Output::Send {
+                to: to.addr,
+                packet,
+            });
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.out.push_back(Output::Schedule {
+                after,
+                timer: CoreTimer::Swim(timer),
+            });
+        }
+    }
+
+    fn on_broadcast(&mut self, item: BroadcastItem) {
+        if item.topic != Topic::Leave {
+            self.out
+                .push_back(Output::Event(MemberEvent::Broadcast(item)));
+            return;
+        }
+        self.left_notices.insert(item.key.clone(), item.version);
+        // A notice that arrives after the member was already reported failed turns it to left.
+        let already_down = self
+            .foca
+            .iter_membership_state()
+            .find(|m| m.id().name == item.key && m.id().generation == item.version)
+            .filter(|m| m.state() == State::Down)
+            .map(|m| m.id().clone());
+        if let Some(id) = already_down {
+            self.status_since.insert(id.name.clone(), self.now_ms);
+            let info = self.known(&id);
+            self.out.push_back(Output::Event(MemberEvent::Left(info)));
+        }
+    }
+
+    fn on_notification(&mut self, notification: OwnedNotification<NodeIdentity>) {
+        let event = match notification {
+            OwnedNotification::MemberUp(id) => {
+                self.status_since.insert(id.name.clone(), self.now_ms);
+                self.resize();
+                MemberEvent::Up(self.known(&id))
+            }
+            OwnedNotification::MemberDown(id) => {
+                self.status_since.insert(id.name.clone(), self.now_ms);
+                let info = self.known(&id);
+                if info.status == MemberStatus::Left {
+                    MemberEvent::Left(info)
+                } else {
+                    MemberEvent::Failed(info)
+                }
+            }
+            OwnedNotification::Rename(from, to) => MemberEvent::Renamed { from, to },
+            OwnedNotification::Active => {
+                self.reannounce_delay = REANNOUNCE_FIRST;
+                MemberEvent::Active
+            }
+            OwnedNotification::Idle => {
+                self.arm_reannounce();
+                MemberEvent::Idle
+            }
+            OwnedNotification::Rejoin(id) => MemberEvent::Rejoined(id),
+            OwnedNotification::Defunct => {
+                // Our identity always renews, so foca never goes defunct; say so if it does.
+                tracing::warn!("membership core became defunct");
+                return;
+            }
+        };
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Re-derives foca's size-dependent settings (suspicion timeout, retransmissions) when the
+    /// cluster has grown past the size they were computed for.
+    fn resize(&mut self) {
+        let size = self.foca.num_members() + 1;
+        if size <= self.sized_for {
+            return;
+        }
+        let config = self.profile.foca_config(size);
+        if self.foca.set_config(config).is_ok() {
+            self.sized_for = size;
+        }
+    }
+}

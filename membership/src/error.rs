@@ -1,0 +1,86 @@
+//! Typed errors of the membership crate.
+
+use thiserror::Error;
+
+/// Why a packet could not be opened. The packet is dropped and counted; nothing is parsed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum OpenError {
+    /// Shorter than the envelope itself; dropped, state untouched.
+    #[error("packet of {0} bytes is shorter than the envelope")]
+    TooShort(usize),
+    /// The version byte is not one this build reads; dropped, state untouched.
+    #[error("unknown envelope version {0}")]
+    UnknownVersion(u8),
+    /// No key of the keyring has the id the packet names; dropped, state untouched.
+    #[error("sealed with a key this keyring does not hold")]
+    UnknownKey,
+    /// The key id matched but authentication failed; dropped, state untouched.
+    #[error("authentication failed (forged or corrupted packet)")]
+    Forged,
+}
+
+/// Why a key line could not be read.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyParseError {
+    /// The text is not base64; nothing was changed.
+    #[error("key is not valid base64")]
+    NotBase64,
+    /// The text decodes to the wrong number of bytes; nothing was changed.
+    #[error("key decodes to {0} bytes, expected 32")]
+    WrongLength(usize),
+}
+
+/// Why a keyring operation was refused. A refused operation leaves the keyring as it was.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum KeyringError {
+    /// The primary key seals every packet; it must be replaced (`use`) before removal.
+    #[error("refusing to remove the primary key; make another key primary first")]
+    RemovingPrimary,
+    /// The key is not in the keyring.
+    #[error("key is not installed")]
+    NotInstalled,
+    /// A persisted keyring held no key.
+    #[error("keyring holds no key")]
+    Empty,
+    /// A persisted keyring held an unreadable key.
+    #[error(transparent)]
+    BadKey(#[from] KeyParseError),
+}
+
+/// Why a packet that opened was still not accepted by the core.
+#[derive(Debug, Error)]
+pub enum PacketError {
+    /// The envelope did not open; the packet was dropped and counted, state untouched.
+    #[error("dropped: {0}")]
+    Unsealed(#[from] OpenError),
+    /// The envelope opened but the SWIM payload was rejected by foca; counted, state untouched.
+    #[error("rejected by SWIM: {0}")]
+    Rejected(String),
+}
+
+/// Why a broadcast could not be queued.
+#[derive(Debug, Error)]
+pub enum BroadcastError {
+    /// The encoded item is larger than fits in one datagram; nothing was queued.
+    #[error("broadcast of {0} bytes does not fit in one packet")]
+    TooBig(usize),
+    /// foca refused the item; nothing was queued.
+    #[error("broadcast refused: {0}")]
+    Refused(String),
+}
+
+/// Why the runtime stopped or a command could not be delivered.
+#[derive(Debug, Error)]
+pub enum RuntimeError {
+    /// Binding the UDP socket failed; no task was started.
+    #[error("cannot bind gossip socket {addr}: {source}")]
+    Bind {
+        /// The address we tried.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The owner task has stopped; the command was not run.
+    #[error("membership task has stopped")]
+    Stopped,
+}

@@ -1,0 +1,38 @@
+//! # rover-membership
+//!
+//! Who is in the cluster and who is alive: SWIM gossip through [foca], sealed on the wire.
+//!
+//! - [`core::MembershipCore`] is the sans-IO state machine: packets, timers and commands in;
+//!   sealed packets, timers and [`core::MemberEvent`]s out. Time and randomness are injected.
+//! - [`envelope`] and [`keyring`] are pure functions: seal and open datagrams with
+//!   XChaCha20-Poly1305 under a keyring of one primary key and decrypt-only extras.
+//! - [`broadcast`] carries versioned custom items (alerts, status samples, records) on foca's
+//!   messages.
+//! - [`runtime`] drives a core with tokio: one UDP socket, one timer queue, one owner task.
+//! - [`sim`] drives many cores in one process on a virtual clock with loss, delay and
+//!   partitions, for deterministic tests at scale.
+//!
+//! This crate knows nothing of storage, HTTP or notifications; the agent binary wires it up.
+
+pub mod broadcast;
+pub mod codec;
+pub mod core;
+pub mod envelope;
+pub mod error;
+pub mod identity;
+pub mod keyring;
+pub mod profile;
+pub mod runtime;
+pub mod sim;
+pub mod timer_queue;
+
+pub use crate::broadcast::{BroadcastItem, Topic};
+pub use crate::core::{
+    CoreSettings, CoreTimer, Counters, MemberEvent, MemberInfo, MemberStatus, MembershipCore,
+    Output,
+};
+pub use crate::envelope::ClusterKey;
+pub use crate::identity::NodeIdentity;
+pub use crate::keyring::Keyring;
+pub use crate::profile::Profile;
+pub use crate::runtime::{MembershipHandle, RuntimeStatus};

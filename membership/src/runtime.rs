@@ -1,0 +1,252 @@
+//! The tokio driver: one UDP socket, one ordered timer queue and one owner task that holds the
+//! [`MembershipCore`] and is fed by an [`Input`] enum. Nothing else touches the core.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::broadcast::BroadcastItem;
+use crate::core::{
+    CoreSettings, CoreTimer, Counters, MemberEvent, MemberInfo, MembershipCore, Output,
+};
+use crate::error::{BroadcastError, RuntimeError};
+use crate::identity::NodeIdentity;
+use crate::keyring::Keyring;
+use crate::timer_queue::TimerQueue;
+
+/// Largest datagram we read; anything a UDP socket can deliver fits, and the envelope check
+/// rejects oversized ones before parsing.
+const RECV_BUFFER: usize = 65_536;
+
+/// A request to the owner task.
+#[derive(Debug)]
+pub enum Input {
+    /// Announce to these seeds (and remember them).
+    Join(Vec<SocketAddr>),
+    /// Leave gracefully; answered once the goodbye datagrams are sent.
+    Leave(oneshot::Sender<()>),
+    /// The member list, us included.
+    Members(oneshot::Sender<Vec<MemberInfo>>),
+    /// Identity, counters and seeds in one answer.
+    Status(oneshot::Sender<RuntimeStatus>),
+    /// Disseminate a custom broadcast.
+    Broadcast(BroadcastItem, oneshot::Sender<Result<bool, BroadcastError>>),
+    /// Replace the keyring.
+    SetKeyring(Keyring),
+    /// Stop the task without leaving (the process is going away or tests end).
+    Stop,
+}
+
+/// What [`Input::Status`] answers.
+#[derive(Debug, Clone)]
+pub struct RuntimeStatus {
+    /// Our current identity.
+    pub identity: NodeIdentity,
+    /// Traffic and drop counters.
+    pub counters: Counters,
+    /// Seeds we re-announce to.
+    pub seeds: Vec<SocketAddr>,
+    /// The keyring in use.
+    pub keyring: Keyring,
+}
+
+/// A cheap, cloneable handle to the owner task.
+#[derive(Debug, Clone)]
+pub struct MembershipHandle {
+    inputs: mpsc::Sender<Input>,
+    local_addr: SocketAddr,
+}
+
+impl MembershipHandle {
+    /// The address the gossip socket is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    async fn send(&self, input: Input) -> Result<(), RuntimeError> {
+        self.inputs
+            .send(input)
+            .await
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Input,
+    ) -> Result<T, RuntimeError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        rx.await.map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Announce to seeds.
+    pub async fn join(&self, seeds: Vec<SocketAddr>) -> Result<(), RuntimeError> {
+        self.send(Input::Join(seeds)).await
+    }
+
+    /// Leave gracefully.
+    pub async fn leave(&self) -> Result<(), RuntimeError> {
+        self.ask(Input::Leave).await
+    }
+
+    /// Current member list.
+    pub async fn members(&self) -> Result<Vec<MemberInfo>, RuntimeError> {
+        self.ask(Input::Members).await
+    }
+
+    /// Identity, counters, seeds, keyring.
+    pub async fn status(&self) -> Result<RuntimeStatus, RuntimeError> {
+        self.ask(Input::Status).await
+    }
+
+    /// Disseminate a custom broadcast.
+    pub async fn broadcast(&self, item: BroadcastItem) -> Result<bool, RuntimeError> {
+        let result = self.ask(|tx| Input::Broadcast(item, tx)).await?;
+        Ok(result.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "broadcast not queued");
+            false
+        }))
+    }
+
+    /// Replace the keyring.
+    pub async fn set_keyring(&self, keyring: Keyring) -> Result<(), RuntimeError> {
+        self.send(Input::SetKeyring(keyring)).await
+    }
+
+    /// Stop the owner task without leaving.
+    pub async fn stop(&self) -> Result<(), RuntimeError> {
+        self.send(Input::Stop).await
+    }
+}
+
+/// Binds the gossip socket and starts the owner task. Events go to `events` in order.
+pub async fn spawn(
+    settings: CoreSettings,
+    bind: SocketAddr,
+    events: mpsc::UnboundedSender<MemberEvent>,
+) -> Result<(MembershipHandle, JoinHandle<()>), RuntimeError> {
+    let socket = UdpSocket::bind(bind)
+        .await
+        .map_err(|source| RuntimeError::Bind { addr: bind, source })?;
+    let local_addr = socket
+        .local_addr()
+        .map_err(|source| RuntimeError::Bind { addr: bind, source })?;
+    let (inputs, rx) = mpsc::channel(256);
+    let task = OwnerTask {
+        core: MembershipCore::new(settings),
+        socket,
+        timers: TimerQueue::default(),
+        origin: Instant::now(),
+        events,
+    };
+    let join = tokio::spawn(task.run(rx));
+    Ok((MembershipHandle { inputs, local_addr }, join))
+}
+
+/// Wall-clock milliseconds since the Unix epoch: the time the core stamps status changes with.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+struct OwnerTask {
+    core: MembershipCore,
+    socket: UdpSocket,
+    timers: TimerQueue<CoreTimer>,
+    origin: Instant,
+    events: mpsc::UnboundedSender<MemberEvent>,
+}
+
+impl OwnerTask {
+    async fn run(mut self, mut inputs: mpsc::Receiver<Input>) {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let next_deadline = self.timers.next_deadline().map(|d| self.origin + d);
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, from)) => {
+                        if let Err(e) = self.core.handle_packet(unix_ms(), &buf[..len]) {
+                            tracing::debug!(%from, len, error = %e, "datagram dropped");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "recv failed"),
+                },
+                _ = sleep_until(next_deadline) => self.fire_due_timers(),
+                input = inputs.recv() => match input {
+                    Some(Input::Stop) | None => break,
+                    Some(input) => self.handle_input(input).await,
+                },
+            }
+            self.flush().await;
+        }
+    }
+
+    fn fire_due_timers(&mut self) {
+        let now = self.origin.elapsed();
+        while let Some(timer) = self.timers.pop_due(now) {
+            self.core.handle_timer(unix_ms(), timer);
+        }
+    }
+
+    async fn handle_input(&mut self, input: Input) {
+        match input {
+            Input::Join(seeds) => self.core.handle_join(unix_ms(), &seeds),
+            Input::Leave(reply) => {
+                self.core.handle_leave(unix_ms());
+                self.flush().await;
+                let _ = reply.send(());
+            }
+            Input::Members(reply) => {
+                let _ = reply.send(self.core.members());
+            }
+            Input::Status(reply) => {
+                let _ = reply.send(RuntimeStatus {
+                    identity: self.core.identity().clone(),
+                    counters: self.core.counters(),
+                    seeds: self.core.seeds().copied().collect(),
+                    keyring: self.core.keyring().clone(),
+                });
+            }
+            Input::Broadcast(item, reply) => {
+                let _ = reply.send(self.core.handle_broadcast(&item));
+            }
+            Input::SetKeyring(keyring) => self.core.set_keyring(keyring),
+            Input::Stop => {}
+        }
+    }
+
+    async fn flush(&mut self) {
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::Send { to, packet } => {
+                    if let Err(e) = self.socket.send_to(&packet, to).await {
+                        tracing::debug!(%to, error = %e, "send failed");
+                    }
+                }
+                Output::Schedule { after, timer } => {
+                    let deadline = self.origin.elapsed() + after;
+                    self.timers.push(deadline, timer);
+                }
+                Output::Event(event) => {
+                    let _ = self.events.send(event);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long a graceful leave waits for the goodbye to go out before the process may exit.
+pub const LEAVE_GRACE: Duration = Duration::from_millis(200);
