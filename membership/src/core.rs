@@ -22,7 +22,7 @@ use crate::codec::WireCodec;
 use crate::error::{BroadcastError, PacketError};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
-use crate::profile::Profile;
+use crate::profile::Tunables;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -148,6 +148,8 @@ pub struct Counters {
     pub dropped_unsealed: u64,
     /// Datagrams that opened but foca rejected.
     pub dropped_rejected: u64,
+    /// Stray "you are down" messages foca wanted to send to a member that had refuted.
+    pub suppressed_turn_undead: u64,
 }
 
 /// Everything the core needs at construction.
@@ -155,8 +157,8 @@ pub struct Counters {
 pub struct CoreSettings {
     /// Our identity.
     pub identity: NodeIdentity,
-    /// SWIM timings.
-    pub profile: Profile,
+    /// SWIM timings and knobs.
+    pub tunables: Tunables,
     /// Keys to seal and open with.
     pub keyring: Keyring,
     /// Seed for every random choice the core makes (probe order, nonces).
@@ -170,13 +172,14 @@ pub struct MembershipCore {
     news: mpsc::Receiver<BroadcastItem>,
     keyring: Keyring,
     nonce_rng: StdRng,
-    profile: Profile,
+    tunables: Tunables,
     sized_for: usize,
     seeds: BTreeSet<SocketAddr>,
     left_notices: HashMap<String, u64>,
     status_since: HashMap<String, u64>,
     reannounce_armed: bool,
     reannounce_delay: Duration,
+    refuted_suspect: Option<NodeIdentity>,
     has_left: bool,
     now_ms: u64,
     out: VecDeque<Output>,
@@ -190,7 +193,7 @@ impl MembershipCore {
         let codec = WireCodec::new(settings.identity.name.clone());
         let foca = Foca::with_custom_broadcast(
             settings.identity,
-            settings.profile.foca_config(1),
+            settings.tunables.foca_config(1),
             StdRng::seed_from_u64(settings.rng_seed),
             codec,
             inbox,
@@ -201,13 +204,14 @@ impl MembershipCore {
             news,
             keyring: settings.keyring,
             nonce_rng: StdRng::seed_from_u64(settings.rng_seed ^ 0x5eed_5eed_5eed_5eed),
-            profile: settings.profile,
+            tunables: settings.tunables,
             sized_for: 1,
             seeds: BTreeSet::new(),
             left_notices: HashMap::new(),
             status_since: HashMap::new(),
             reannounce_armed: false,
             reannounce_delay: REANNOUNCE_FIRST,
+            refuted_suspect: None,
             has_left: false,
             now_ms: 0,
             out: VecDeque::new(),
@@ -280,9 +284,17 @@ impl MembershipCore {
         self.now_ms = now_ms;
         match timer {
             CoreTimer::Swim(timer) => {
+                let suspect = match &timer {
+                    foca::Timer::ChangeSuspectToDown { member_id, .. } => Some(member_id.clone()),
+                    _ => None,
+                };
                 if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                     tracing::debug!(error = %e, "foca timer failed");
                 }
+                // foca 2.0.0 sends TurnUndead from this timer even when the suspect refuted in
+                // time (its condition check fails but the message still goes out), which makes
+                // a healthy member believe it is down and rejoin. Drop that stray message.
+                self.refuted_suspect = suspect.filter(|id| self.is_active(id));
             }
             CoreTimer::Reannounce => self.reannounce(),
         }
@@ -330,7 +342,7 @@ impl MembershipCore {
     pub fn handle_broadcast(&mut self, item: &BroadcastItem) -> Result<bool, BroadcastError> {
         let bytes = item.encode();
         let limit = self
-            .profile
+            .tunables
             .foca_config(self.sized_for)
             .max_packet_size
             .get()
@@ -396,6 +408,10 @@ impl MembershipCore {
         }
     }
 
+    fn is_active(&self, id: &NodeIdentity) -> bool {
+        self.foca.iter_members().any(|m| m.id() == id)
+    }
+
     fn known(&self, id: &NodeIdentity) -> MemberInfo {
         let (incarnation, state) = self
             .foca
@@ -445,7 +461,12 @@ impl MembershipCore {
         while let Some(notification) = self.runtime.to_notify() {
             self.on_notification(notification);
         }
+        let refuted = self.refuted_suspect.take();
         while let Some((to, data)) = self.runtime.to_send() {
+            if refuted.as_ref().is_some_and(|id| *id == to) && is_turn_undead(&data) {
+                self.counters.suppressed_turn_undead += 1;
+                continue;
+            }
             let packet = self.keyring.seal(&data, &mut self.nonce_rng);
             self.counters.packets_out += 1;
             self.counters.bytes_out += packet.len() as u64;
@@ -525,9 +546,15 @@ impl MembershipCore {
         if size <= self.sized_for {
             return;
         }
-        let config = self.profile.foca_config(size);
+        let config = self.tunables.foca_config(size);
         if self.foca.set_config(config).is_ok() {
             self.sized_for = size;
         }
     }
+}
+
+/// Whether an encoded foca message is a `TurnUndead` ("the cluster thinks you are down").
+fn is_turn_undead(plaintext: &[u8]) -> bool {
+    postcard::take_from_bytes::<foca::Header<NodeIdentity>>(plaintext)
+        .is_ok_and(|(header, _)| header.message == foca::Message::TurnUndead)
 }

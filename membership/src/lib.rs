@@ -34,5 +34,5 @@ pub use crate::core::{
 pub use crate::envelope::ClusterKey;
 pub use crate::identity::NodeIdentity;
 pub use crate::keyring::Keyring;
-pub use crate::profile::Profile;
+pub use crate::profile::{Profile, Tunables};
 pub use crate::runtime::{MembershipHandle, RuntimeStatus};
