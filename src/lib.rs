@@ -1,1 +1,11 @@
-//! placeholder
+//! # rover-agent
+//!
+//! The agent binary's library: glue between the membership, storage and election crates, the
+//! local API and the command line. `main.rs` only calls [`cli::main`]; tests start
+//! [`daemon::Daemon::run`] in-process or run the built binary.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod data_dir;

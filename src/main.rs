@@ -1,1 +1,5 @@
-fn main() {}
+//! The `rover-agent` binary: parses the command line and runs it.
+
+fn main() -> std::process::ExitCode {
+    rover_agent::cli::main()
+}

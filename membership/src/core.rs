@@ -331,10 +331,10 @@ impl MembershipCore {
         if let Err(e) = self.foca.add_broadcast(&notice.encode()) {
             tracing::debug!(error = %e, "leave notice not queued");
         }
+        self.has_left = true;
         if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
             tracing::debug!(error = %e, "leave failed");
         }
-        self.has_left = true;
         self.drain();
     }
 
@@ -531,8 +531,11 @@ impl MembershipCore {
             }
             OwnedNotification::Rejoin(id) => MemberEvent::Rejoined(id),
             OwnedNotification::Defunct => {
-                // Our identity always renews, so foca never goes defunct; say so if it does.
-                tracing::warn!("membership core became defunct");
+                // Leaving makes foca defunct on purpose; otherwise our identity always renews,
+                // so say so if it happens.
+                if !self.has_left {
+                    tracing::warn!("membership core became defunct");
+                }
                 return;
             }
         };

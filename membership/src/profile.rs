@@ -4,7 +4,7 @@
 //! (tests, demos): the same shape, with shorter probe periods. The cluster size passed in
 //! scales the suspicion timeout and the number of retransmissions as in memberlist.
 
-use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -99,7 +99,8 @@ impl Tunables {
         config.num_indirect_probes =
             NonZeroUsize::new(self.indirect_probes.max(1)).unwrap_or(NonZeroUsize::MIN);
         if self.suspicion_scale.is_finite() && self.suspicion_scale > 0.0 {
-            config.suspect_to_down_after = config.suspect_to_down_after.mul_f64(self.suspicion_scale);
+            config.suspect_to_down_after =
+                config.suspect_to_down_after.mul_f64(self.suspicion_scale);
         }
         config
     }

@@ -135,6 +135,11 @@ pub async fn spawn(
     let local_addr = socket
         .local_addr()
         .map_err(|source| RuntimeError::Bind { addr: bind, source })?;
+    let mut settings = settings;
+    if settings.identity.addr.port() == 0 {
+        // Bound to port 0: advertise the port the OS picked.
+        settings.identity.addr.set_port(local_addr.port());
+    }
     let (inputs, rx) = mpsc::channel(256);
     let task = OwnerTask {
         core: MembershipCore::new(settings),

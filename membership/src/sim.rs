@@ -14,7 +14,9 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, RngExt, SeedableRng};
 
-use crate::core::{CoreSettings, CoreTimer, MemberEvent, MemberInfo, MemberStatus, MembershipCore, Output};
+use crate::core::{
+    CoreSettings, CoreTimer, MemberEvent, MemberInfo, MemberStatus, MembershipCore, Output,
+};
 use crate::envelope::ClusterKey;
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
@@ -68,8 +70,15 @@ pub struct Traffic {
 }
 
 enum SimEvent {
-    Deliver { to: NodeId, packet: Vec<u8> },
-    Timer { node: NodeId, life: u32, timer: CoreTimer },
+    Deliver {
+        to: NodeId,
+        packet: Vec<u8>,
+    },
+    Timer {
+        node: NodeId,
+        life: u32,
+        timer: CoreTimer,
+    },
 }
 
 struct SimNode {
@@ -278,7 +287,9 @@ impl SimNetwork {
     /// Whether every running node lists every running node as alive and no other node as
     /// alive or suspect.
     pub fn converged(&self) -> bool {
-        let running: Vec<NodeId> = (0..self.nodes.len()).filter(|i| self.is_running(*i)).collect();
+        let running: Vec<NodeId> = (0..self.nodes.len())
+            .filter(|i| self.is_running(*i))
+            .collect();
         running.iter().all(|observer| {
             let list = self.members_of(*observer);
             let alive = list
@@ -330,8 +341,19 @@ impl SimNetwork {
             names.sort_unstable();
             let before = names.len();
             names.dedup();
-            assert_eq!(before, names.len(), "{} lists a name twice (seed {})", node.name, self.seed);
-            assert!(names.iter().all(|n| !n.is_empty()), "{} lists a seed stand-in (seed {})", node.name, self.seed);
+            assert_eq!(
+                before,
+                names.len(),
+                "{} lists a name twice (seed {})",
+                node.name,
+                self.seed
+            );
+            assert!(
+                names.iter().all(|n| !n.is_empty()),
+                "{} lists a seed stand-in (seed {})",
+                node.name,
+                self.seed
+            );
             let me = core.identity();
             assert!(
                 me.generation >= node.last_generation,
@@ -341,7 +363,9 @@ impl SimNetwork {
             );
             let own = list.iter().find(|m| m.name == node.name);
             assert!(
-                own.is_some_and(|m| m.generation == me.generation && m.status == MemberStatus::Alive),
+                own.is_some_and(
+                    |m| m.generation == me.generation && m.status == MemberStatus::Alive
+                ),
                 "{} does not list itself as alive (seed {})",
                 node.name,
                 self.seed
@@ -390,7 +414,8 @@ impl SimNetwork {
             SimEvent::Deliver { to, .. } => *to,
             SimEvent::Timer { node, .. } => *node,
         };
-        let _span = tracing::debug_span!("sim", node = %self.nodes[target].name, t = ?self.now).entered();
+        let _span =
+            tracing::debug_span!("sim", node = %self.nodes[target].name, t = ?self.now).entered();
         let node = match event {
             SimEvent::Deliver { to, packet } => {
                 match self.nodes[to].core.as_mut() {
@@ -428,7 +453,14 @@ impl SimNetwork {
                 Output::Send { to, packet } => self.send(id, to, packet),
                 Output::Schedule { after, timer } => {
                     let life = self.nodes[id].life;
-                    self.queue.push(self.now + after, SimEvent::Timer { node: id, life, timer });
+                    self.queue.push(
+                        self.now + after,
+                        SimEvent::Timer {
+                            node: id,
+                            life,
+                            timer,
+                        },
+                    );
                 }
                 Output::Event(event) => {
                     if let MemberEvent::Rejoined(identity) = &event {
@@ -471,8 +503,10 @@ impl SimNetwork {
         } else {
             Duration::from_nanos(self.rng.random_range(0..link.jitter.as_nanos() as u64))
         };
-        self.queue
-            .push(self.now + link.delay + jitter, SimEvent::Deliver { to, packet });
+        self.queue.push(
+            self.now + link.delay + jitter,
+            SimEvent::Deliver { to, packet },
+        );
     }
 }
 

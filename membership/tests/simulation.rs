@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use rover_membership::sim::{LinkSpec, SimNetwork, seed_from_env};
+use rover_membership::sim::{seed_from_env, LinkSpec, SimNetwork};
 use rover_membership::{MemberEvent, MemberStatus, Profile};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -21,7 +21,11 @@ fn joined_cluster(size: usize) -> SimNetwork {
         sim.join(*id, nodes[0]);
     }
     let took = sim.run_until(Duration::from_secs(120), SECOND / 10, SimNetwork::converged);
-    assert!(took.is_some(), "{size} nodes did not converge (seed {})", sim.seed());
+    assert!(
+        took.is_some(),
+        "{size} nodes did not converge (seed {})",
+        sim.seed()
+    );
     sim
 }
 
@@ -35,7 +39,12 @@ fn fifty_nodes_joined_through_one_seed_converge() {
             .iter()
             .filter(|m| m.status == MemberStatus::Alive)
             .count();
-        assert_eq!(alive, 50, "n{observer} sees {alive} alive (seed {})", sim.seed());
+        assert_eq!(
+            alive,
+            50,
+            "n{observer} sees {alive} alive (seed {})",
+            sim.seed()
+        );
     }
 }
 
@@ -48,9 +57,17 @@ fn a_killed_node_is_declared_down_by_every_other_node() {
             .filter(|o| *o != 7)
             .all(|o| sim.status(o, 7) == Some(MemberStatus::Failed))
     });
-    assert!(took.is_some(), "n7 not failed everywhere (seed {})", sim.seed());
+    assert!(
+        took.is_some(),
+        "n7 not failed everywhere (seed {})",
+        sim.seed()
+    );
     eprintln!("kill to failed everywhere: {took:?} of virtual time");
-    assert!(sim.converged(), "survivors disagree afterwards (seed {})", sim.seed());
+    assert!(
+        sim.converged(),
+        "survivors disagree afterwards (seed {})",
+        sim.seed()
+    );
 }
 
 #[test]
@@ -60,19 +77,33 @@ fn a_partition_heals_back_to_one_cluster() {
     let right: Vec<usize> = (6..12).collect();
     sim.partition(&[&left, &right]);
     let split = sim.run_until(Duration::from_secs(60), SECOND / 2, |sim| {
-        left.iter()
-            .all(|o| right.iter().all(|s| sim.status(*o, *s) == Some(MemberStatus::Failed)))
+        left.iter().all(|o| {
+            right
+                .iter()
+                .all(|s| sim.status(*o, *s) == Some(MemberStatus::Failed))
+        })
     });
-    assert!(split.is_some(), "the sides never saw each other fail (seed {})", sim.seed());
+    assert!(
+        split.is_some(),
+        "the sides never saw each other fail (seed {})",
+        sim.seed()
+    );
     sim.heal();
     let healed = sim.run_until(Duration::from_secs(600), SECOND, SimNetwork::converged);
-    assert!(healed.is_some(), "the partition did not heal (seed {})", sim.seed());
+    assert!(
+        healed.is_some(),
+        "the partition did not heal (seed {})",
+        sim.seed()
+    );
     eprintln!("split seen after {split:?}, healed after {healed:?} of virtual time");
 }
 
 /// Fixed seeds keep this long run deterministic in CI; `ROVER_SIM_SEED` replays another one.
 fn loss_seeds() -> Vec<u64> {
-    match std::env::var("ROVER_SIM_SEED").ok().and_then(|s| s.parse().ok()) {
+    match std::env::var("ROVER_SIM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
         Some(seed) => vec![seed],
         None => vec![1, 2, 3],
     }
@@ -92,7 +123,11 @@ fn no_false_down_under_loss(mut sim: SimNetwork) {
         sim.join(*id, nodes[0]);
     }
     let joined = sim.run_until(Duration::from_secs(120), SECOND / 10, SimNetwork::converged);
-    assert!(joined.is_some(), "30 nodes did not converge (seed {})", sim.seed());
+    assert!(
+        joined.is_some(),
+        "30 nodes did not converge (seed {})",
+        sim.seed()
+    );
     sim.set_link(LinkSpec {
         loss: 0.10,
         ..LinkSpec::default()
@@ -111,7 +146,12 @@ fn no_false_down_under_loss(mut sim: SimNetwork) {
         "30 nodes, 10% loss, 30 min virtual: {false_downs} false downs, {rejoins} rejoins, {:?}",
         sim.traffic()
     );
-    assert_eq!(false_downs, 0, "false downs under 10% loss (seed {})", sim.seed());
+    assert_eq!(
+        false_downs,
+        0,
+        "false downs under 10% loss (seed {})",
+        sim.seed()
+    );
 }
 
 #[test]
@@ -123,27 +163,48 @@ fn a_node_that_leaves_is_listed_left_not_failed() {
             .filter(|o| *o != 3)
             .all(|o| sim.status(o, 3) == Some(MemberStatus::Left))
     });
-    assert!(took.is_some(), "n3 not listed left everywhere (seed {})", sim.seed());
+    assert!(
+        took.is_some(),
+        "n3 not listed left everywhere (seed {})",
+        sim.seed()
+    );
     let failed_reports = sim
         .observed()
         .iter()
         .filter(|e| matches!(&e.event, MemberEvent::Failed(m) if m.name == "n3"))
         .count();
-    assert_eq!(failed_reports, 0, "a leave was reported as a failure (seed {})", sim.seed());
+    assert_eq!(
+        failed_reports,
+        0,
+        "a leave was reported as a failure (seed {})",
+        sim.seed()
+    );
 }
 
 #[test]
 fn a_restarted_node_comes_back_alive_with_a_newer_generation() {
     let mut sim = joined_cluster(6);
-    let before = sim.members_of(0).into_iter().find(|m| m.name == "n4").unwrap();
+    let before = sim
+        .members_of(0)
+        .into_iter()
+        .find(|m| m.name == "n4")
+        .unwrap();
     sim.kill(4);
     sim.run_for(Duration::from_secs(10));
     assert_eq!(sim.status(0, 4), Some(MemberStatus::Failed));
     sim.restart(4);
     sim.join(4, 0);
     let took = sim.run_until(Duration::from_secs(30), SECOND / 10, SimNetwork::converged);
-    assert!(took.is_some(), "restarted n4 not back (seed {})", sim.seed());
-    let after = sim.members_of(0).into_iter().find(|m| m.name == "n4").unwrap();
+    assert!(
+        took.is_some(),
+        "restarted n4 not back (seed {})",
+        sim.seed()
+    );
+    let after = sim
+        .members_of(0)
+        .into_iter()
+        .find(|m| m.name == "n4")
+        .unwrap();
     assert!(after.generation > before.generation);
 }
 
@@ -155,7 +216,11 @@ fn a_node_silenced_longer_than_suspicion_refutes_and_is_alive_again() {
     let failed = sim.run_until(Duration::from_secs(30), SECOND / 10, |sim| {
         sim.status(0, 2) == Some(MemberStatus::Failed)
     });
-    assert!(failed.is_some(), "silenced n2 never declared failed (seed {})", sim.seed());
+    assert!(
+        failed.is_some(),
+        "silenced n2 never declared failed (seed {})",
+        sim.seed()
+    );
     sim.heal();
     let back = sim.run_until(Duration::from_secs(180), SECOND, SimNetwork::converged);
     assert!(back.is_some(), "n2 never came back (seed {})", sim.seed());

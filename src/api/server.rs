@@ -1,0 +1,264 @@
+//! The axum server on the local API address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rover_membership::{MemberStatus, MembershipHandle};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ErrorBody, InfoResponse, JoinRequest, JoinResponse, KeyInfo, StatusCounts};
+use crate::config::parse_seed;
+
+/// Requests the API makes of the daemon itself.
+#[derive(Debug)]
+pub enum Control {
+    /// Leave the cluster and exit; answered once the goodbye is sent.
+    Leave(oneshot::Sender<()>),
+}
+
+/// What every handler can reach.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The membership owner task.
+    pub membership: MembershipHandle,
+    /// Token that changes must present.
+    pub token: Arc<str>,
+    /// Team.
+    pub team: String,
+    /// Data dir, shown by `info`.
+    pub data_dir: String,
+    /// When the agent started.
+    pub started: Instant,
+    /// Requests to the daemon.
+    pub control: mpsc::Sender<Control>,
+}
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/v1/members", get(members))
+        .route("/v1/info", get(info))
+        .route("/v1/join", post(join))
+        .route("/v1/leave", post(leave))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Binds the API address; fails clearly if it is taken.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot bind the API on {addr}: {e} (pick another with --api)")
+    })
+}
+
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
+    }
+}
+
+type ApiResult<T> = Result<Json<T>, ApiError>;
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    let expected = state.token.as_bytes();
+    let same = presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: changes need the token file from the agent's data dir \
+             (--data-dir or ROVER_TOKEN_FILE)"
+                .into(),
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MembersQuery {
+    status: Option<String>,
+}
+
+async fn members(
+    State(state): State<ApiState>,
+    Query(query): Query<MembersQuery>,
+) -> ApiResult<Vec<rover_membership::MemberInfo>> {
+    let wanted = match query.status.as_deref() {
+        None | Some("") => None,
+        Some("alive") => Some(MemberStatus::Alive),
+        Some("suspect") => Some(MemberStatus::Suspect),
+        Some("failed") => Some(MemberStatus::Failed),
+        Some("left") => Some(MemberStatus::Left),
+        Some(other) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("unknown status {other:?} (expected alive, suspect, failed or left)"),
+            ));
+        }
+    };
+    let mut list = state.membership.members().await.map_err(unavailable)?;
+    if let Some(wanted) = wanted {
+        list.retain(|m| m.status == wanted);
+    }
+    Ok(Json(list))
+}
+
+async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
+    let status = state.membership.status().await.map_err(unavailable)?;
+    let members = state.membership.members().await.map_err(unavailable)?;
+    Ok(Json(InfoResponse {
+        node: status.identity.name.clone(),
+        team: state.team.clone(),
+        cluster: status.keyring.primary().fingerprint(),
+        addr: status.identity.addr.to_string(),
+        generation: status.identity.generation,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        leader: None,
+        leader_stable: false,
+        members: StatusCounts::of(&members),
+        keys: status
+            .keyring
+            .keys()
+            .enumerate()
+            .map(|(i, k)| KeyInfo {
+                fingerprint: k.fingerprint(),
+                primary: i == 0,
+            })
+            .collect(),
+        counters: status.counters,
+        uptime_secs: state.started.elapsed().as_secs(),
+        data_dir: state.data_dir.clone(),
+    }))
+}
+
+async fn join(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<JoinRequest>, JsonRejection>,
+) -> ApiResult<JoinResponse> {
+    authorize(&state, &headers)?;
+    let Json(request) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if request.seeds.is_empty() {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "no seed given".into()));
+    }
+    let mut seeds = Vec::new();
+    for seed in &request.seeds {
+        let seed = seed.clone();
+        let resolved =
+            tokio::task::spawn_blocking(move || parse_seed(&seed).map_err(|e| (seed, e)))
+                .await
+                .map_err(unavailable)?;
+        match resolved {
+            Ok(addr) => seeds.push(addr),
+            Err((seed, e)) => {
+                return Err(ApiError(
+                    StatusCode::BAD_REQUEST,
+                    format!("seed {seed:?}: {e}"),
+                ));
+            }
+        }
+    }
+    state
+        .membership
+        .join(seeds.clone())
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(JoinResponse {
+        announced: seeds.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+async fn leave(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<serde_json::Value> {
+    authorize(&state, &headers)?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .control
+        .send(Control::Leave(tx))
+        .await
+        .map_err(unavailable)?;
+    rx.await.map_err(unavailable)?;
+    Ok(Json(serde_json::json!({ "left": true })))
+}
+
+async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
+    let status = state.membership.status().await.map_err(unavailable)?;
+    let members = state.membership.members().await.map_err(unavailable)?;
+    let counts = StatusCounts::of(&members);
+    let c = status.counters;
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, kind: &str, value: u64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    metric(
+        "rover_gossip_packets_in_total",
+        "Datagrams received.",
+        "counter",
+        c.packets_in,
+    );
+    metric(
+        "rover_gossip_bytes_in_total",
+        "Bytes received.",
+        "counter",
+        c.bytes_in,
+    );
+    metric(
+        "rover_gossip_packets_out_total",
+        "Datagrams sent.",
+        "counter",
+        c.packets_out,
+    );
+    metric(
+        "rover_gossip_bytes_out_total",
+        "Bytes sent.",
+        "counter",
+        c.bytes_out,
+    );
+    metric(
+        "rover_gossip_dropped_unsealed_total",
+        "Datagrams that failed to open.",
+        "counter",
+        c.dropped_unsealed,
+    );
+    metric(
+        "rover_gossip_dropped_rejected_total",
+        "Opened datagrams SWIM rejected.",
+        "counter",
+        c.dropped_rejected,
+    );
+    out.push_str("# HELP rover_members Members by status.\n# TYPE rover_members gauge\n");
+    for (status, n) in [
+        ("alive", counts.alive),
+        ("suspect", counts.suspect),
+        ("failed", counts.failed),
+        ("left", counts.left),
+    ] {
+        out.push_str(&format!("rover_members{{status=\"{status}\"}} {n}\n"));
+    }
+    Ok(out)
+}

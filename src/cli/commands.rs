@@ -1,0 +1,234 @@
+//! What each subcommand does.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context, Result};
+use rover_membership::runtime::unix_ms;
+use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
+
+use super::table::{ago, render};
+use super::{AgentArgs, Cli, Command, Format, StatusFilter};
+use crate::api::client::ApiClient;
+use crate::api::{InfoResponse, JoinRequest, JoinResponse};
+use crate::config::{self, Layer};
+use crate::daemon::{signals, Daemon};
+use crate::data_dir::TOKEN_FILE;
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Agent(ref args) => run_agent(&cli, args),
+        Command::Keygen => {
+            let key = ClusterKey::generate(&mut rand::rng());
+            match cli.format {
+                Format::Text => println!("{}", key.to_base64()),
+                Format::Json => println!("{}", serde_json::json!({ "key": key.to_base64() })),
+            }
+            Ok(())
+        }
+        _ => client_runtime()?.block_on(run_client(&cli)),
+    }
+}
+
+fn client_runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
+    init_logging();
+    let file = match &args.config {
+        Some(path) => Some((Layer::from_file(path)?, path.clone())),
+        None => None,
+    };
+    let env = Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
+    let flags = Layer {
+        node_name: args.node.clone(),
+        team: args.team.clone(),
+        data_dir: cli.data_dir.as_ref().map(|p| p.display().to_string()),
+        bind: args.bind.clone(),
+        advertise: args.advertise.clone(),
+        join: (!args.join.is_empty()).then(|| args.join.clone()),
+        key_file: args.key_file.as_ref().map(|p| p.display().to_string()),
+        profile: args.profile.clone(),
+        api: cli.api.clone(),
+    };
+    let config = config::resolve(
+        file,
+        env,
+        flags,
+        config::default_data_dir(),
+        config::hostname(),
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(Daemon::run(config, signals::first_signal()))
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROVER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn api_addr(cli: &Cli) -> Result<SocketAddr> {
+    let text = cli
+        .api
+        .clone()
+        .or_else(|| std::env::var("ROVER_API").ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| config::DEFAULT_API.to_owned());
+    config::parse_seed(&text).map_err(|e| anyhow!("--api {text:?}: {e}"))
+}
+
+/// The token for changes: `ROVER_TOKEN_FILE`, else the token file of the data dir.
+fn token(cli: &Cli) -> Option<String> {
+    let path = std::env::var_os("ROVER_TOKEN_FILE")
+        .map(PathBuf::from)
+        .or_else(|| cli.data_dir.as_ref().map(|d| d.join(TOKEN_FILE)))
+        .or_else(|| std::env::var_os("ROVER_DATA_DIR").map(|d| PathBuf::from(d).join(TOKEN_FILE)))
+        .unwrap_or_else(|| config::default_data_dir().join(TOKEN_FILE));
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|t| t.trim().to_owned())
+}
+
+async fn run_client(cli: &Cli) -> Result<()> {
+    let client = ApiClient::new(api_addr(cli)?, token(cli))?;
+    match &cli.command {
+        Command::Join { seeds } => {
+            let answer: JoinResponse = client
+                .post(
+                    "/v1/join",
+                    &JoinRequest {
+                        seeds: seeds.clone(),
+                    },
+                )
+                .await?;
+            println!("joined: {} answered", answer.announced.join(", "));
+        }
+        Command::Members { status } => {
+            let path = match status {
+                Some(s) => format!("/v1/members?status={}", status_name(*s)),
+                None => "/v1/members".into(),
+            };
+            let members: Vec<MemberInfo> = client.get(&path).await?;
+            print_members(cli.format, &members)?;
+        }
+        Command::Leave => {
+            let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
+            println!("left the cluster; the agent is shutting down");
+        }
+        Command::Info => {
+            let info: InfoResponse = client.get("/v1/info").await?;
+            print_info(cli.format, &info)?;
+        }
+        Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),
+    }
+    Ok(())
+}
+
+fn status_name(status: StatusFilter) -> &'static str {
+    match status {
+        StatusFilter::Alive => MemberStatus::Alive.as_str(),
+        StatusFilter::Suspect => MemberStatus::Suspect.as_str(),
+        StatusFilter::Failed => MemberStatus::Failed.as_str(),
+        StatusFilter::Left => MemberStatus::Left.as_str(),
+    }
+}
+
+fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(members)?);
+        return Ok(());
+    }
+    let now = unix_ms();
+    let rows: Vec<Vec<String>> = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.addr.to_string(),
+                m.status.as_str().to_owned(),
+                m.team.clone(),
+                m.generation.to_string(),
+                ago(m.since_ms, now),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        render(
+            &["NAME", "ADDRESS", "STATUS", "TEAM", "GENERATION", "SINCE"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
+fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(info).context("encoding info")?
+        );
+        return Ok(());
+    }
+    let keys: Vec<String> = info
+        .keys
+        .iter()
+        .map(|k| {
+            if k.primary {
+                format!("{} (primary)", k.fingerprint)
+            } else {
+                k.fingerprint.clone()
+            }
+        })
+        .collect();
+    let c = &info.counters;
+    let rows = vec![
+        vec!["node".into(), info.node.clone()],
+        vec!["team".into(), info.team.clone()],
+        vec!["cluster".into(), info.cluster.clone()],
+        vec!["address".into(), info.addr.clone()],
+        vec!["generation".into(), info.generation.to_string()],
+        vec!["version".into(), info.version.clone()],
+        vec![
+            "leader".into(),
+            info.leader
+                .clone()
+                .unwrap_or_else(|| "none (no election yet)".into()),
+        ],
+        vec!["leader stable".into(), info.leader_stable.to_string()],
+        vec![
+            "members".into(),
+            format!(
+                "{} alive, {} suspect, {} failed, {} left",
+                info.members.alive, info.members.suspect, info.members.failed, info.members.left
+            ),
+        ],
+        vec!["keys".into(), keys.join(", ")],
+        vec![
+            "packets".into(),
+            format!(
+                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected",
+                c.packets_in,
+                c.bytes_in,
+                c.packets_out,
+                c.bytes_out,
+                c.dropped_unsealed,
+                c.dropped_rejected
+            ),
+        ],
+        vec!["uptime".into(), format!("{}s", info.uptime_secs)],
+        vec!["data dir".into(), info.data_dir.clone()],
+    ];
+    print!("{}", render(&["FIELD", "VALUE"], &rows));
+    Ok(())
+}

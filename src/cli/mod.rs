@@ -1,0 +1,117 @@
+//! The command line (clap): `agent` runs the daemon; every other command talks to a running
+//! agent through its local API. Exit codes: 0 success, 1 a failure the command reports,
+//! 2 bad usage (clap).
+
+mod commands;
+mod table;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// rover-agent: every machine watches the others; one message per incident.
+#[derive(Debug, Parser)]
+#[command(name = "rover-agent", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Local API of the agent to talk to (or to serve, for `agent`) [env: ROVER_API]
+    #[arg(long, global = true, value_name = "ADDR")]
+    pub api: Option<String>,
+    /// Output format of read commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Data dir of the agent (its token authorizes changes) [env: ROVER_DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Text,
+    /// JSON.
+    Json,
+}
+
+/// Member statuses accepted by `members --status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFilter {
+    /// Answering probes.
+    Alive,
+    /// Missed a probe.
+    Suspect,
+    /// Declared down.
+    Failed,
+    /// Left on purpose.
+    Left,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent in the foreground.
+    Agent(AgentArgs),
+    /// Ask the running agent to join a cluster through one or more seeds (host:port).
+    Join {
+        /// Seeds, as host:port (port 7900 if omitted).
+        #[arg(required = true, value_name = "SEED")]
+        seeds: Vec<String>,
+    },
+    /// List the members of the cluster.
+    Members {
+        /// Only members with this status.
+        #[arg(long, value_enum)]
+        status: Option<StatusFilter>,
+    },
+    /// Leave the cluster gracefully; the agent then exits.
+    Leave,
+    /// Node, team, cluster, leader, member counts, key fingerprints and counters.
+    Info,
+    /// Print a new cluster key (one base64 line).
+    Keygen,
+}
+
+/// Flags of `agent`; each overrides the config file and the environment.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// TOML config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Node name (default: hostname).
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
+    /// Team name (default: default).
+    #[arg(long, value_name = "NAME")]
+    pub team: Option<String>,
+    /// Gossip bind address (default 0.0.0.0:7900).
+    #[arg(long, value_name = "IP:PORT")]
+    pub bind: Option<String>,
+    /// Address other agents reach this one at.
+    #[arg(long, value_name = "IP:PORT")]
+    pub advertise: Option<String>,
+    /// File holding the cluster key (one base64 line from `keygen`).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Seed to join at start (repeatable).
+    #[arg(long, value_name = "SEED")]
+    pub join: Vec<String>,
+    /// Gossip timings: lan, wan or local.
+    #[arg(long, value_name = "PROFILE")]
+    pub profile: Option<String>,
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The data dir: the keyring, the API token and the database, each kept private (0700 dir,
+//! 0600 files).
+//!
+//! Keyring rules: once `keyring` exists it is the truth (so a restart after a rotation keeps
+//! the rotated keys). A key given with `--key-file` that is not yet in it is installed and made
+//! primary (the operator changed the key). With no key anywhere, a new one is generated.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use rand::Rng;
+use rover_membership::{ClusterKey, Keyring};
+
+/// File names inside the data dir.
+pub const KEYRING_FILE: &str = "keyring";
+/// The API token the CLI presents for changes.
+pub const TOKEN_FILE: &str = "token";
+/// The sled database directory.
+pub const DB_DIR: &str = "db";
+
+/// Paths inside one data dir.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+/// What [`DataDir::load_keyring`] did, so the daemon can tell the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringOrigin {
+    /// Read from the persisted keyring.
+    Persisted,
+    /// The key file's key was new: installed and made primary.
+    FromKeyFile,
+    /// No key anywhere: a new one was generated.
+    Generated,
+}
+
+impl DataDir {
+    /// Creates the directory (mode 0700) if needed.
+    pub fn open(root: &Path) -> Result<Self> {
+        fs::create_dir_all(root)
+            .with_context(|| format!("cannot create data dir {}", root.display()))?;
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Path of the keyring file.
+    pub fn keyring_path(&self) -> PathBuf {
+        self.root.join(KEYRING_FILE)
+    }
+
+    /// Path of the token file.
+    pub fn token_path(&self) -> PathBuf {
+        self.root.join(TOKEN_FILE)
+    }
+
+    /// Path of the database.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join(DB_DIR)
+    }
+
+    /// Loads the keyring per the module rules, persisting any change.
+    pub fn load_keyring(&self, key_file: Option<&Path>) -> Result<(Keyring, KeyringOrigin)> {
+        let given = key_file.map(read_key_file).transpose()?;
+        let path = self.keyring_path();
+        let persisted = match fs::read_to_string(&path) {
+            Ok(text) => Some(
+                Keyring::from_lines(&text)
+                    .with_context(|| format!("keyring {} is unreadable", path.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let (ring, origin) = match (persisted, given) {
+            (Some(ring), Some(key)) if ring.keys().any(|k| *k == key) => {
+                (ring, KeyringOrigin::Persisted)
+            }
+            (Some(mut ring), Some(key)) => {
+                ring.install(key.clone());
+                ring.use_key(&key)?;
+                (ring, KeyringOrigin::FromKeyFile)
+            }
+            (Some(ring), None) => (ring, KeyringOrigin::Persisted),
+            (None, Some(key)) => (Keyring::new(key), KeyringOrigin::FromKeyFile),
+            (None, None) => (
+                Keyring::new(ClusterKey::generate(&mut rand::rng())),
+                KeyringOrigin::Generated,
+            ),
+        };
+        if origin != KeyringOrigin::Persisted {
+            self.save_keyring(&ring)?;
+        }
+        Ok((ring, origin))
+    }
+
+    /// Writes the keyring (mode 0600) atomically.
+    pub fn save_keyring(&self, ring: &Keyring) -> Result<()> {
+        write_private(&self.keyring_path(), ring.to_lines().as_bytes())
+    }
+
+    /// The API token, created (mode 0600) on first use.
+    pub fn load_or_create_token(&self) -> Result<String> {
+        let path = self.token_path();
+        if let Ok(text) = fs::read_to_string(&path) {
+            let token = text.trim().to_owned();
+            if token.len() >= 32 {
+                return Ok(token);
+            }
+        }
+        let mut bytes = [0u8; 32];
+        rand::rng().fill_bytes(&mut bytes);
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&path, format!("{token}\n").as_bytes())?;
+        Ok(token)
+    }
+}
+
+/// Reads a key file: one base64 line (comments with `#` allowed).
+pub fn read_key_file(path: &Path) -> Result<ClusterKey> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read key file {}", path.display()))?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    let Some(line) = line else {
+        bail!(
+            "key file {} holds no key (expected one base64 line from `rover-agent keygen`)",
+            path.display()
+        );
+    };
+    ClusterKey::from_base64(line).with_context(|| {
+        format!(
+            "key file {} does not hold a key from `rover-agent keygen`",
+            path.display()
+        )
+    })
+}
+
+/// Writes `bytes` to `path` with mode 0600, through a temporary file and a rename.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key_file(dir: &Path, key: &ClusterKey) -> PathBuf {
+        let path = dir.join("key");
+        fs::write(&path, key.to_base64() + "\n").unwrap();
+        path
+    }
+
+    #[test]
+    fn with_no_key_one_is_generated_and_kept_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let (ring, origin) = dir.load_keyring(None).unwrap();
+        assert_eq!(origin, KeyringOrigin::Generated);
+        let mode = fs::metadata(dir.keyring_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let (again, origin) = dir.load_keyring(None).unwrap();
+        assert_eq!(origin, KeyringOrigin::Persisted);
+        assert_eq!(again, ring);
+    }
+
+    #[test]
+    fn a_rotated_keyring_survives_a_restart_with_the_old_key_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let old = ClusterKey::from_bytes([1; 32]);
+        let new = ClusterKey::from_bytes([2; 32]);
+        let file = key_file(tmp.path(), &old);
+        let (mut ring, _) = dir.load_keyring(Some(&file)).unwrap();
+        ring.install(new.clone());
+        ring.use_key(&new).unwrap();
+        dir.save_keyring(&ring).unwrap();
+        let (after, origin) = dir.load_keyring(Some(&file)).unwrap();
+        assert_eq!(origin, KeyringOrigin::Persisted);
+        assert_eq!(after.primary(), &new);
+    }
+
+    #[test]
+    fn a_changed_key_file_becomes_primary_and_keeps_the_old_key_for_decrypting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let old = ClusterKey::from_bytes([1; 32]);
+        dir.load_keyring(Some(&key_file(tmp.path(), &old))).unwrap();
+        let new = ClusterKey::from_bytes([3; 32]);
+        let (ring, origin) = dir.load_keyring(Some(&key_file(tmp.path(), &new))).unwrap();
+        assert_eq!(origin, KeyringOrigin::FromKeyFile);
+        assert_eq!(ring.primary(), &new);
+        assert!(ring.keys().any(|k| *k == old));
+    }
+
+    #[test]
+    fn a_bad_key_file_is_a_clear_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("key");
+        fs::write(&path, "hello\n").unwrap();
+        let err = format!("{:#}", read_key_file(&path).unwrap_err());
+        assert!(err.contains("keygen"), "{err}");
+    }
+
+    #[test]
+    fn the_token_is_stable_and_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let token = dir.load_or_create_token().unwrap();
+        assert_eq!(dir.load_or_create_token().unwrap(), token);
+        let mode = fs::metadata(dir.token_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -1,0 +1,190 @@
+//! The behaviour every [`MemberStore`] and [`MetaStore`] implementation must share.
+//!
+//! Plain functions that take a store, exercise it, and panic with a message naming the broken
+//! rule. This crate's tests run them against the sled and the in-memory implementations;
+//! another crate with its own implementation can run them too. Each suite expects an empty
+//! store and leaves data behind.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use crate::error::StorageError;
+use crate::members::{MemberStore, StoredMember};
+use crate::meta::MetaStore;
+
+/// A member fixture: name `name`, generation `generation`, status `"alive"`, and an address
+/// and update time derived from the generation.
+pub fn member(name: &str, generation: u64) -> StoredMember {
+    StoredMember {
+        name: name.to_owned(),
+        team: "ops".to_owned(),
+        addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 7900),
+        generation,
+        status: "alive".to_owned(),
+        updated_ms: 1_700_000_000_000 + generation,
+    }
+}
+
+/// Runs every member-store rule against `store`, which must start empty.
+///
+/// # Panics
+///
+/// On the first broken rule, with a message naming it.
+pub fn member_store(store: &impl MemberStore) {
+    let start = ok(store.all(), "listing an empty store");
+    assert!(
+        start.is_empty(),
+        "the member suite needs an empty store, found {start:?}"
+    );
+
+    // An absent name reads as None.
+    assert_eq!(
+        ok(store.get("nobody"), "getting an absent member"),
+        None,
+        "an absent member must read as None"
+    );
+
+    // Put then get returns the same member.
+    let alpha = member("alpha", 1);
+    ok(store.put(&alpha), "putting a member");
+    assert_eq!(
+        ok(store.get("alpha"), "getting a member"),
+        Some(alpha.clone()),
+        "get must return what put stored"
+    );
+
+    // Put again replaces.
+    let alpha2 = StoredMember {
+        status: "suspect".to_owned(),
+        ..member("alpha", 2)
+    };
+    ok(store.put(&alpha2), "overwriting a member");
+    assert_eq!(
+        ok(store.get("alpha"), "getting an overwritten member"),
+        Some(alpha2.clone()),
+        "a second put must replace the first"
+    );
+
+    // All is sorted by name, whatever the insertion order; names compare as UTF-8 bytes.
+    for name in ["émile", "charlie", "bravo"] {
+        ok(store.put(&member(name, 1)), "putting a member");
+    }
+    let names: Vec<String> = ok(store.all(), "listing members")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["alpha", "bravo", "charlie", "émile"],
+        "all must return every member once, sorted by name"
+    );
+    let listed_alpha = ok(store.all(), "listing members")
+        .into_iter()
+        .find(|m| m.name == "alpha");
+    assert_eq!(
+        listed_alpha,
+        Some(alpha2),
+        "all must return the latest version of a member"
+    );
+
+    // Remove deletes one member; removing an absent one is fine.
+    ok(store.remove("bravo"), "removing a member");
+    assert_eq!(
+        ok(store.get("bravo"), "getting a removed member"),
+        None,
+        "a removed member must read as None"
+    );
+    ok(store.remove("bravo"), "removing an absent member");
+    let names: Vec<String> = ok(store.all(), "listing members")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["alpha", "charlie", "émile"],
+        "all must not return a removed member"
+    );
+}
+
+/// Runs every meta-store rule against `store`, which must start empty.
+///
+/// # Panics
+///
+/// On the first broken rule, with a message naming it.
+pub fn meta_store(store: &impl MetaStore) {
+    // Absent keys read as None, for both kinds.
+    assert_eq!(
+        ok(store.get_u64("generation"), "getting an absent u64"),
+        None,
+        "an absent u64 must read as None"
+    );
+    assert_eq!(
+        ok(store.get_bytes("node_key"), "getting absent bytes"),
+        None,
+        "absent bytes must read as None"
+    );
+
+    // u64 values round-trip, including the extremes, and a second put replaces the first.
+    for value in [0, 7, u64::MAX] {
+        ok(store.put_u64("generation", value), "putting a u64");
+        assert_eq!(
+            ok(store.get_u64("generation"), "getting a u64"),
+            Some(value),
+            "get_u64 must return what put_u64 stored"
+        );
+    }
+
+    // Bytes round-trip; empty bytes are a value, not an absence.
+    ok(store.put_bytes("node_key", b"\x00\xffkey"), "putting bytes");
+    assert_eq!(
+        ok(store.get_bytes("node_key"), "getting bytes"),
+        Some(b"\x00\xffkey".to_vec()),
+        "get_bytes must return what put_bytes stored"
+    );
+    ok(store.put_bytes("empty", b""), "putting empty bytes");
+    assert_eq!(
+        ok(store.get_bytes("empty"), "getting empty bytes"),
+        Some(Vec::new()),
+        "empty bytes must read as Some(empty)"
+    );
+
+    // Keys are independent.
+    assert_eq!(
+        ok(store.get_u64("generation"), "getting a u64"),
+        Some(u64::MAX),
+        "putting one key must not change another"
+    );
+
+    // Reading a value as the other kind is refused and leaves the value alone.
+    match store.get_bytes("generation") {
+        Err(StorageError::WrongKind { .. }) => {}
+        other => panic!("reading a u64 as bytes must be WrongKind, got {other:?}"),
+    }
+    match store.get_u64("node_key") {
+        Err(StorageError::WrongKind { .. }) => {}
+        other => panic!("reading bytes as a u64 must be WrongKind, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get_u64("generation"), "getting a u64"),
+        Some(u64::MAX),
+        "a refused read must not change the value"
+    );
+
+    // A put of the other kind replaces the value.
+    ok(
+        store.put_bytes("generation", b"now bytes"),
+        "replacing a u64 with bytes",
+    );
+    assert_eq!(
+        ok(store.get_bytes("generation"), "getting replaced bytes"),
+        Some(b"now bytes".to_vec()),
+        "put_bytes must replace a u64"
+    );
+}
+
+/// The value of `result`, or a panic naming what the suite was doing.
+fn ok<T>(result: Result<T, StorageError>, doing: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => panic!("{doing} failed: {err}"),
+    }
+}

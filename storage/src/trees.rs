@@ -1,0 +1,52 @@
+//! The names of the sled trees, one per keyspace, in one place.
+//!
+//! A tree name is part of the on-disk format: renaming a constant orphans the data stored
+//! under the old name. To add a keyspace, add its constant here, open it in
+//! [`crate::Storage::open`] and give `Storage` an accessor that wraps it in a typed store.
+
+/// Known cluster members, keyed by member name; values are [`crate::StoredMember`] records.
+pub const MEMBERS: &str = "members";
+
+/// Small named values of this node (for example its last identity generation), keyed by name.
+pub const META: &str = "meta";
+
+/// Reserved: alerts raised or received, keyed by alert id. Not used yet.
+pub const ALERTS: &str = "alerts";
+
+/// Reserved: status samples over time, keyed by [`crate::keys::time_key`]. Not used yet.
+pub const HISTORY: &str = "history";
+
+/// Reserved: replicated records of the cluster state machine. Not used yet.
+pub const RECORDS: &str = "records";
+
+/// Reserved: entries of the Raft log, keyed by big-endian index. Not used yet.
+pub const RAFT_LOG: &str = "raft_log";
+
+/// Reserved: Raft metadata such as the last snapshot's index and term. Not used yet.
+pub const RAFT_META: &str = "raft_meta";
+
+/// Reserved: Raft hard state (current term, vote). Not used yet.
+pub const RAFT_STATE: &str = "raft_state";
+
+/// Every tree name, used and reserved; no two may be equal.
+pub const ALL: &[&str] = &[
+    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_two_trees_share_a_name() {
+        let mut names = ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+
+    #[test]
+    fn no_tree_uses_sleds_default_tree_name() {
+        assert!(ALL.iter().all(|name| *name != "__sled__default"));
+    }
+}
