@@ -109,7 +109,14 @@ impl Daemon {
         tokio::pin!(shutdown);
         let leave_reply = loop {
             tokio::select! {
-                Some(event) = events.recv() => record_event(&storage, &event),
+                Some(event) = events.recv() => {
+                    record_event(&storage, &event);
+                    // Membership changes are rare: make each durable at once, so a kill -9
+                    // right after joining still leaves the peers to rejoin through.
+                    if let Err(e) = storage.flush_async().await {
+                        tracing::error!(error = %e, "cannot flush storage");
+                    }
+                }
                 Some(Control::Leave(reply)) = control.recv() => break Some(reply),
                 _ = &mut shutdown => break None,
             }

@@ -1,0 +1,324 @@
+//! A harness for multi-process tests: starts real `rover-agent` processes on 127.0.0.1 with
+//! their own data dirs, talks to them through the real CLI, and kills only what it started.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rover_membership::MemberInfo;
+use serde_json::Value;
+
+/// The built binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_rover-agent")
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns the time taken.
+pub fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() >= timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One running agent process.
+pub struct Agent {
+    pub name: String,
+    pub data_dir: PathBuf,
+    pub gossip: SocketAddr,
+    pub api: SocketAddr,
+    child: Option<Child>,
+    key_file: PathBuf,
+    log: PathBuf,
+}
+
+impl Agent {
+    /// PID of the running process.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
+    }
+
+    /// Runs a CLI command against this agent and returns its output.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(binary())
+            .args(args)
+            .arg("--api")
+            .arg(self.api.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("ROVER_TOKEN_FILE")
+            .output()
+            .unwrap()
+    }
+
+    /// The member list this agent reports (`members --format json`), or empty if unreachable.
+    pub fn members(&self) -> Vec<MemberInfo> {
+        let out = self.cli(&["members", "--format", "json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The status this agent gives `name`, as text.
+    pub fn status_of(&self, name: &str) -> Option<String> {
+        self.members()
+            .into_iter()
+            .find(|m| m.name == name)
+            .map(|m| m.status.as_str().to_owned())
+    }
+
+    /// `info --format json`.
+    pub fn info(&self) -> Option<Value> {
+        let out = self.cli(&["info", "--format", "json"]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).ok())
+            .flatten()
+    }
+
+    /// Sends a signal to this agent's process (by its PID) with `kill -SIG`.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{sig} {} failed", self.pid());
+    }
+
+    /// kill -9 and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Waits for the process to exit by itself; true if it did within `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let exited = wait_for(timeout, || {
+            self.child
+                .as_mut()
+                .is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        });
+        if exited.is_some() {
+            self.child = None;
+        }
+        exited.is_some()
+    }
+
+    /// Starts the process again with the same data dir and addresses and no `--join`.
+    pub fn restart(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(self.data_dir.join("api-addr"));
+        let child = spawn_agent(
+            &self.name,
+            &self.data_dir,
+            &self.key_file,
+            self.gossip,
+            self.api,
+            &[],
+            &self.log,
+        );
+        self.child = Some(child);
+        wait_ready(&self.data_dir).expect("restarted agent did not come up");
+    }
+
+    /// The agent's log so far (stderr).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn spawn_agent(
+    name: &str,
+    data_dir: &Path,
+    key_file: &Path,
+    bind: SocketAddr,
+    api: SocketAddr,
+    join: &[SocketAddr],
+    log: &Path,
+) -> Child {
+    let mut cmd = Command::new(binary());
+    cmd.arg("agent")
+        .args(["--node", name])
+        .arg("--bind")
+        .arg(bind.to_string())
+        .arg("--api")
+        .arg(api.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--key-file")
+        .arg(key_file)
+        .env("ROVER_LOG", "info,rover_membership=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap(),
+        );
+    for seed in join {
+        cmd.arg("--join").arg(seed.to_string());
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Waits for the agent to write its API address; returns it.
+fn wait_ready(data_dir: &Path) -> Option<SocketAddr> {
+    let mut addr = None;
+    wait_for(Duration::from_secs(20), || {
+        addr = std::fs::read_to_string(data_dir.join("api-addr"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        addr.is_some()
+    })?;
+    addr
+}
+
+/// A set of agents sharing one key, each in its own data dir under one temp dir.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub key_file: PathBuf,
+    pub agents: Vec<Agent>,
+}
+
+impl Cluster {
+    /// An empty cluster with a fresh key.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("cluster.key");
+        write_new_key(&key_file);
+        Self {
+            dir,
+            key_file,
+            agents: Vec::new(),
+        }
+    }
+
+    /// Starts `n` agents; all but the first join through the first. Waits until each is up.
+    pub fn start(n: usize) -> Self {
+        let mut cluster = Self::new();
+        for _ in 0..n {
+            cluster.add_agent();
+        }
+        cluster
+    }
+
+    /// Starts one more agent (joining the first, if any) with this cluster's key.
+    pub fn add_agent(&mut self) -> usize {
+        let key = self.key_file.clone();
+        self.add_agent_with_key(&key)
+    }
+
+    /// Starts one more agent with the given key file, joining the first agent.
+    pub fn add_agent_with_key(&mut self, key_file: &Path) -> usize {
+        self.add_agent_opts(key_file, true)
+    }
+
+    /// Starts one more agent with this cluster's key and no `--join`.
+    pub fn add_lone_agent(&mut self) -> usize {
+        let key = self.key_file.clone();
+        self.add_agent_opts(&key, false)
+    }
+
+    fn add_agent_opts(&mut self, key_file: &Path, join_first: bool) -> usize {
+        let index = self.agents.len();
+        let name = format!("n{}", index + 1);
+        let data_dir = self.dir.path().join(&name);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = self.dir.path().join(format!("{name}.log"));
+        let join: Vec<SocketAddr> = self
+            .agents
+            .first()
+            .filter(|_| join_first)
+            .map(|a| a.gossip)
+            .into_iter()
+            .collect();
+        let gossip = free_udp_port();
+        let api = free_tcp_port();
+        let child = spawn_agent(&name, &data_dir, key_file, gossip, api, &join, &log);
+        let api = wait_ready(&data_dir).unwrap_or_else(|| {
+            panic!(
+                "{name} did not start: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        });
+        self.agents.push(Agent {
+            name,
+            data_dir,
+            gossip,
+            api,
+            child: Some(child),
+            key_file: key_file.to_owned(),
+            log,
+        });
+        index
+    }
+
+    /// Whether every agent in `observers` lists exactly `expected` alive members.
+    pub fn all_list_alive(&self, observers: &[usize], expected: usize) -> bool {
+        observers.iter().all(|i| {
+            self.agents[*i]
+                .members()
+                .iter()
+                .filter(|m| m.status.as_str() == "alive")
+                .count()
+                == expected
+        })
+    }
+
+    /// Waits until every agent lists every agent alive; panics with the logs otherwise.
+    pub fn wait_converged(&self, timeout: Duration) -> Duration {
+        let all: Vec<usize> = (0..self.agents.len()).collect();
+        wait_for(timeout, || self.all_list_alive(&all, all.len())).unwrap_or_else(|| {
+            panic!(
+                "cluster did not converge; members of n1: {:?}\nlog of n1:\n{}",
+                self.agents[0].members(),
+                self.agents[0].log()
+            )
+        })
+    }
+
+    /// Indexes of every agent but `except`.
+    pub fn others(&self, except: usize) -> Vec<usize> {
+        (0..self.agents.len()).filter(|i| *i != except).collect()
+    }
+}
+
+/// Writes a fresh key made by `rover-agent keygen`.
+pub fn write_new_key(path: &Path) {
+    let out = Command::new(binary()).arg("keygen").output().unwrap();
+    assert!(out.status.success());
+    std::fs::write(path, &out.stdout).unwrap();
+}
+
+/// A UDP port on 127.0.0.1 that was free a moment ago.
+pub fn free_udp_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_tcp_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
