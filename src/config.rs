@@ -342,7 +342,16 @@ pub fn resolve(
         value: DEFAULT_API.into(),
         source: Source::Default,
     });
+    let api_source = api.source.clone();
     let api = parse_socket("api.bind", api)?;
+    if !api.ip().is_loopback() {
+        return Err(ConfigError::Invalid {
+            key: "api.bind",
+            value: api.to_string(),
+            origin: api_source,
+            problem: "the local API must bind to a loopback address (127.0.0.0/8 or [::1])".into(),
+        });
+    }
 
     Ok(Config {
         node_name,
@@ -598,6 +607,19 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
         assert_eq!(parse_seed("localhost:8000").unwrap().port(), 8000);
         assert!(parse_seed("").is_err());
         assert!(parse_seed("no such host .invalid").is_err());
+    }
+
+    #[test]
+    fn the_api_refuses_a_non_loopback_address() {
+        let flags = Layer {
+            api: Some("0.0.0.0:7901".into()),
+            ..Layer::default()
+        };
+        let err = resolve_with(None, &[], flags).unwrap_err().to_string();
+        assert!(
+            err.contains("api.bind") && err.contains("loopback"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -123,6 +123,13 @@ mod tests {
     }
 
     #[test]
+    fn retransmissions_follow_memberlist_with_its_ceiling() {
+        assert_eq!(Profile::Lan.foca_config(5).max_transmissions.get(), 4);
+        assert_eq!(Profile::Lan.foca_config(30).max_transmissions.get(), 8);
+        assert_eq!(Profile::Lan.foca_config(1000).max_transmissions.get(), 16);
+    }
+
+    #[test]
     fn profiles_parse_from_their_names() {
         assert_eq!("wan".parse::<Profile>().unwrap(), Profile::Wan);
         assert!("fast".parse::<Profile>().unwrap_err().contains("fast"));

@@ -147,6 +147,7 @@ pub async fn spawn(
         timers: TimerQueue::default(),
         origin: Instant::now(),
         events,
+        warned: std::collections::HashMap::new(),
     };
     let join = tokio::spawn(task.run(rx));
     Ok((MembershipHandle { inputs, local_addr }, join))
@@ -166,6 +167,7 @@ struct OwnerTask {
     timers: TimerQueue<CoreTimer>,
     origin: Instant,
     events: mpsc::UnboundedSender<MemberEvent>,
+    warned: std::collections::HashMap<SocketAddr, Instant>,
 }
 
 impl OwnerTask {
@@ -177,7 +179,7 @@ impl OwnerTask {
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, from)) => {
                         if let Err(e) = self.core.handle_packet(unix_ms(), &buf[..len]) {
-                            tracing::debug!(%from, len, error = %e, "datagram dropped");
+                            self.report_drop(from, len, &e);
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "recv failed"),
@@ -189,6 +191,32 @@ impl OwnerTask {
                 },
             }
             self.flush().await;
+        }
+    }
+
+    /// Logs a dropped datagram: at debug level always, and as a warning at most once a minute
+    /// per source when it was sealed under a key we do not hold (a wrong cluster key is the
+    /// usual reason a new agent stays alone).
+    fn report_drop(&mut self, from: SocketAddr, len: usize, error: &crate::error::PacketError) {
+        tracing::debug!(%from, len, %error, "datagram dropped");
+        let wrong_key = matches!(
+            error,
+            crate::error::PacketError::Unsealed(crate::error::OpenError::UnknownKey)
+        );
+        if !wrong_key {
+            return;
+        }
+        let now = Instant::now();
+        if self.warned.len() > 1024 {
+            self.warned.clear();
+        }
+        let due = self
+            .warned
+            .get(&from)
+            .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
+        if due {
+            self.warned.insert(from, now);
+            tracing::warn!(%from, "dropping datagrams sealed with a key we do not hold: is that agent using another cluster key?");
         }
     }
 

@@ -188,6 +188,16 @@ impl SimNetwork {
         self.flush(id);
     }
 
+    /// Node `id` queues a custom broadcast for dissemination.
+    pub fn broadcast(&mut self, id: NodeId, item: &crate::broadcast::BroadcastItem) {
+        if let Some(core) = self.nodes[id].core.as_mut() {
+            if let Err(e) = core.handle_broadcast(item) {
+                panic!("broadcast refused: {e} (seed {})", self.seed);
+            }
+        }
+        self.flush(id);
+    }
+
     /// Stops node `id` at once, like kill -9: no goodbye; its pending timers die with it.
     pub fn kill(&mut self, id: NodeId) {
         self.nodes[id].core = None;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use rover_membership::sim::{seed_from_env, LinkSpec, SimNetwork};
-use rover_membership::{MemberEvent, MemberStatus, Profile};
+use rover_membership::{BroadcastItem, MemberEvent, MemberStatus, Profile, Topic};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -240,4 +240,66 @@ fn the_same_seed_replays_the_same_run() {
         (sim.traffic(), sim.observed().len())
     };
     assert_eq!(run(42), run(42));
+}
+
+#[test]
+fn a_custom_broadcast_reaches_every_node_once() {
+    let mut sim = joined_cluster(20);
+    let item = BroadcastItem {
+        topic: Topic::Alert,
+        key: "default/n3/disk".into(),
+        version: 7,
+        payload: b"disk 91%".to_vec(),
+    };
+    sim.broadcast(3, &item);
+    let received = |sim: &SimNetwork| {
+        sim.observed()
+            .iter()
+            .filter(|e| matches!(&e.event, MemberEvent::Broadcast(b) if *b == item))
+            .count()
+    };
+    let took = sim.run_until(Duration::from_secs(30), SECOND / 10, |sim| {
+        received(sim) >= 19
+    });
+    assert!(
+        took.is_some(),
+        "only {} of 19 got it (seed {})",
+        received(&sim),
+        sim.seed()
+    );
+    sim.run_for(Duration::from_secs(10));
+    assert_eq!(
+        received(&sim),
+        19,
+        "a node saw the same item twice (seed {})",
+        sim.seed()
+    );
+    eprintln!("broadcast reached 19 nodes in {took:?}");
+}
+
+#[test]
+fn a_node_left_alone_re_announces_to_its_seed_until_it_is_back() {
+    let mut sim = network();
+    let nodes = sim.add_nodes(2);
+    sim.join(nodes[1], nodes[0]);
+    assert!(sim
+        .run_until(Duration::from_secs(10), SECOND / 10, SimNetwork::converged)
+        .is_some());
+    sim.kill(nodes[0]);
+    let idle = sim.run_until(Duration::from_secs(30), SECOND / 10, |sim| {
+        sim.status(nodes[1], nodes[0]) == Some(MemberStatus::Failed)
+    });
+    assert!(
+        idle.is_some(),
+        "n1 never noticed n0 gone (seed {})",
+        sim.seed()
+    );
+    // n0 comes back knowing nobody; only n1's re-announcing can bring them together.
+    sim.restart(nodes[0]);
+    let back = sim.run_until(Duration::from_secs(120), SECOND, SimNetwork::converged);
+    assert!(
+        back.is_some(),
+        "n1 never re-announced to n0 (seed {})",
+        sim.seed()
+    );
 }

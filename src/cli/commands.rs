@@ -75,14 +75,25 @@ fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {
+    let from_data_dir = || {
+        let dir = cli
+            .data_dir
+            .clone()
+            .or_else(|| std::env::var_os("ROVER_DATA_DIR").map(PathBuf::from))?;
+        std::fs::read_to_string(dir.join(crate::daemon::API_ADDR_FILE))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
     let text = cli
         .api
         .clone()
         .or_else(|| std::env::var("ROVER_API").ok().filter(|v| !v.is_empty()))
+        .or_else(from_data_dir)
         .unwrap_or_else(|| config::DEFAULT_API.to_owned());
     config::parse_seed(&text).map_err(|e| anyhow!("--api {text:?}: {e}"))
 }

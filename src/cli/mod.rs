@@ -99,8 +99,8 @@ pub struct AgentArgs {
     /// Seed to join at start (repeatable).
     #[arg(long, value_name = "SEED")]
     pub join: Vec<String>,
-    /// Gossip timings: lan, wan or local.
-    #[arg(long, value_name = "PROFILE")]
+    /// Gossip timings.
+    #[arg(long, value_name = "PROFILE", value_parser = ["lan", "wan", "local"])]
     pub profile: Option<String>,
 }
 

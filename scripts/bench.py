@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""rover-agent benchmarks on loopback, printed as JSON lines.
+
+Scenarios (this version measures rover-agent alone; the Serf side comes with the benchmark
+issue):
+  failure  kill -9 of one agent of N, seconds until every survivor lists it failed
+  idle     RSS (KiB) and CPU seconds per agent over an idle window
+
+Every process started is recorded by PID and stopped by that PID; every wait is bounded.
+"""
+import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port(kind):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Agents:
+    def __init__(self, binary, n, profile=None):
+        self.binary, self.dir = binary, tempfile.mkdtemp(prefix="rover-bench-")
+        self.key = os.path.join(self.dir, "key")
+        with open(self.key, "w") as f:
+            f.write(subprocess.check_output([binary, "keygen"], text=True))
+        self.procs, self.apis, self.names = [], [], []
+        seed = None
+        for i in range(n):
+            name, gossip, api = f"b{i}", free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+            cmd = [binary, "agent", "--node", name, "--bind", f"127.0.0.1:{gossip}",
+                   "--api", f"127.0.0.1:{api}", "--data-dir", os.path.join(self.dir, name),
+                   "--key-file", self.key]
+            if profile:
+                cmd += ["--profile", profile]
+            if seed:
+                cmd += ["--join", seed]
+            log = open(os.path.join(self.dir, name + ".log"), "w")
+            self.procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log))
+            self.apis.append(f"127.0.0.1:{api}")
+            self.names.append(name)
+            seed = seed or f"127.0.0.1:{gossip}"
+
+    def members(self, i):
+        out = subprocess.run([self.binary, "members", "--format", "json", "--api", self.apis[i]],
+                             capture_output=True, text=True)
+        return json.loads(out.stdout) if out.returncode == 0 else []
+
+    def statuses(self, i):
+        return {m["name"]: m["status"] for m in self.members(i)}
+
+    def wait(self, condition, timeout):
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if condition():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        return None
+
+    def converged(self, live):
+        return all(sum(1 for s in self.statuses(i).values() if s == "alive") == len(live) for i in live)
+
+    def stop(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def emit(scenario, n, value, unit, **extra):
+    line = {"scenario": scenario, "n": n, "tool": "rover-agent", "value": round(value, 4), "unit": unit,
+            "cores": os.cpu_count()}
+    line.update(extra)
+    print(json.dumps(line), flush=True)
+
+
+def failure(binary, n, runs):
+    times = []
+    for run in range(runs):
+        agents = Agents(binary, n)
+        try:
+            live = list(range(n))
+            if agents.wait(lambda: agents.converged(live), 60) is None:
+                raise SystemExit("agents did not converge")
+            victim = n // 2
+            name = agents.names[victim]
+            agents.procs[victim].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            agents.procs[victim].wait()
+            survivors = [i for i in live if i != victim]
+            took = agents.wait(lambda: all(agents.statuses(i).get(name) == "failed" for i in survivors), 60)
+            if took is None:
+                raise SystemExit("survivors never listed the victim failed")
+            took = time.monotonic() - killed
+            times.append(took)
+            emit("failure_detection_run", n, took, "s", run=run)
+        finally:
+            agents.stop()
+    emit("failure_detection", n, statistics.median(times), "s", min=round(min(times), 3),
+         max=round(max(times), 3), runs=runs)
+
+
+def proc_stats(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    rss = 0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                rss = int(line.split()[1])
+    return cpu, rss
+
+
+def idle(binary, n, seconds):
+    agents = Agents(binary, n)
+    try:
+        live = list(range(n))
+        if agents.wait(lambda: agents.converged(live), 60) is None:
+            raise SystemExit("agents did not converge")
+        before = [proc_stats(p.pid) for p in agents.procs]
+        info0 = [json.loads(subprocess.check_output([binary, "info", "--format", "json", "--api", a]))["counters"] for a in agents.apis]
+        time.sleep(seconds)  # the measurement window itself, not a wait for a condition
+        after = [proc_stats(p.pid) for p in agents.procs]
+        info1 = [json.loads(subprocess.check_output([binary, "info", "--format", "json", "--api", a]))["counters"] for a in agents.apis]
+        cpu = [a[0] - b[0] for a, b in zip(after, before)]
+        rss = [a[1] for a in after]
+        out_pps = [(i1["packets_out"] - i0["packets_out"]) / seconds for i0, i1 in zip(info0, info1)]
+        out_bps = [(i1["bytes_out"] - i0["bytes_out"]) / seconds for i0, i1 in zip(info0, info1)]
+        emit("idle_rss", n, statistics.median(rss), "KiB", min=min(rss), max=max(rss))
+        emit("idle_cpu", n, statistics.median(cpu), f"cpu-s/{seconds}s", min=min(cpu), max=max(cpu))
+        emit("idle_packets_out", n, statistics.median(out_pps), "datagrams/s")
+        emit("idle_bytes_out", n, statistics.median(out_bps), "B/s")
+    finally:
+        agents.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/rover-agent"))
+    parser.add_argument("--quick", action="store_true", help="fewer runs, shorter idle window")
+    parser.add_argument("--scenario", choices=["failure", "idle", "all"], default="all")
+    args = parser.parse_args()
+    runs, window = (3, 15) if args.quick else (5, 60)
+    if args.scenario in ("failure", "all"):
+        failure(args.binary, 5, runs)
+    if args.scenario in ("idle", "all"):
+        idle(args.binary, 5, window)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs every test of rover-agent: the one command for a fresh Debian 12 machine and for CI.
+#
+#   scripts/test.sh                 # install what the tests need, check formatting, build, test
+#   scripts/test.sh -E 'test(sim)'  # extra arguments go to the test runner (nextest or cargo test)
+#
+# Steps: (1) install the missing system packages listed below (apt-get, quietly, only if
+# something is missing), (2) `cargo fmt --check`, (3) build every target, (4) run the tests with
+# cargo-nextest if it is installed, else `cargo test`. Exits non-zero if any step fails.
+set -euo pipefail
+
+# ---------------------------------------------------------------------------------------------
+# System packages the tests need (Debian names). Later work appends here.
+# Each entry is "package" or "package:command"; with a command, finding it in PATH counts as
+# installed, otherwise dpkg is asked.
+TEST_PACKAGES=(
+    "iproute2:ip" # `ip netns`, for the network-namespace tests
+    "procps:ps"   # `ps`, to find and check agent processes
+)
+# ---------------------------------------------------------------------------------------------
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+started=$(date +%s)
+report_time() {
+    local rc=$? elapsed=$(($(date +%s) - started))
+    if [[ $rc -eq 0 ]]; then
+        printf '==> all tests passed in %dm%02ds\n' $((elapsed / 60)) $((elapsed % 60))
+    else
+        printf '==> FAILED (exit %d) after %dm%02ds\n' "$rc" $((elapsed / 60)) $((elapsed % 60)) >&2
+    fi
+}
+trap report_time EXIT
+
+step() { printf '==> %s\n' "$*"; }
+
+# cargo may be installed by rustup but not yet in PATH (fresh shell, CI runner).
+if ! command -v cargo >/dev/null 2>&1 && [[ -f "$HOME/.cargo/env" ]]; then
+    # shellcheck source=/dev/null
+    . "$HOME/.cargo/env"
+fi
+command -v cargo >/dev/null 2>&1 || {
+    echo "cargo not found: install Rust with rustup (https://rustup.rs)" >&2
+    exit 1
+}
+
+package_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+install_packages() {
+    local entry pkg cmd missing=()
+    for entry in "${TEST_PACKAGES[@]}"; do
+        pkg=${entry%%:*}
+        cmd=${entry#*:}
+        [[ $entry == *:* ]] || cmd=
+        if [[ -n $cmd ]] && command -v "$cmd" >/dev/null 2>&1; then
+            continue
+        fi
+        package_installed "$pkg" || missing+=("$pkg")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+
+    step "installing system packages: ${missing[*]}"
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo -n)
+        else
+            echo "missing packages ${missing[*]}, and not root (no sudo) to install them" >&2
+            return 1
+        fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing packages ${missing[*]}, and no apt-get: install them by hand" >&2
+        return 1
+    fi
+    local log
+    log=$(mktemp)
+    if ! "${sudo[@]}" apt-get -qq update >"$log" 2>&1 ||
+        ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get -qq install -y --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        echo "apt-get failed to install: ${missing[*]}" >&2
+        return 1
+    fi
+    rm -f "$log"
+}
+
+install_packages
+
+step "cargo fmt --check"
+if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt >/dev/null 2>&1 || true
+fi
+cargo fmt --all -- --check
+
+step "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets
+
+if cargo nextest --version >/dev/null 2>&1; then
+    step "cargo nextest run --workspace --no-fail-fast $*"
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    step "cargo test --workspace --no-fail-fast $* (cargo-nextest not installed)"
+    cargo test --workspace --no-fail-fast "$@"
+fi
