@@ -4,6 +4,8 @@
 //! local API and the command line. `main.rs` only calls [`cli::main`]; tests start
 //! [`daemon::Daemon::run`] in-process or run the built binary.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -1,5 +1,7 @@
 //! The command line's contract: exit codes, plain errors, token checks, config errors.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;

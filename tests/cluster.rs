@@ -1,6 +1,8 @@
 //! Multi-process tests of the built `rover-agent` binary on 127.0.0.1: joining, failure,
 //! suspicion and refutation, leave, restart, wrong key, and garbage datagrams.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::UdpSocket;

@@ -14,6 +14,8 @@
 //!
 //! This crate knows nothing of storage, HTTP or notifications; the agent binary wires it up.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod broadcast;
 pub mod codec;
 pub mod core;

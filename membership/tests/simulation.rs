@@ -1,6 +1,8 @@
 //! Seeded simulations of many membership cores: joining, failure, partitions, loss.
 //! Each test prints its seed; rerun with `ROVER_SIM_SEED=<seed>` to replay it exactly.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use rover_membership::sim::{seed_from_env, LinkSpec, SimNetwork};

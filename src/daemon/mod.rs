@@ -31,7 +31,7 @@ impl Daemon {
     /// Runs until `shutdown` resolves or a `leave` request arrives; both leave gracefully.
     pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
         let data_dir = DataDir::open(&config.data_dir)?;
-        let storage = Storage::open(&data_dir.db_path())?;
+        let storage = Storage::open(data_dir.db_path())?;
         let (keyring, origin) = data_dir.load_keyring(config.key_file.as_deref())?;
         match origin {
             KeyringOrigin::Generated => tracing::warn!(
