@@ -5,6 +5,7 @@ Scenarios (this version measures rover-agent alone; the Serf side comes with the
 issue):
   failure  kill -9 of one agent of N, seconds until every survivor lists it failed
   idle     RSS (KiB) and CPU seconds per agent over an idle window
+  alert    `alert raise` on one agent of N until every agent lists it (10 runs)
 
 Every process started is recorded by PID and stopped by that PID; every wait is bounded.
 """
@@ -104,6 +105,39 @@ def failure(binary, n, runs):
          max=round(max(times), 3), runs=runs)
 
 
+def alert_propagation(binary, n, runs):
+    """`alert raise` on one agent until every agent lists it, `runs` times in one cluster."""
+    agents = Agents(binary, n)
+    try:
+        live = list(range(n))
+        if agents.wait(lambda: agents.converged(live), 60) is None:
+            raise SystemExit("agents did not converge")
+        token_dir = os.path.join(agents.dir, agents.names[0])
+        times = []
+        for run in range(runs):
+            name = f"bench{run}"
+            start = time.monotonic()
+            subprocess.run([binary, "alert", "raise", name, "--summary", "bench", "--api", agents.apis[0],
+                            "--data-dir", token_dir], check=True, capture_output=True)
+
+            def everywhere():
+                for api in agents.apis:
+                    out = subprocess.run([binary, "alerts", "--format", "json", "--api", api],
+                                         capture_output=True, text=True)
+                    if out.returncode != 0 or not any(a["name"] == name for a in json.loads(out.stdout)):
+                        return False
+                return True
+            if agents.wait(everywhere, 30) is None:
+                raise SystemExit(f"alert {name} did not reach every agent")
+            took = time.monotonic() - start
+            times.append(took)
+            emit("alert_propagation_run", n, took, "s", run=run)
+        emit("alert_propagation", n, statistics.median(times), "s", min=round(min(times), 3),
+             max=round(max(times), 3), runs=runs)
+    finally:
+        agents.stop()
+
+
 def proc_stats(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -144,13 +178,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/rover-agent"))
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter idle window")
-    parser.add_argument("--scenario", choices=["failure", "idle", "all"], default="all")
+    parser.add_argument("--scenario", choices=["failure", "idle", "alert", "all"], default="all")
     args = parser.parse_args()
     runs, window = (3, 15) if args.quick else (5, 60)
     if args.scenario in ("failure", "all"):
         failure(args.binary, 5, runs)
     if args.scenario in ("idle", "all"):
         idle(args.binary, 5, window)
+    if args.scenario in ("alert", "all"):
+        alert_propagation(args.binary, 5, 5 if args.quick else 10)
 
 
 if __name__ == "__main__":

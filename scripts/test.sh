@@ -16,6 +16,7 @@ set -euo pipefail
 TEST_PACKAGES=(
     "iproute2:ip" # `ip netns`, for the network-namespace tests
     "procps:ps"   # `ps`, to find and check agent processes
+    "monitoring-plugins-basic:/usr/lib/nagios/plugins/check_tcp" # real Nagios plugins for the checks tests
 )
 # ---------------------------------------------------------------------------------------------
 

@@ -6,8 +6,12 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alerts;
 pub mod api;
+pub mod checks;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod data_dir;
+pub mod peer;
+pub mod status;

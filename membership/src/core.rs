@@ -150,6 +150,8 @@ pub struct Counters {
     pub dropped_rejected: u64,
     /// Stray "you are down" messages foca wanted to send to a member that had refuted.
     pub suppressed_turn_undead: u64,
+    /// Custom broadcasts still being retransmitted (a gauge, not a counter).
+    pub broadcast_backlog: u64,
 }
 
 /// Everything the core needs at construction.
@@ -231,7 +233,10 @@ impl MembershipCore {
 
     /// Traffic and drop counters.
     pub fn counters(&self) -> Counters {
-        self.counters
+        Counters {
+            broadcast_backlog: self.foca.custom_broadcast_backlog() as u64,
+            ..self.counters
+        }
     }
 
     /// The keyring in use.
@@ -321,6 +326,16 @@ impl MembershipCore {
     /// Leave on purpose: tell the cluster this is a leave, not a failure, then go quiet.
     pub fn handle_leave(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
+        // Say goodbye to every active member directly rather than to a few: the leave notice
+        // has no other way to reach a member the epidemic happens to miss, and we stop talking
+        // right after. (This config is never used again.)
+        let mut farewell = self.tunables.foca_config(self.sized_for);
+        farewell.num_indirect_probes = std::num::NonZeroUsize::new(self.foca.num_members().max(1))
+            .unwrap_or(std::num::NonZeroUsize::MIN);
+        farewell.max_transmissions = std::num::NonZeroU8::MAX;
+        if let Err(e) = self.foca.set_config(farewell) {
+            tracing::debug!(error = %e, "farewell config refused");
+        }
         let me = self.identity().clone();
         let notice = BroadcastItem {
             topic: Topic::Leave,

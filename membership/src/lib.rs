@@ -25,6 +25,7 @@ pub mod identity;
 pub mod keyring;
 pub mod profile;
 pub mod runtime;
+pub mod sealed_stream;
 pub mod sim;
 pub mod timer_queue;
 

@@ -2,10 +2,13 @@
 //! uses, sharing the request and response types below. Reads are open to local users;
 //! changes need the token kept in the data dir (`Authorization: Bearer <token>`).
 
+mod alert_routes;
 pub mod client;
+mod history_routes;
 pub mod server;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
+use rover_storage::{HistoryEntry, Severity, StatusSample};
 use serde::{Deserialize, Serialize};
 
 /// Body of `POST /v1/join`.
@@ -96,4 +99,66 @@ pub struct KeyInfo {
 pub struct ErrorBody {
     /// What went wrong, for a human.
     pub error: String,
+}
+
+/// Body of `POST /v1/alerts/raise`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RaiseRequest {
+    /// Alert name (letters, digits, `-`, `_`, `.`).
+    pub name: String,
+    /// Severity.
+    pub severity: Severity,
+    /// One line for humans.
+    pub summary: String,
+}
+
+/// Body of `POST /v1/alerts/clear`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClearRequest {
+    /// Alert name.
+    pub name: String,
+    /// Optional closing summary.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// Answer of `GET /v1/history?host=H`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HistoryResponse {
+    /// The host.
+    pub host: String,
+    /// Time of its newest status sample we hold (unix ms).
+    pub last_heard_ms: Option<u64>,
+    /// Whether it has been silent for more than three sample intervals.
+    pub quiet: bool,
+    /// Its newest sample.
+    pub last_sample: Option<StatusSample>,
+    /// Entries since the requested time, oldest first.
+    pub entries: Vec<HistoryEntry>,
+}
+
+/// One host in `GET /v1/history` (no host given).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostSummary {
+    /// The host.
+    pub host: String,
+    /// Time of its newest status sample (unix ms).
+    pub last_heard_ms: Option<u64>,
+    /// Whether it has been silent for more than three sample intervals.
+    pub quiet: bool,
+    /// Its newest sample.
+    pub last_sample: Option<StatusSample>,
+}
+
+/// Answer of `GET /v1/storage`: what is stored, and up to when it is on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StorageResponse {
+    /// History entries.
+    pub history_entries: usize,
+    /// Alerts.
+    pub alerts: usize,
+    /// Remembered members.
+    pub members: usize,
+    /// Everything written before this time (unix ms) has been flushed to disk.
+    pub flushed_before_ms: u64,
 }

@@ -39,6 +39,14 @@ pub struct ApiState {
     pub started: Instant,
     /// Requests to the daemon.
     pub control: mpsc::Sender<Control>,
+    /// The alerts owner task.
+    pub alerts: crate::alerts::AlertsHandle,
+    /// Storage, for history queries.
+    pub storage: rover_storage::Storage,
+    /// Start time (unix ms) of the last completed flush.
+    pub flushed: tokio::sync::watch::Receiver<u64>,
+    /// Status sample interval (a host silent for 3 of them is quiet).
+    pub status_interval: std::time::Duration,
 }
 
 /// The API's routes.
@@ -48,6 +56,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/join", post(join))
         .route("/v1/leave", post(leave))
+        .route("/v1/alerts", get(super::alert_routes::list))
+        .route("/v1/alerts/raise", post(super::alert_routes::raise))
+        .route("/v1/alerts/clear", post(super::alert_routes::clear))
+        .route("/v1/history", get(super::history_routes::history))
+        .route("/v1/storage", get(super::history_routes::storage))
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -59,7 +72,8 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
     })
 }
 
-struct ApiError(StatusCode, String);
+/// An error answer: status and message.
+pub(super) struct ApiError(pub(super) StatusCode, pub(super) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -67,13 +81,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<Json<T>, ApiError>;
+pub(super) type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn unavailable(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn unavailable(e: impl std::fmt::Display) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

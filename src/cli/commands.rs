@@ -7,13 +7,18 @@ use anyhow::{anyhow, Context, Result};
 use rover_membership::runtime::unix_ms;
 use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
 
+use super::history_output::{alerts_table, host_timeline, hosts_table};
 use super::table::{ago, render};
-use super::{AgentArgs, Cli, Command, Format, StatusFilter};
+use super::{AgentArgs, AlertCommand, Cli, Command, Format, SeverityArg, StatusFilter};
 use crate::api::client::ApiClient;
-use crate::api::{InfoResponse, JoinRequest, JoinResponse};
+use crate::api::{
+    ClearRequest, HistoryResponse, HostSummary, InfoResponse, JoinRequest, JoinResponse,
+    RaiseRequest,
+};
 use crate::config::{self, Layer};
 use crate::daemon::{signals, Daemon};
 use crate::data_dir::TOKEN_FILE;
+use rover_storage::{Alert, Severity};
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
@@ -54,6 +59,7 @@ fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
         key_file: args.key_file.as_ref().map(|p| p.display().to_string()),
         profile: args.profile.clone(),
         api: cli.api.clone(),
+        ..Layer::default()
     };
     let config = config::resolve(
         file,
@@ -139,6 +145,64 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Info => {
             let info: InfoResponse = client.get("/v1/info").await?;
             print_info(cli.format, &info)?;
+        }
+        Command::Alerts => {
+            let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
+            match cli.format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
+                Format::Text => print!("{}", alerts_table(&alerts)),
+            }
+        }
+        Command::Alert(AlertCommand::Raise {
+            name,
+            severity,
+            summary,
+        }) => {
+            let severity = match severity {
+                SeverityArg::Warning => Severity::Warning,
+                SeverityArg::Critical => Severity::Critical,
+            };
+            let request = RaiseRequest {
+                name: name.clone(),
+                severity,
+                summary: summary.clone(),
+            };
+            let alert: Option<Alert> = client.post("/v1/alerts/raise", &request).await?;
+            match alert {
+                Some(a) => println!("raised {} (version {})", a.key(), a.version),
+                None => println!("{name} is already firing with that severity and summary"),
+            }
+        }
+        Command::Alert(AlertCommand::Clear { name }) => {
+            let request = ClearRequest {
+                name: name.clone(),
+                summary: None,
+            };
+            let alert: Option<Alert> = client.post("/v1/alerts/clear", &request).await?;
+            match alert {
+                Some(a) => println!("cleared {} (version {})", a.key(), a.version),
+                None => println!("{name} was not firing"),
+            }
+        }
+        Command::History { host, since } => {
+            let since_ms = unix_ms().saturating_sub(since.as_millis() as u64);
+            match host {
+                Some(host) => {
+                    let path = format!("/v1/history?host={}&since_ms={since_ms}", host);
+                    let history: HistoryResponse = client.get(&path).await?;
+                    match cli.format {
+                        Format::Json => println!("{}", serde_json::to_string_pretty(&history)?),
+                        Format::Text => print!("{}", host_timeline(&history)),
+                    }
+                }
+                None => {
+                    let hosts: Vec<HostSummary> = client.get("/v1/history").await?;
+                    match cli.format {
+                        Format::Json => println!("{}", serde_json::to_string_pretty(&hosts)?),
+                        Format::Text => print!("{}", hosts_table(&hosts)),
+                    }
+                }
+            }
         }
         Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),
     }

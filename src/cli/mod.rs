@@ -3,6 +3,7 @@
 //! 2 bad usage (clap).
 
 mod commands;
+mod history_output;
 mod table;
 
 use std::path::PathBuf;
@@ -73,6 +74,54 @@ pub enum Command {
     Info,
     /// Print a new cluster key (one base64 line).
     Keygen,
+    /// Every alert the agent knows (own team and other teams), with origin and path.
+    Alerts,
+    /// Raise or clear a manual alert of this host.
+    #[command(subcommand)]
+    Alert(AlertCommand),
+    /// Recorded status samples, alerts and membership changes.
+    History {
+        /// Only this host (default: a summary of every host).
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// How far back, e.g. 10m, 2h, 3d (default 1h).
+        #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_since)]
+        since: std::time::Duration,
+    },
+}
+
+/// `alert raise` / `alert clear`.
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Raise (or update) an alert of this host.
+    Raise {
+        /// Alert name.
+        name: String,
+        /// Severity.
+        #[arg(long, value_enum, default_value_t = SeverityArg::Warning)]
+        severity: SeverityArg,
+        /// One line for humans.
+        #[arg(long, default_value = "")]
+        summary: String,
+    },
+    /// Resolve an alert of this host.
+    Clear {
+        /// Alert name.
+        name: String,
+    },
+}
+
+/// Severities accepted by `alert raise`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeverityArg {
+    /// Worth a look.
+    Warning,
+    /// Act now.
+    Critical,
+}
+
+fn parse_since(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 10m, 2h, 3d)"))
 }
 
 /// Flags of `agent`; each overrides the config file and the environment.

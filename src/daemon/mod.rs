@@ -1,26 +1,31 @@
-//! The daemon: opens the data dir, starts the membership task and the API, records membership
-//! changes in storage, and owns shutdown (graceful leave on the first signal or `leave`).
+//! The daemon: opens the data dir, starts the membership, alerts, checks, status and cluster-port
+//! tasks and the API, and owns shutdown (graceful leave on the first signal or `leave`).
 
+mod events;
+mod housekeeping;
 pub mod signals;
 
+use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use rover_membership::runtime::{self, unix_ms};
-use rover_membership::{
-    CoreSettings, MemberEvent, MemberInfo, MembershipHandle, NodeIdentity, Tunables,
-};
-use rover_storage::{MemberStore, MetaStore, Storage, StoredMember};
-use tokio::sync::mpsc;
+use rover_membership::{CoreSettings, MembershipHandle, NodeIdentity, Tunables};
+use rover_storage::{CheckLevel, MemberStore, MetaStore, Storage};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
 
+use self::events::{EventRouter, GENERATION_KEY};
+use crate::alerts::{self, AlertsContext};
 use crate::api::server::{self, ApiState, Control};
 use crate::config::Config;
 use crate::data_dir::{DataDir, KeyringOrigin};
+use crate::peer::server::PeerServer;
+use crate::status::Sampler;
 
-/// Meta key under which the last identity generation is kept.
-const GENERATION_KEY: &str = "generation";
 /// File in the data dir holding the API address the agent listens on.
 pub const API_ADDR_FILE: &str = "api-addr";
 
@@ -32,28 +37,13 @@ impl Daemon {
     pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
         let data_dir = DataDir::open(&config.data_dir)?;
         let storage = Storage::open(data_dir.db_path())?;
-        let (keyring, origin) = data_dir.load_keyring(config.key_file.as_deref())?;
-        match origin {
-            KeyringOrigin::Generated => tracing::warn!(
-                keyring = %data_dir.keyring_path().display(),
-                fingerprint = %keyring.primary().fingerprint(),
-                "no cluster key given: generated a new one. Other agents need the same key: copy the \
-                 first line of the keyring file into a file (mode 0600) on each host and start them \
-                 with --key-file FILE"
-            ),
-            KeyringOrigin::FromKeyFile => {
-                tracing::info!(fingerprint = %keyring.primary().fingerprint(), "using the key from the key file")
-            }
-            KeyringOrigin::Persisted => {}
-        }
+        let keyring = load_keyring(&data_dir, &config)?;
         let token = data_dir.load_or_create_token()?;
-
-        let generation = next_generation(&storage)?;
         let identity = NodeIdentity {
             name: config.node_name.clone(),
             team: config.team.clone(),
             addr: config.advertise,
-            generation,
+            generation: next_generation(&storage)?,
         };
         let settings = CoreSettings {
             identity,
@@ -61,9 +51,79 @@ impl Daemon {
             keyring,
             rng_seed: rand::random(),
         };
-        let (events_tx, mut events) = mpsc::unbounded_channel();
+        let (events_tx, mut membership_events) = mpsc::unbounded_channel();
         let (membership, membership_task) =
             runtime::spawn(settings, config.bind, events_tx).await?;
+        // The cluster TCP port has the number the gossip socket got.
+        let cluster_port = tokio::net::TcpListener::bind(membership.local_addr())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind the cluster TCP port {}",
+                    membership.local_addr()
+                )
+            })?;
+
+        let (alerts, alerts_task) = alerts::spawn(AlertsContext {
+            team: config.team.clone(),
+            host: config.node_name.clone(),
+            storage: storage.clone(),
+            membership: membership.clone(),
+        })?;
+        let sync_now = Arc::new(Notify::new());
+        let (worst_tx, worst_rx) = watch::channel(CheckLevel::Ok);
+        let (flushed_tx, flushed_rx) = watch::channel(0u64);
+        let (check_tx, check_rx) = mpsc::channel(64);
+        let overrides: BTreeMap<_, _> = config
+            .checks
+            .iter()
+            .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
+            .collect();
+
+        let mut background: Vec<JoinHandle<()>> = vec![
+            tokio::spawn(
+                PeerServer {
+                    membership: membership.clone(),
+                    alerts: alerts.clone(),
+                    rejected: Arc::new(AtomicU64::new(0)),
+                }
+                .serve(cluster_port),
+            ),
+            tokio::spawn(alerts::sync::run(
+                config.sync_interval,
+                membership.clone(),
+                alerts.clone(),
+                sync_now.clone(),
+            )),
+            tokio::spawn(housekeeping::flush_loop(storage.clone(), flushed_tx)),
+            tokio::spawn(housekeeping::compact_loop(
+                storage.clone(),
+                config.raw_retention,
+                config.retention,
+            )),
+            tokio::spawn(housekeeping::check_loop(
+                check_rx,
+                alerts.clone(),
+                worst_tx,
+                overrides,
+            )),
+            tokio::spawn(
+                Sampler {
+                    host: config.node_name.clone(),
+                    team: config.team.clone(),
+                    interval: config.status_interval,
+                    mounts: config.mounts.clone(),
+                    storage: storage.clone(),
+                    membership: membership.clone(),
+                    worst_check: worst_rx,
+                }
+                .run(),
+            ),
+        ];
+        background.extend(crate::checks::runner::spawn(
+            config.checks.clone(),
+            check_tx,
+        ));
 
         let seeds = startup_seeds(&config, &storage)?;
         if !seeds.is_empty() {
@@ -80,6 +140,10 @@ impl Daemon {
         )?;
         let state = ApiState {
             membership: membership.clone(),
+            alerts: alerts.clone(),
+            storage: storage.clone(),
+            flushed: flushed_rx,
+            status_interval: config.status_interval,
             token: Arc::from(token.as_str()),
             team: config.team.clone(),
             data_dir: data_dir.root().display().to_string(),
@@ -102,21 +166,20 @@ impl Daemon {
             gossip = %membership.local_addr(),
             advertise = %config.advertise,
             api = %api_addr,
+            checks = config.checks.len(),
             data_dir = %data_dir.root().display(),
             "rover-agent {} running", env!("CARGO_PKG_VERSION")
         );
 
+        let router = EventRouter {
+            storage: storage.clone(),
+            alerts: alerts.clone(),
+            sync_now,
+        };
         tokio::pin!(shutdown);
         let leave_reply = loop {
             tokio::select! {
-                Some(event) = events.recv() => {
-                    record_event(&storage, &event);
-                    // Membership changes are rare: make each durable at once, so a kill -9
-                    // right after joining still leaves the peers to rejoin through.
-                    if let Err(e) = storage.flush_async().await {
-                        tracing::error!(error = %e, "cannot flush storage");
-                    }
-                }
+                Some(event) = membership_events.recv() => router.route(event).await,
                 Some(Control::Leave(reply)) = control.recv() => break Some(reply),
                 _ = &mut shutdown => break None,
             }
@@ -125,17 +188,47 @@ impl Daemon {
         if let Some(reply) = leave_reply {
             let _ = reply.send(());
         }
-        while let Ok(event) = events.try_recv() {
-            record_event(&storage, &event);
+        while let Ok(event) = membership_events.try_recv() {
+            router.route(event).await;
+        }
+        for task in background {
+            task.abort();
         }
         let _ = membership.stop().await;
         let _ = membership_task.await;
+        drop(alerts);
+        alerts_task.abort();
         let _ = api_stop_tx.send(());
         let _ = api_task.await;
         storage.flush_async().await.context("flushing storage")?;
         tracing::info!("left the cluster; bye");
         Ok(())
     }
+}
+
+fn severity_of(wanted: crate::checks::config::SeverityOverride) -> rover_storage::Severity {
+    match wanted {
+        crate::checks::config::SeverityOverride::Warning => rover_storage::Severity::Warning,
+        crate::checks::config::SeverityOverride::Critical => rover_storage::Severity::Critical,
+    }
+}
+
+fn load_keyring(data_dir: &DataDir, config: &Config) -> Result<rover_membership::Keyring> {
+    let (keyring, origin) = data_dir.load_keyring(config.key_file.as_deref())?;
+    match origin {
+        KeyringOrigin::Generated => tracing::warn!(
+            keyring = %data_dir.keyring_path().display(),
+            fingerprint = %keyring.primary().fingerprint(),
+            "no cluster key given: generated a new one. Other agents need the same key: copy the \
+             first line of the keyring file into a file (mode 0600) on each host and start them \
+             with --key-file FILE"
+        ),
+        KeyringOrigin::FromKeyFile => {
+            tracing::info!(fingerprint = %keyring.primary().fingerprint(), "using the key from the key file")
+        }
+        KeyringOrigin::Persisted => {}
+    }
+    Ok(keyring)
 }
 
 /// A generation above every earlier one of this data dir (and above wall-clock ms, so a lost
@@ -165,55 +258,4 @@ async fn leave(membership: &MembershipHandle) {
         tracing::warn!(error = %e, "graceful leave failed");
     }
     tokio::time::sleep(runtime::LEAVE_GRACE).await;
-}
-
-fn record_event(storage: &Storage, event: &MemberEvent) {
-    let result = match event {
-        MemberEvent::Up(m) => {
-            tracing::info!(member = %m.name, addr = %m.addr, "member alive");
-            store_member(storage, m)
-        }
-        MemberEvent::Failed(m) => {
-            tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
-            store_member(storage, m)
-        }
-        MemberEvent::Left(m) => {
-            tracing::info!(member = %m.name, "member left");
-            store_member(storage, m)
-        }
-        MemberEvent::Rejoined(me) => {
-            tracing::warn!(
-                generation = me.generation,
-                "the cluster declared us down; rejoined with a new generation"
-            );
-            storage
-                .meta()
-                .put_u64(GENERATION_KEY, me.generation)
-                .map_err(Into::into)
-        }
-        MemberEvent::Idle => {
-            tracing::warn!("no other member reachable; re-announcing to known seeds");
-            Ok(())
-        }
-        MemberEvent::Active => {
-            tracing::info!("in a cluster");
-            Ok(())
-        }
-        MemberEvent::Renamed { .. } | MemberEvent::Broadcast(_) => Ok(()),
-    };
-    if let Err(e) = result {
-        tracing::error!(error = %e, "cannot record membership change");
-    }
-}
-
-fn store_member(storage: &Storage, m: &MemberInfo) -> Result<()> {
-    storage.members().put(&StoredMember {
-        name: m.name.clone(),
-        team: m.team.clone(),
-        addr: m.addr,
-        generation: m.generation,
-        status: m.status.as_str().to_owned(),
-        updated_ms: unix_ms(),
-    })?;
-    Ok(())
 }

@@ -8,7 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::alerts::SledAlertStore;
 use crate::error::StorageError;
+use crate::history::SledHistoryStore;
 use crate::members::SledMemberStore;
 use crate::meta::SledMetaStore;
 use crate::trees;
@@ -32,6 +34,8 @@ pub struct Storage {
     path: PathBuf,
     members: sled::Tree,
     meta: sled::Tree,
+    alerts: sled::Tree,
+    history: sled::Tree,
 }
 
 impl Storage {
@@ -55,12 +59,16 @@ impl Storage {
         };
         let members = open_tree(trees::MEMBERS)?;
         let meta = open_tree(trees::META)?;
+        let alerts = open_tree(trees::ALERTS)?;
+        let history = open_tree(trees::HISTORY)?;
         tracing::debug!(path = %path.display(), "storage opened");
         Ok(Storage {
             db,
             path,
             members,
             meta,
+            alerts,
+            history,
         })
     }
 
@@ -77,6 +85,16 @@ impl Storage {
     /// The node's small named values, in the [`trees::META`] tree.
     pub fn meta(&self) -> SledMetaStore {
         SledMetaStore::new(self.meta.clone())
+    }
+
+    /// The alert table, in the [`trees::ALERTS`] tree.
+    pub fn alerts(&self) -> SledAlertStore {
+        SledAlertStore::new(self.alerts.clone())
+    }
+
+    /// The hosts' history, in the [`trees::HISTORY`] tree.
+    pub fn history(&self) -> SledHistoryStore {
+        SledHistoryStore::new(self.history.clone())
     }
 
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the

@@ -77,6 +77,17 @@ pub enum StorageError {
         /// What the encoder reported.
         reason: String,
     },
+    /// A key cannot be stored as given, for example because one of its parts (a team, host or
+    /// alert name) holds the NUL byte that separates key parts; nothing was written.
+    #[error("cannot store key `{key}` in tree `{tree}`: {reason}")]
+    InvalidKey {
+        /// The tree that was to be written.
+        tree: String,
+        /// The refused key, printable.
+        key: String,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A stored value could not be decoded; it is left as is in the tree and nothing was
     /// changed.
     #[error("corrupt record in tree `{tree}` at key `{key}`: {reason}")]

@@ -3,7 +3,12 @@
 //! A time key is the Unix time in milliseconds as 8 big-endian bytes, followed by a
 //! caller-chosen suffix that makes keys unique within one millisecond (a member name, a
 //! counter). Byte order of keys then equals time order, and all records of one millisecond
-//! sort by suffix.
+//! sort by suffix. Composite keys join text parts with [`KEY_SEPARATOR`].
+
+/// The byte that separates the text parts of a composite key (team, host, alert name). Text
+/// parts must not contain it; then the byte order of keys equals the order of their parts,
+/// and `part 0x00` is a prefix that selects exactly the keys of that part.
+pub const KEY_SEPARATOR: u8 = 0;
 
 /// Length of the time prefix of a time key.
 pub const TIME_PREFIX_LEN: usize = 8;

@@ -8,9 +8,13 @@
 //! - [`record`] encodes every stored value as a version byte and a postcard body; unreadable
 //!   values become [`StorageError::Corrupt`] or [`StorageError::UnknownVersion`] naming the
 //!   tree and key, never a panic.
+//! - [`records`] defines the domain records the agent stores and gossips: status samples,
+//!   alerts and history entries.
 //! - [`members`] persists the known cluster members so a restarted agent can rejoin its peers;
-//!   [`meta`] keeps small named values such as the last identity generation. Each has a sled
-//!   and an in-memory implementation, held to the same rules by [`conformance`].
+//!   [`meta`] keeps small named values such as the last identity generation; [`alerts`] keeps
+//!   the alert table; [`history`] records each host's samples and events in time order, and
+//!   [`compaction`] downsamples and expires them. Each store has a sled and an in-memory
+//!   implementation, held to the same rules by [`conformance`].
 //! - [`keys`] builds big-endian time keys for time-ordered range scans.
 //!
 //! This crate knows nothing of gossip, HTTP or notifications: it stores what it is given, and
@@ -19,18 +23,29 @@
 // Tests assert with `unwrap`; the library code itself must not use it.
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod alerts;
+pub mod compaction;
 pub mod conformance;
 pub mod db;
 pub mod error;
+pub mod history;
 pub mod keys;
 pub mod members;
 pub mod meta;
 pub mod record;
+pub mod records;
 pub mod trees;
 
+pub use crate::alerts::{AlertStore, MemoryAlertStore, SledAlertStore};
+pub use crate::compaction::CompactStats;
 pub use crate::db::Storage;
 pub use crate::error::StorageError;
+pub use crate::history::{HistoryStore, MemoryHistoryStore, SledHistoryStore};
 pub use crate::keys::{parse_time_key, time_key};
 pub use crate::members::{MemberStore, MemoryMemberStore, SledMemberStore, StoredMember};
 pub use crate::meta::{MemoryMetaStore, MetaStore, SledMetaStore};
 pub use crate::record::Record;
+pub use crate::records::{
+    Alert, AlertKey, AlertState, CheckLevel, DiskUsage, HistoryEntry, HistoryEvent, Severity,
+    StatusSample,
+};

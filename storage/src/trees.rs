@@ -10,10 +10,12 @@ pub const MEMBERS: &str = "members";
 /// Small named values of this node (for example its last identity generation), keyed by name.
 pub const META: &str = "meta";
 
-/// Reserved: alerts raised or received, keyed by alert id. Not used yet.
+/// Alerts raised or received, keyed by `team 0x00 host 0x00 name`; values are
+/// [`crate::Alert`] records.
 pub const ALERTS: &str = "alerts";
 
-/// Reserved: status samples over time, keyed by [`crate::keys::time_key`]. Not used yet.
+/// Each host's samples and events over time, keyed by `host 0x00 at_ms seq` (big-endian time
+/// and sequence number); values are [`crate::HistoryEntry`] records.
 pub const HISTORY: &str = "history";
 
 /// Reserved: replicated records of the cluster state machine. Not used yet.

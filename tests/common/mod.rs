@@ -39,9 +39,70 @@ pub struct Agent {
     child: Option<Child>,
     key_file: PathBuf,
     log: PathBuf,
+    config: Option<PathBuf>,
 }
 
 impl Agent {
+    /// `GET path` on the agent's API with a minimal HTTP/1.1 client; returns the body.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        use std::io::{Read, Write};
+        let mut stream =
+            std::net::TcpStream::connect_timeout(&self.api, Duration::from_secs(2)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.api
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let (head, body) = response.split_once("\r\n\r\n")?;
+        if !head.starts_with("HTTP/1.1 200") {
+            return None;
+        }
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            // Decode chunked bodies (axum uses them for some answers).
+            let mut out = String::new();
+            let mut rest = body;
+            while let Some((size, after)) = rest.split_once("\r\n") {
+                let size = usize::from_str_radix(size.trim(), 16).ok()?;
+                if size == 0 {
+                    break;
+                }
+                out.push_str(after.get(..size)?);
+                rest = after.get(size + 2..)?;
+            }
+            return Some(out);
+        }
+        Some(body.to_owned())
+    }
+
+    /// `GET path` parsed as JSON.
+    pub fn get_json(&self, path: &str) -> Option<Value> {
+        serde_json::from_str(&self.http_get(path)?).ok()
+    }
+
+    /// `alerts --format json`.
+    pub fn alerts(&self) -> Vec<Value> {
+        let out = self.cli(&["alerts", "--format", "json"]);
+        if !out.status.success() {
+            return Vec::new();
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The state (`firing`/`resolved`) of alert `host/name` as this agent knows it.
+    pub fn alert_state(&self, host: &str, name: &str) -> Option<String> {
+        self.alerts()
+            .into_iter()
+            .find(|a| a["host"] == host && a["name"] == name)
+            .and_then(|a| a["state"].as_str().map(str::to_owned))
+    }
+
     /// PID of the running process.
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(Child::id).unwrap_or(0)
@@ -129,6 +190,7 @@ impl Agent {
             self.api,
             &[],
             &self.log,
+            self.config.as_deref(),
         );
         self.child = Some(child);
         wait_ready(&self.data_dir).expect("restarted agent did not come up");
@@ -154,10 +216,14 @@ fn spawn_agent(
     api: SocketAddr,
     join: &[SocketAddr],
     log: &Path,
+    config: Option<&Path>,
 ) -> Child {
     let mut cmd = Command::new(binary());
-    cmd.arg("agent")
-        .args(["--node", name])
+    cmd.arg("agent");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
+    cmd.args(["--node", name])
         .arg("--bind")
         .arg(bind.to_string())
         .arg("--api")
@@ -182,6 +248,16 @@ fn spawn_agent(
     cmd.spawn().unwrap()
 }
 
+/// The gossip address an agent reports in `info`.
+fn gossip_addr(api: SocketAddr) -> Option<SocketAddr> {
+    let out = Command::new(binary())
+        .args(["info", "--format", "json", "--api", &api.to_string()])
+        .output()
+        .ok()?;
+    let info: Value = serde_json::from_slice(&out.stdout).ok()?;
+    info["addr"].as_str()?.parse().ok()
+}
+
 /// Waits for the agent to write its API address; returns it.
 fn wait_ready(data_dir: &Path) -> Option<SocketAddr> {
     let mut addr = None;
@@ -199,6 +275,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub key_file: PathBuf,
     pub agents: Vec<Agent>,
+    /// TOML config for the agent with this index (0-based), if any.
+    pub config_for: Option<Box<dyn Fn(usize) -> String>>,
 }
 
 impl Cluster {
@@ -211,6 +289,7 @@ impl Cluster {
             dir,
             key_file,
             agents: Vec::new(),
+            config_for: None,
         }
     }
 
@@ -253,15 +332,32 @@ impl Cluster {
             .map(|a| a.gossip)
             .into_iter()
             .collect();
-        let gossip = free_udp_port();
-        let api = free_tcp_port();
-        let child = spawn_agent(&name, &data_dir, key_file, gossip, api, &join, &log);
+        // Port 0: the OS picks free ports, so parallel tests never race for one.
+        let gossip: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let api: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let config = self.config_for.as_ref().map(|make| {
+            let path = self.dir.path().join(format!("{name}.toml"));
+            std::fs::write(&path, make(index)).unwrap();
+            path
+        });
+        let child = spawn_agent(
+            &name,
+            &data_dir,
+            key_file,
+            gossip,
+            api,
+            &join,
+            &log,
+            config.as_deref(),
+        );
         let api = wait_ready(&data_dir).unwrap_or_else(|| {
             panic!(
                 "{name} did not start: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
             )
         });
+        let gossip =
+            gossip_addr(api).unwrap_or_else(|| panic!("{name} does not tell its gossip address"));
         self.agents.push(Agent {
             name,
             data_dir,
@@ -270,6 +366,7 @@ impl Cluster {
             child: Some(child),
             key_file: key_file.to_owned(),
             log,
+            config,
         });
         index
     }

@@ -1,4 +1,5 @@
-//! The behaviour every [`MemberStore`] and [`MetaStore`] implementation must share.
+//! The behaviour every [`MemberStore`], [`MetaStore`], [`AlertStore`] and
+//! [`crate::HistoryStore`] implementation must share.
 //!
 //! Plain functions that take a store, exercise it, and panic with a message naming the broken
 //! rule. This crate's tests run them against the sled and the in-memory implementations;
@@ -7,9 +8,17 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
+use crate::alerts::AlertStore;
 use crate::error::StorageError;
 use crate::members::{MemberStore, StoredMember};
 use crate::meta::MetaStore;
+use crate::records::{Alert, AlertState, Severity};
+
+mod history;
+
+pub use self::history::{
+    history_compaction, history_store, mean_entry, membership_entry, sample_entry, status_sample,
+};
 
 /// A member fixture: name `name`, generation `generation`, status `"alive"`, and an address
 /// and update time derived from the generation.
@@ -178,6 +187,136 @@ pub fn meta_store(store: &impl MetaStore) {
         ok(store.get_bytes("generation"), "getting replaced bytes"),
         Some(b"now bytes".to_vec()),
         "put_bytes must replace a u64"
+    );
+}
+
+/// An alert fixture: firing warning `name` of `host` in `team` at version `version`.
+pub fn alert(team: &str, host: &str, name: &str, version: u64) -> Alert {
+    Alert {
+        team: team.to_owned(),
+        host: host.to_owned(),
+        name: name.to_owned(),
+        severity: Severity::Warning,
+        summary: format!("{name} is high"),
+        first_seen_ms: 1_700_000_000_000,
+        last_change_ms: 1_700_000_000_000 + version,
+        version,
+        state: AlertState::Firing,
+        path: Vec::new(),
+    }
+}
+
+/// Runs every alert-store rule against `store`, which must start empty.
+///
+/// # Panics
+///
+/// On the first broken rule, with a message naming it.
+pub fn alert_store(store: &impl AlertStore) {
+    assert_eq!(
+        ok(store.len(), "counting an empty store"),
+        0,
+        "the alert suite needs an empty store"
+    );
+    assert!(
+        ok(store.is_empty(), "asking an empty store"),
+        "an empty store must say so"
+    );
+    let disk = alert("ops", "web-1", "disk", 1);
+    assert_eq!(
+        ok(store.get(&disk.key()), "getting an absent alert"),
+        None,
+        "an absent alert must read as None"
+    );
+
+    // Put then get returns the same alert; a second put replaces it.
+    ok(store.put(&disk), "putting an alert");
+    assert_eq!(
+        ok(store.get(&disk.key()), "getting an alert"),
+        Some(disk.clone()),
+        "get must return what put stored"
+    );
+    let resolved = Alert {
+        state: AlertState::Resolved,
+        severity: Severity::Critical,
+        path: vec!["border-a".to_owned()],
+        ..alert("ops", "web-1", "disk", 2)
+    };
+    ok(store.put(&resolved), "overwriting an alert");
+    assert_eq!(
+        ok(store.get(&disk.key()), "getting an overwritten alert"),
+        Some(resolved.clone()),
+        "a second put must replace the first"
+    );
+    assert_eq!(
+        ok(store.len(), "counting alerts"),
+        1,
+        "an overwrite must not add an alert"
+    );
+
+    // All is sorted by (team, host, name), whatever the insertion order; a host that is a
+    // prefix of another sorts first.
+    for (team, host, name) in [
+        ("ops", "web", "z"),
+        ("db", "pg-1", "load"),
+        ("ops", "web-1", "cpu"),
+        ("ops", "web", "a"),
+    ] {
+        ok(store.put(&alert(team, host, name, 1)), "putting an alert");
+    }
+    let keys: Vec<String> = ok(store.all(), "listing alerts")
+        .iter()
+        .map(|a| a.key().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "db/pg-1/load",
+            "ops/web/a",
+            "ops/web/z",
+            "ops/web-1/cpu",
+            "ops/web-1/disk"
+        ],
+        "all must return every alert once, sorted by key"
+    );
+    assert_eq!(
+        ok(store.len(), "counting alerts"),
+        5,
+        "len must count every alert"
+    );
+    assert!(
+        !ok(store.is_empty(), "asking a full store"),
+        "a store with alerts is not empty"
+    );
+
+    // Remove deletes one alert; removing an absent one is fine.
+    ok(store.remove(&disk.key()), "removing an alert");
+    assert_eq!(
+        ok(store.get(&disk.key()), "getting a removed alert"),
+        None,
+        "a removed alert must read as None"
+    );
+    ok(store.remove(&disk.key()), "removing an absent alert");
+    assert_eq!(
+        ok(store.len(), "counting alerts"),
+        4,
+        "remove must delete exactly one alert"
+    );
+
+    // A key part holding NUL would collide with another key: it is refused, nothing stored.
+    let bad = alert("ops", "web\0x", "disk", 1);
+    match store.put(&bad) {
+        Err(StorageError::InvalidKey { .. }) => {}
+        other => panic!("a NUL in a key part must be InvalidKey, got {other:?}"),
+    }
+    assert_eq!(
+        ok(store.get(&bad.key()), "getting a refused alert"),
+        None,
+        "a refused alert must not be stored"
+    );
+    assert_eq!(
+        ok(store.len(), "counting alerts"),
+        4,
+        "a refused put must not add an alert"
     );
 }
 

@@ -2,13 +2,16 @@
 //! merged as text and validated once into [`Config`]. Every error names the key, the bad value
 //! and where the value came from.
 
-use std::collections::BTreeMap;
+mod layer;
+
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::time::Duration;
 
+pub use self::layer::Layer;
+use crate::checks::config::CheckConfig;
 use rover_membership::Profile;
-use serde::Deserialize;
 
 /// Default gossip (UDP) and cluster (TCP) port.
 pub const DEFAULT_GOSSIP_PORT: u16 = 7900;
@@ -37,6 +40,18 @@ pub struct Config {
     pub profile: Profile,
     /// Local HTTP API address.
     pub api: SocketAddr,
+    /// How often alert tables are reconciled with a random peer.
+    pub sync_interval: Duration,
+    /// How often a status sample is taken and broadcast.
+    pub status_interval: Duration,
+    /// Mount points whose disk use goes into status samples.
+    pub mounts: Vec<PathBuf>,
+    /// How long raw samples are kept before being folded into 1-minute means.
+    pub raw_retention: Duration,
+    /// How long history is kept at all.
+    pub retention: Duration,
+    /// The checks to run.
+    pub checks: Vec<CheckConfig>,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -92,132 +107,6 @@ impl fmt::Display for Source {
             Source::File(path) => write!(f, "{}", path.display()),
             Source::Env(name) => write!(f, "env {name}"),
             Source::Flag(name) => write!(f, "flag {name}"),
-        }
-    }
-}
-
-/// One layer of settings, every value optional (the TOML file, the environment or the flags).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Layer {
-    /// `node.name`
-    pub node_name: Option<String>,
-    /// `node.team`
-    pub team: Option<String>,
-    /// `node.data_dir`
-    pub data_dir: Option<String>,
-    /// `gossip.bind`
-    pub bind: Option<String>,
-    /// `gossip.advertise`
-    pub advertise: Option<String>,
-    /// `gossip.join` (replaces, does not add to, lower layers)
-    pub join: Option<Vec<String>>,
-    /// `gossip.key_file`
-    pub key_file: Option<String>,
-    /// `gossip.profile`
-    pub profile: Option<String>,
-    /// `api.bind`
-    pub api: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct FileConfig {
-    #[serde(default)]
-    node: FileNode,
-    #[serde(default)]
-    gossip: FileGossip,
-    #[serde(default)]
-    api: FileApi,
-    /// Sections read by later features; accepted so that one config file serves every version.
-    #[serde(flatten)]
-    later: BTreeMap<String, toml::Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileNode {
-    name: Option<String>,
-    team: Option<String>,
-    data_dir: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGossip {
-    bind: Option<String>,
-    advertise: Option<String>,
-    join: Option<Vec<String>>,
-    key_file: Option<String>,
-    profile: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileApi {
-    bind: Option<String>,
-}
-
-/// Sections a config file may hold besides `node`, `gossip` and `api`.
-const LATER_SECTIONS: &[&str] = &[
-    "notify", "check", "history", "election", "teams", "topology",
-];
-
-impl Layer {
-    /// Reads the TOML config file.
-    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::from_toml(&text, path)
-    }
-
-    /// Parses TOML text (`path` only names the file in errors).
-    pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        if let Some(unknown) = file
-            .later
-            .keys()
-            .find(|k| !LATER_SECTIONS.contains(&k.as_str()))
-        {
-            return Err(ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!("unknown section or key `{unknown}`"),
-            });
-        }
-        Ok(Self {
-            node_name: file.node.name,
-            team: file.node.team,
-            data_dir: file.node.data_dir,
-            bind: file.gossip.bind,
-            advertise: file.gossip.advertise,
-            join: file.gossip.join,
-            key_file: file.gossip.key_file,
-            profile: file.gossip.profile,
-            api: file.api.bind,
-        })
-    }
-
-    /// Reads `ROVER_*` variables through `get` (the process environment in production).
-    pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
-        Self {
-            node_name: get("ROVER_NODE"),
-            team: get("ROVER_TEAM"),
-            data_dir: get("ROVER_DATA_DIR"),
-            bind: get("ROVER_BIND"),
-            advertise: get("ROVER_ADVERTISE"),
-            join: get("ROVER_JOIN").map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            }),
-            key_file: get("ROVER_KEY_FILE"),
-            profile: get("ROVER_PROFILE"),
-            api: get("ROVER_API"),
         }
     }
 }
@@ -353,6 +242,78 @@ pub fn resolve(
         });
     }
 
+    let duration =
+        |key: &'static str, value: Option<Sourced<String>>, default: Duration| match value {
+            None => Ok(default),
+            Some(v) => parse_duration(key, v),
+        };
+    let sync_interval = duration(
+        "gossip.sync_interval",
+        pick(
+            &layers,
+            |l| l.sync_interval.clone(),
+            "ROVER_SYNC_INTERVAL",
+            "-",
+        ),
+        Duration::from_secs(10),
+    )?;
+    let status_interval = duration(
+        "status.interval",
+        pick(
+            &layers,
+            |l| l.status_interval.clone(),
+            "ROVER_STATUS_INTERVAL",
+            "-",
+        ),
+        Duration::from_secs(5),
+    )?;
+    let raw_retention = duration(
+        "history.raw_retention",
+        pick(
+            &layers,
+            |l| l.raw_retention.clone(),
+            "ROVER_HISTORY_RAW_RETENTION",
+            "-",
+        ),
+        Duration::from_secs(48 * 3600),
+    )?;
+    let retention = duration(
+        "history.retention",
+        pick(
+            &layers,
+            |l| l.retention.clone(),
+            "ROVER_HISTORY_RETENTION",
+            "-",
+        ),
+        Duration::from_secs(30 * 86_400),
+    )?;
+    if retention < raw_retention {
+        return Err(ConfigError::Invalid {
+            key: "history.retention",
+            value: humantime::format_duration(retention).to_string(),
+            origin: Source::Default,
+            problem: format!(
+                "must be at least history.raw_retention ({})",
+                humantime::format_duration(raw_retention)
+            ),
+        });
+    }
+    let mounts = pick(&layers, |l| l.mounts.clone(), "-", "-")
+        .map(|m| m.value.into_iter().map(PathBuf::from).collect())
+        .unwrap_or_else(|| vec![PathBuf::from("/")]);
+    let checks = match pick(&layers, |l| l.checks.clone(), "-", "-") {
+        Some(value) => {
+            crate::checks::config::parse(&value.value).map_err(|problem| ConfigError::Parse {
+                path: match value.source {
+                    Source::File(path) => path,
+                    _ => PathBuf::from("config"),
+                },
+                message: problem.to_string(),
+            })?
+        }
+        None => Vec::new(),
+    };
+
     Ok(Config {
         node_name,
         team,
@@ -363,7 +324,31 @@ pub fn resolve(
         key_file,
         profile,
         api,
+        sync_interval,
+        status_interval,
+        mounts,
+        raw_retention,
+        retention,
+        checks,
     })
+}
+
+fn parse_duration(key: &'static str, value: Sourced<String>) -> Result<Duration, ConfigError> {
+    match humantime::parse_duration(value.value.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(ConfigError::Invalid {
+            key,
+            value: value.value,
+            origin: value.source,
+            problem: "must be longer than zero".into(),
+        }),
+        Err(e) => Err(ConfigError::Invalid {
+            key,
+            value: value.value,
+            origin: value.source,
+            problem: format!("{e} (e.g. 5s, 10m, 48h)"),
+        }),
+    }
 }
 
 fn validate_name(key: &'static str, name: Sourced<String>) -> Result<String, ConfigError> {
@@ -472,6 +457,7 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn resolve_with(
         file: Option<&str>,
@@ -618,6 +604,30 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
         let err = resolve_with(None, &[], flags).unwrap_err().to_string();
         assert!(
             err.contains("api.bind") && err.contains("loopback"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn history_and_status_settings_have_defaults_and_parse() {
+        let config = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(config.status_interval, Duration::from_secs(5));
+        assert_eq!(config.raw_retention, Duration::from_secs(48 * 3600));
+        assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.mounts, vec![PathBuf::from("/")]);
+        let text = "[status]\ninterval = \"2s\"\nmounts = [\"/\", \"/tmp\"]\n[history]\nraw_retention = \"1h\"\nretention = \"2d\"\n";
+        let config = resolve_with(Some(text), &[], Layer::default()).unwrap();
+        assert_eq!(config.status_interval, Duration::from_secs(2));
+        assert_eq!(config.mounts.len(), 2);
+        let err = resolve_with(
+            Some("[status]\ninterval = \"soon\"\n"),
+            &[],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("status.interval") && err.contains("soon"),
             "{err}"
         );
     }

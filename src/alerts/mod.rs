@@ -1,0 +1,289 @@
+//! Alerts: the table every agent holds, its owner task, and how alerts spread.
+//!
+//! One owner task holds the [`table::AlertTable`]. Local changes (checks, `alert raise`/`clear`)
+//! bump the version, are stored, and go out as a foca broadcast; alerts heard by gossip or by
+//! the anti-entropy [`sync`] are applied if newer. Every state change is stored and written to
+//! history with its time.
+
+pub mod sync;
+pub mod table;
+
+use rover_membership::runtime::unix_ms;
+use rover_membership::{BroadcastItem, MembershipHandle, Topic};
+use rover_storage::{
+    Alert, AlertKey, AlertState, AlertStore, HistoryEntry, HistoryEvent, HistoryStore, Severity,
+    Storage,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use self::table::{AlertTable, Applied, DigestEntry};
+
+/// A request to the alerts owner task.
+#[derive(Debug)]
+pub enum AlertInput {
+    /// An alert heard by gossip (the broadcast payload).
+    Gossip(Vec<u8>),
+    /// Alerts pulled or pushed by anti-entropy.
+    Synced(Vec<Alert>),
+    /// Raise one of our own alerts.
+    Raise {
+        /// Alert name.
+        name: String,
+        /// Severity.
+        severity: Severity,
+        /// One line for humans.
+        summary: String,
+        /// The alert as it now stands (`None`: already firing like that).
+        reply: Option<oneshot::Sender<Option<Alert>>>,
+    },
+    /// Resolve one of our own alerts.
+    Clear {
+        /// Alert name.
+        name: String,
+        /// Optional new summary.
+        summary: Option<String>,
+        /// The alert as it now stands (`None`: it was not firing).
+        reply: Option<oneshot::Sender<Option<Alert>>>,
+    },
+    /// Every alert.
+    List(oneshot::Sender<Vec<Alert>>),
+    /// Our digest.
+    Digest(oneshot::Sender<Vec<DigestEntry>>),
+    /// What we hold newer than a peer's digest.
+    NewerThan(Vec<DigestEntry>, oneshot::Sender<Vec<Alert>>),
+}
+
+/// A cloneable handle to the alerts owner task.
+#[derive(Debug, Clone)]
+pub struct AlertsHandle {
+    inputs: mpsc::Sender<AlertInput>,
+}
+
+/// The task has stopped (the agent is shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("the alerts task has stopped")]
+pub struct AlertsStopped;
+
+impl AlertsHandle {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> AlertInput,
+    ) -> Result<T, AlertsStopped> {
+        let (tx, rx) = oneshot::channel();
+        self.inputs
+            .send(make(tx))
+            .await
+            .map_err(|_| AlertsStopped)?;
+        rx.await.map_err(|_| AlertsStopped)
+    }
+
+    /// Hands over an input without waiting for an answer.
+    pub async fn send(&self, input: AlertInput) -> Result<(), AlertsStopped> {
+        self.inputs.send(input).await.map_err(|_| AlertsStopped)
+    }
+
+    /// Raises one of our alerts.
+    pub async fn raise(
+        &self,
+        name: &str,
+        severity: Severity,
+        summary: &str,
+    ) -> Result<Option<Alert>, AlertsStopped> {
+        self.ask(|tx| AlertInput::Raise {
+            name: name.to_owned(),
+            severity,
+            summary: summary.to_owned(),
+            reply: Some(tx),
+        })
+        .await
+    }
+
+    /// Clears one of our alerts.
+    pub async fn clear(
+        &self,
+        name: &str,
+        summary: Option<&str>,
+    ) -> Result<Option<Alert>, AlertsStopped> {
+        self.ask(|tx| AlertInput::Clear {
+            name: name.to_owned(),
+            summary: summary.map(str::to_owned),
+            reply: Some(tx),
+        })
+        .await
+    }
+
+    /// Every alert we know.
+    pub async fn list(&self) -> Result<Vec<Alert>, AlertsStopped> {
+        self.ask(AlertInput::List).await
+    }
+
+    /// Our digest.
+    pub async fn digest(&self) -> Result<Vec<DigestEntry>, AlertsStopped> {
+        self.ask(AlertInput::Digest).await
+    }
+
+    /// What we hold newer than `digest`.
+    pub async fn newer_than(&self, digest: Vec<DigestEntry>) -> Result<Vec<Alert>, AlertsStopped> {
+        self.ask(|tx| AlertInput::NewerThan(digest, tx)).await
+    }
+}
+
+/// Who we are and where alerts go.
+#[derive(Debug, Clone)]
+pub struct AlertsContext {
+    /// Our team.
+    pub team: String,
+    /// Our node name.
+    pub host: String,
+    /// Where alerts and history are stored.
+    pub storage: Storage,
+    /// Where our own alerts are broadcast.
+    pub membership: MembershipHandle,
+}
+
+/// Loads the stored alerts and starts the owner task.
+pub fn spawn(context: AlertsContext) -> anyhow::Result<(AlertsHandle, JoinHandle<()>)> {
+    let stored = context.storage.alerts().all()?;
+    let (inputs, rx) = mpsc::channel(256);
+    let task = AlertsTask {
+        table: AlertTable::from_alerts(stored),
+        context,
+    };
+    Ok((AlertsHandle { inputs }, tokio::spawn(task.run(rx))))
+}
+
+struct AlertsTask {
+    table: AlertTable,
+    context: AlertsContext,
+}
+
+impl AlertsTask {
+    async fn run(mut self, mut inputs: mpsc::Receiver<AlertInput>) {
+        while let Some(input) = inputs.recv().await {
+            self.handle(input).await;
+        }
+    }
+
+    async fn handle(&mut self, input: AlertInput) {
+        match input {
+            AlertInput::Gossip(payload) => match postcard::from_bytes::<Alert>(&payload) {
+                Ok(alert) => self.apply_remote(alert, "gossip"),
+                Err(e) => tracing::debug!(error = %e, "undecodable alert broadcast dropped"),
+            },
+            AlertInput::Synced(alerts) => {
+                for alert in alerts {
+                    self.apply_remote(alert, "sync");
+                }
+            }
+            AlertInput::Raise {
+                name,
+                severity,
+                summary,
+                reply,
+            } => {
+                let origin = (self.context.team.as_str(), self.context.host.as_str());
+                let key = AlertKey {
+                    team: self.context.team.clone(),
+                    host: self.context.host.clone(),
+                    name: name.clone(),
+                };
+                let was_firing = self
+                    .table
+                    .get(&key)
+                    .is_some_and(|a| a.state == AlertState::Firing);
+                let changed = self
+                    .table
+                    .raise(origin, &name, severity, &summary, unix_ms());
+                if let Some(alert) = &changed {
+                    self.publish(alert, !was_firing).await;
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(changed);
+                }
+            }
+            AlertInput::Clear {
+                name,
+                summary,
+                reply,
+            } => {
+                let key = AlertKey {
+                    team: self.context.team.clone(),
+                    host: self.context.host.clone(),
+                    name,
+                };
+                let changed = self.table.clear(&key, summary.as_deref(), unix_ms());
+                if let Some(alert) = &changed {
+                    self.publish(alert, true).await;
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(changed);
+                }
+            }
+            AlertInput::List(reply) => {
+                let _ = reply.send(self.table.all().cloned().collect());
+            }
+            AlertInput::Digest(reply) => {
+                let _ = reply.send(self.table.digest());
+            }
+            AlertInput::NewerThan(digest, reply) => {
+                let _ = reply.send(self.table.newer_than(&digest));
+            }
+        }
+    }
+
+    /// Applies an alert from elsewhere; our own alerts are only ever changed here.
+    fn apply_remote(&mut self, alert: Alert, via: &str) {
+        let own = alert.team == self.context.team && alert.host == self.context.host;
+        if own && self.table.get(&alert.key()).is_some() {
+            // Our own alerts come back to us through peers; ours is the truth.
+            return;
+        }
+        let applied = self.table.apply(alert.clone());
+        if applied != Applied::Stale {
+            tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
+            self.record(&alert, applied);
+        }
+    }
+
+    /// Stores, records and broadcasts a change to one of our own alerts.
+    async fn publish(&mut self, alert: &Alert, state_changed: bool) {
+        self.record(alert, Applied::Updated { state_changed });
+        let item = BroadcastItem {
+            topic: Topic::Alert,
+            key: alert.key().to_string(),
+            version: alert.version,
+            payload: postcard::to_stdvec(alert).unwrap_or_default(),
+        };
+        if let Err(e) = self.context.membership.broadcast(item).await {
+            tracing::warn!(error = %e, "alert not broadcast");
+        }
+    }
+
+    fn record(&self, alert: &Alert, applied: Applied) {
+        if let Err(e) = self.context.storage.alerts().put(alert) {
+            tracing::error!(error = %e, "cannot store alert");
+        }
+        let transition = match applied {
+            Applied::New => alert.state == AlertState::Firing,
+            Applied::Updated { state_changed } => state_changed,
+            Applied::Stale => false,
+        };
+        if transition {
+            tracing::info!(alert = %alert.key(), state = ?alert.state, severity = ?alert.severity, summary = %alert.summary, "alert");
+            let entry = HistoryEntry {
+                host: alert.host.clone(),
+                at_ms: alert.last_change_ms,
+                event: HistoryEvent::Alert {
+                    name: alert.name.clone(),
+                    state: alert.state,
+                    severity: alert.severity,
+                    summary: alert.summary.clone(),
+                },
+            };
+            if let Err(e) = self.context.storage.history().append(&entry) {
+                tracing::error!(error = %e, "cannot record alert in history");
+            }
+        }
+    }
+}

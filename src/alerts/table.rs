@@ -1,0 +1,265 @@
+//! The alert table: every alert this agent knows, keyed by (team, host, name), as a pure state
+//! machine. Only the origin host changes its own alerts and bumps their version; everyone else
+//! keeps the highest version they have seen, whichever way it arrived (gossip or sync).
+
+use std::collections::BTreeMap;
+
+use rover_storage::{Alert, AlertKey, AlertState, Severity};
+
+/// What applying an alert did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// We did not know this alert.
+    New,
+    /// It replaced an older version; `state_changed` says whether it went firing <-> resolved.
+    Updated {
+        /// Whether the state flipped.
+        state_changed: bool,
+    },
+    /// We already had this version or a newer one; nothing changed.
+    Stale,
+}
+
+/// A digest entry: which version of which alert a node holds.
+pub type DigestEntry = (AlertKey, u64);
+
+/// Summaries are capped so that an alert always fits in one gossip datagram.
+pub const MAX_SUMMARY: usize = 300;
+
+/// The table. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct AlertTable {
+    alerts: BTreeMap<AlertKey, Alert>,
+}
+
+impl AlertTable {
+    /// A table holding `alerts` (as loaded from storage).
+    pub fn from_alerts(alerts: impl IntoIterator<Item = Alert>) -> Self {
+        let mut table = Self::default();
+        for alert in alerts {
+            table.apply(alert);
+        }
+        table
+    }
+
+    /// Every alert, sorted by key.
+    pub fn all(&self) -> impl Iterator<Item = &Alert> {
+        self.alerts.values()
+    }
+
+    /// One alert.
+    pub fn get(&self, key: &AlertKey) -> Option<&Alert> {
+        self.alerts.get(key)
+    }
+
+    /// Number of alerts (firing and resolved).
+    pub fn len(&self) -> usize {
+        self.alerts.len()
+    }
+
+    /// Whether the table is empty.
+    pub fn is_empty(&self) -> bool {
+        self.alerts.is_empty()
+    }
+
+    /// Keeps `alert` if it is newer than what we hold.
+    pub fn apply(&mut self, alert: Alert) -> Applied {
+        let key = alert.key();
+        match self.alerts.get(&key) {
+            Some(known) if known.version >= alert.version => Applied::Stale,
+            Some(known) => {
+                let state_changed = known.state != alert.state;
+                self.alerts.insert(key, alert);
+                Applied::Updated { state_changed }
+            }
+            None => {
+                self.alerts.insert(key, alert);
+                Applied::New
+            }
+        }
+    }
+
+    /// Raises (or updates) an alert of our own; `None` if it is already firing as given.
+    pub fn raise(
+        &mut self,
+        origin: (&str, &str),
+        name: &str,
+        severity: Severity,
+        summary: &str,
+        now_ms: u64,
+    ) -> Option<Alert> {
+        let (team, host) = origin;
+        let key = AlertKey {
+            team: team.to_owned(),
+            host: host.to_owned(),
+            name: name.to_owned(),
+        };
+        let summary = cap(summary);
+        let next = match self.alerts.get(&key) {
+            Some(known)
+                if known.state == AlertState::Firing
+                    && known.severity == severity
+                    && known.summary == summary =>
+            {
+                return None;
+            }
+            Some(known) => Alert {
+                severity,
+                summary,
+                first_seen_ms: if known.state == AlertState::Firing {
+                    known.first_seen_ms
+                } else {
+                    now_ms
+                },
+                last_change_ms: now_ms,
+                version: known.version + 1,
+                state: AlertState::Firing,
+                ..known.clone()
+            },
+            None => Alert {
+                team: key.team.clone(),
+                host: key.host.clone(),
+                name: key.name.clone(),
+                severity,
+                summary,
+                first_seen_ms: now_ms,
+                last_change_ms: now_ms,
+                version: 1,
+                state: AlertState::Firing,
+                path: Vec::new(),
+            },
+        };
+        self.alerts.insert(key, next.clone());
+        Some(next)
+    }
+
+    /// Resolves an alert of our own; `None` if it is not firing.
+    pub fn clear(&mut self, key: &AlertKey, summary: Option<&str>, now_ms: u64) -> Option<Alert> {
+        let known = self
+            .alerts
+            .get(key)
+            .filter(|a| a.state == AlertState::Firing)?;
+        let next = Alert {
+            summary: summary.map(cap).unwrap_or_else(|| known.summary.clone()),
+            last_change_ms: now_ms,
+            version: known.version + 1,
+            state: AlertState::Resolved,
+            ..known.clone()
+        };
+        self.alerts.insert(key.clone(), next.clone());
+        Some(next)
+    }
+
+    /// Which version of each alert we hold.
+    pub fn digest(&self) -> Vec<DigestEntry> {
+        self.alerts
+            .iter()
+            .map(|(key, alert)| (key.clone(), alert.version))
+            .collect()
+    }
+
+    /// The alerts we hold in a newer version than `digest` says, or that it lacks.
+    pub fn newer_than(&self, digest: &[DigestEntry]) -> Vec<Alert> {
+        let theirs: BTreeMap<&AlertKey, u64> = digest.iter().map(|(k, v)| (k, *v)).collect();
+        self.alerts
+            .iter()
+            .filter(|(key, alert)| theirs.get(key).is_none_or(|v| *v < alert.version))
+            .map(|(_, alert)| alert.clone())
+            .collect()
+    }
+}
+
+fn cap(summary: &str) -> String {
+    let line = summary.lines().next().unwrap_or_default().trim();
+    match line.char_indices().nth(MAX_SUMMARY) {
+        Some((at, _)) => line[..at].to_owned(),
+        None => line.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: (&str, &str) = ("home", "n1");
+
+    #[test]
+    fn raising_twice_with_the_same_text_changes_nothing() {
+        let mut table = AlertTable::default();
+        let first = table
+            .raise(ME, "disk", Severity::Critical, "91%", 10)
+            .unwrap();
+        assert_eq!(first.version, 1);
+        assert_eq!(table.raise(ME, "disk", Severity::Critical, "91%", 20), None);
+        let second = table
+            .raise(ME, "disk", Severity::Critical, "95%", 30)
+            .unwrap();
+        assert_eq!(
+            (second.version, second.first_seen_ms, second.last_change_ms),
+            (2, 10, 30)
+        );
+    }
+
+    #[test]
+    fn clearing_resolves_and_bumps_the_version_and_a_second_clear_does_nothing() {
+        let mut table = AlertTable::default();
+        let raised = table
+            .raise(ME, "disk", Severity::Warning, "81%", 10)
+            .unwrap();
+        let cleared = table.clear(&raised.key(), None, 20).unwrap();
+        assert_eq!(
+            (cleared.state, cleared.version, cleared.summary.as_str()),
+            (AlertState::Resolved, 2, "81%")
+        );
+        assert_eq!(table.clear(&raised.key(), None, 30), None);
+        let again = table
+            .raise(ME, "disk", Severity::Warning, "82%", 40)
+            .unwrap();
+        assert_eq!((again.version, again.first_seen_ms), (3, 40));
+    }
+
+    #[test]
+    fn only_a_newer_version_replaces_what_we_hold() {
+        let mut origin = AlertTable::default();
+        let v1 = origin
+            .raise(ME, "load", Severity::Warning, "5.0", 1)
+            .unwrap();
+        let v2 = origin.clear(&v1.key(), None, 2).unwrap();
+        let mut peer = AlertTable::default();
+        assert_eq!(peer.apply(v2.clone()), Applied::New);
+        assert_eq!(peer.apply(v1), Applied::Stale);
+        assert_eq!(peer.apply(v2), Applied::Stale);
+        assert_eq!(
+            peer.get(&origin.all().next().unwrap().key()).unwrap().state,
+            AlertState::Resolved
+        );
+    }
+
+    #[test]
+    fn a_digest_exchange_finds_exactly_what_each_side_lacks() {
+        let mut a = AlertTable::default();
+        let mut b = AlertTable::default();
+        let x = a
+            .raise(("home", "a"), "x", Severity::Warning, "x", 1)
+            .unwrap();
+        let y = b
+            .raise(("home", "b"), "y", Severity::Warning, "y", 1)
+            .unwrap();
+        b.apply(x.clone());
+        let x2 = a.clear(&x.key(), None, 2).unwrap();
+        let for_b = a.newer_than(&b.digest());
+        assert_eq!(for_b, vec![x2]);
+        let for_a = b.newer_than(&a.digest());
+        assert_eq!(for_a, vec![y]);
+    }
+
+    #[test]
+    fn summaries_are_capped_to_one_short_line() {
+        let mut table = AlertTable::default();
+        let long = "x".repeat(1000) + "\nsecond line";
+        let alert = table
+            .raise(ME, "long", Severity::Warning, &long, 1)
+            .unwrap();
+        assert_eq!(alert.summary.len(), MAX_SUMMARY);
+    }
+}

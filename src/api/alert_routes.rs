@@ -1,0 +1,66 @@
+//! `GET /v1/alerts`, `POST /v1/alerts/raise`, `POST /v1/alerts/clear`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use rover_storage::Alert;
+
+use super::server::{authorize, unavailable, ApiError, ApiResult, ApiState};
+use super::{ClearRequest, RaiseRequest};
+
+pub(super) async fn list(State(state): State<ApiState>) -> ApiResult<Vec<Alert>> {
+    Ok(Json(state.alerts.list().await.map_err(unavailable)?))
+}
+
+fn bad_request(e: JsonRejection) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, e.body_text())
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("alert name {name:?}: use 1 to 128 letters, digits, '-', '_' or '.'"),
+        ))
+    }
+}
+
+pub(super) async fn raise(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<RaiseRequest>, JsonRejection>,
+) -> ApiResult<Option<Alert>> {
+    authorize(&state, &headers)?;
+    let Json(request) = body.map_err(bad_request)?;
+    check_name(&request.name)?;
+    let alert = state
+        .alerts
+        .raise(&request.name, request.severity, &request.summary)
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(alert))
+}
+
+pub(super) async fn clear(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<ClearRequest>, JsonRejection>,
+) -> ApiResult<Option<Alert>> {
+    authorize(&state, &headers)?;
+    let Json(request) = body.map_err(bad_request)?;
+    check_name(&request.name)?;
+    let alert = state
+        .alerts
+        .clear(&request.name, request.summary.as_deref())
+        .await
+        .map_err(unavailable)?;
+    Ok(Json(alert))
+}

@@ -1,0 +1,117 @@
+//! Routes membership events: membership changes go to storage and history, status samples to
+//! history, alert broadcasts to the alerts task, and joining a cluster triggers an alert sync.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use rover_membership::runtime::unix_ms;
+use rover_membership::{MemberEvent, MemberInfo, Topic};
+use rover_storage::{
+    HistoryEntry, HistoryEvent, HistoryStore, MemberStore, MetaStore, Storage, StoredMember,
+};
+use tokio::sync::Notify;
+
+use crate::alerts::{AlertInput, AlertsHandle};
+use crate::status;
+
+/// Meta key under which the last identity generation is kept.
+pub const GENERATION_KEY: &str = "generation";
+
+/// Where membership events go.
+#[derive(Debug, Clone)]
+pub struct EventRouter {
+    /// Storage for members, history and the generation.
+    pub storage: Storage,
+    /// The alerts owner task.
+    pub alerts: AlertsHandle,
+    /// Wakes the alert sync (on joining a cluster or meeting a new member).
+    pub sync_now: Arc<Notify>,
+}
+
+impl EventRouter {
+    /// Handles one event; failures are logged, never fatal.
+    pub async fn route(&self, event: MemberEvent) {
+        let result = match &event {
+            MemberEvent::Up(m) => {
+                tracing::info!(member = %m.name, addr = %m.addr, "member alive");
+                self.sync_now.notify_one();
+                self.member_changed(m, "alive")
+            }
+            MemberEvent::Failed(m) => {
+                tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
+                self.member_changed(m, "failed")
+            }
+            MemberEvent::Left(m) => {
+                tracing::info!(member = %m.name, "member left");
+                self.member_changed(m, "left")
+            }
+            MemberEvent::Rejoined(me) => {
+                tracing::warn!(
+                    generation = me.generation,
+                    "the cluster declared us down; rejoined with a new generation"
+                );
+                self.storage
+                    .meta()
+                    .put_u64(GENERATION_KEY, me.generation)
+                    .map_err(Into::into)
+            }
+            MemberEvent::Idle => {
+                tracing::warn!("no other member reachable; re-announcing to known seeds");
+                Ok(())
+            }
+            MemberEvent::Active => {
+                tracing::info!("in a cluster");
+                self.sync_now.notify_one();
+                Ok(())
+            }
+            MemberEvent::Broadcast(item) => match item.topic {
+                Topic::Status => {
+                    if let Some(sample) = status::decode_sample(item) {
+                        status::record_sample(&self.storage, &sample);
+                    }
+                    Ok(())
+                }
+                Topic::Alert => self
+                    .alerts
+                    .send(AlertInput::Gossip(item.payload.clone()))
+                    .await
+                    .map_err(Into::into),
+                _ => Ok(()),
+            },
+            MemberEvent::Renamed { .. } => Ok(()),
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot record membership event");
+        }
+        if matches!(
+            event,
+            MemberEvent::Up(_) | MemberEvent::Failed(_) | MemberEvent::Left(_)
+        ) {
+            // Membership changes are rare: make each durable at once, so a kill -9 right after
+            // joining still leaves the peers to rejoin through.
+            if let Err(e) = self.storage.flush_async().await {
+                tracing::error!(error = %e, "cannot flush storage");
+            }
+        }
+    }
+
+    fn member_changed(&self, m: &MemberInfo, status: &str) -> Result<()> {
+        self.storage.members().put(&StoredMember {
+            name: m.name.clone(),
+            team: m.team.clone(),
+            addr: m.addr,
+            generation: m.generation,
+            status: status.to_owned(),
+            updated_ms: unix_ms(),
+        })?;
+        self.storage.history().append(&HistoryEntry {
+            host: m.name.clone(),
+            at_ms: m.since_ms.unwrap_or_else(unix_ms),
+            event: HistoryEvent::Membership {
+                status: status.to_owned(),
+                detail: format!("{} generation {}", m.addr, m.generation),
+            },
+        })?;
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! Background duties of the daemon: flushing storage every second (and reporting when), folding
+//! and expiring history, and turning check results into alerts and the worst-check state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rover_membership::runtime::unix_ms;
+use rover_storage::{CheckLevel, HistoryStore, Storage};
+use tokio::sync::{mpsc, watch};
+
+use crate::alerts::AlertsHandle;
+use crate::checks::outcome::CheckState;
+use crate::checks::runner::CheckEvent;
+
+/// How often storage is flushed to disk.
+pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How often history retention runs.
+pub const COMPACT_EVERY: Duration = Duration::from_secs(600);
+
+/// Flushes every [`FLUSH_EVERY`]; publishes the start time (unix ms) of the last flush that
+/// completed: everything written before that time is on disk.
+pub async fn flush_loop(storage: Storage, flushed: watch::Sender<u64>) {
+    loop {
+        tokio::time::sleep(FLUSH_EVERY).await;
+        let started = unix_ms();
+        match storage.flush_async().await {
+            Ok(()) => {
+                let _ = flushed.send(started);
+            }
+            Err(e) => tracing::error!(error = %e, "storage flush failed"),
+        }
+    }
+}
+
+/// Applies history retention now and every [`COMPACT_EVERY`].
+pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: Duration) {
+    loop {
+        let history = storage.history();
+        let now = unix_ms();
+        let (raw, all) = (
+            raw_retention.as_millis() as u64,
+            retention.as_millis() as u64,
+        );
+        match tokio::task::spawn_blocking(move || history.compact(now, raw, all)).await {
+            Ok(Ok(stats)) if stats.folded + stats.expired > 0 => {
+                tracing::info!(?stats, "history compacted")
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "history compaction failed"),
+            Err(e) => tracing::error!(error = %e, "history compaction task failed"),
+        }
+        tokio::time::sleep(COMPACT_EVERY).await;
+    }
+}
+
+/// The level a check state counts as in status samples.
+pub fn level_of(state: CheckState) -> CheckLevel {
+    match state {
+        CheckState::Ok => CheckLevel::Ok,
+        CheckState::Warning => CheckLevel::Warning,
+        CheckState::Critical => CheckLevel::Critical,
+        CheckState::Unknown => CheckLevel::Unknown,
+    }
+}
+
+/// Consumes check events: keeps the worst debounced state current and raises or clears the
+/// check's alert on each transition.
+pub async fn check_loop(
+    mut events: mpsc::Receiver<CheckEvent>,
+    alerts: AlertsHandle,
+    worst: watch::Sender<CheckLevel>,
+    severity_override: BTreeMap<String, rover_storage::Severity>,
+) {
+    let mut states: BTreeMap<String, CheckLevel> = BTreeMap::new();
+    while let Some(event) = events.recv().await {
+        let Some(transition) = event.transition else {
+            continue;
+        };
+        states.insert(event.name.clone(), level_of(transition.to));
+        let now_worst = states.values().copied().max().unwrap_or(CheckLevel::Ok);
+        let _ = worst.send(now_worst);
+        let result = match transition.to {
+            CheckState::Ok => alerts
+                .clear(&event.name, Some(&transition.summary))
+                .await
+                .map(|_| ()),
+            bad => {
+                let severity = severity_override
+                    .get(&event.name)
+                    .copied()
+                    .unwrap_or(match bad {
+                        CheckState::Critical => rover_storage::Severity::Critical,
+                        _ => rover_storage::Severity::Warning,
+                    });
+                alerts
+                    .raise(&event.name, severity, &transition.summary)
+                    .await
+                    .map(|_| ())
+            }
+        };
+        if result.is_err() {
+            return;
+        }
+    }
+}
