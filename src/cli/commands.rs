@@ -20,6 +20,28 @@ use crate::daemon::{signals, Daemon};
 use crate::data_dir::TOKEN_FILE;
 use rover_storage::{Alert, Severity};
 
+/// Writes to stdout; a closed pipe (`rover-agent members | head`) ends output quietly
+/// instead of panicking.
+fn write_out(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write output: {e}");
+        std::process::exit(1);
+    }
+}
+
+macro_rules! say {
+    ($($arg:tt)*) => { write_out(&format!($($arg)*)) };
+}
+
+macro_rules! sayln {
+    ($($arg:tt)*) => { write_out(&(format!($($arg)*) + "\n")) };
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -27,8 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
-                Format::Text => println!("{}", key.to_base64()),
-                Format::Json => println!("{}", serde_json::json!({ "key": key.to_base64() })),
+                Format::Text => sayln!("{}", key.to_base64()),
+                Format::Json => sayln!("{}", serde_json::json!({ "key": key.to_base64() })),
             }
             Ok(())
         }
@@ -128,7 +150,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            println!("joined: {} answered", answer.announced.join(", "));
+            sayln!("joined: {} answered", answer.announced.join(", "));
         }
         Command::Members { status } => {
             let path = match status {
@@ -140,7 +162,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
         }
         Command::Leave => {
             let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
-            println!("left the cluster; the agent is shutting down");
+            sayln!("left the cluster; the agent is shutting down");
         }
         Command::Info => {
             let info: InfoResponse = client.get("/v1/info").await?;
@@ -149,8 +171,8 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             match cli.format {
-                Format::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
-                Format::Text => print!("{}", alerts_table(&alerts)),
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&alerts)?),
+                Format::Text => say!("{}", alerts_table(&alerts)),
             }
         }
         Command::Alert(AlertCommand::Raise {
@@ -169,8 +191,8 @@ async fn run_client(cli: &Cli) -> Result<()> {
             };
             let alert: Option<Alert> = client.post("/v1/alerts/raise", &request).await?;
             match alert {
-                Some(a) => println!("raised {} (version {})", a.key(), a.version),
-                None => println!("{name} is already firing with that severity and summary"),
+                Some(a) => sayln!("raised {} (version {})", a.key(), a.version),
+                None => sayln!("{name} is already firing with that severity and summary"),
             }
         }
         Command::Alert(AlertCommand::Clear { name }) => {
@@ -180,8 +202,8 @@ async fn run_client(cli: &Cli) -> Result<()> {
             };
             let alert: Option<Alert> = client.post("/v1/alerts/clear", &request).await?;
             match alert {
-                Some(a) => println!("cleared {} (version {})", a.key(), a.version),
-                None => println!("{name} was not firing"),
+                Some(a) => sayln!("cleared {} (version {})", a.key(), a.version),
+                None => sayln!("{name} was not firing"),
             }
         }
         Command::History { host, since } => {
@@ -191,15 +213,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     let path = format!("/v1/history?host={}&since_ms={since_ms}", host);
                     let history: HistoryResponse = client.get(&path).await?;
                     match cli.format {
-                        Format::Json => println!("{}", serde_json::to_string_pretty(&history)?),
-                        Format::Text => print!("{}", host_timeline(&history)),
+                        Format::Json => sayln!("{}", serde_json::to_string_pretty(&history)?),
+                        Format::Text => say!("{}", host_timeline(&history)),
                     }
                 }
                 None => {
                     let hosts: Vec<HostSummary> = client.get("/v1/history").await?;
                     match cli.format {
-                        Format::Json => println!("{}", serde_json::to_string_pretty(&hosts)?),
-                        Format::Text => print!("{}", hosts_table(&hosts)),
+                        Format::Json => sayln!("{}", serde_json::to_string_pretty(&hosts)?),
+                        Format::Text => say!("{}", hosts_table(&hosts)),
                     }
                 }
             }
@@ -220,7 +242,7 @@ fn status_name(status: StatusFilter) -> &'static str {
 
 fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(members)?);
+        sayln!("{}", serde_json::to_string_pretty(members)?);
         return Ok(());
     }
     let now = unix_ms();
@@ -237,7 +259,7 @@ fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
             ]
         })
         .collect();
-    print!(
+    say!(
         "{}",
         render(
             &["NAME", "ADDRESS", "STATUS", "TEAM", "GENERATION", "SINCE"],
@@ -249,7 +271,7 @@ fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
 
 fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
     if format == Format::Json {
-        println!(
+        sayln!(
             "{}",
             serde_json::to_string_pretty(info).context("encoding info")?
         );
@@ -304,6 +326,6 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec!["uptime".into(), format!("{}s", info.uptime_secs)],
         vec!["data dir".into(), info.data_dir.clone()],
     ];
-    print!("{}", render(&["FIELD", "VALUE"], &rows));
+    say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
 }

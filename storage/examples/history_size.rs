@@ -33,17 +33,29 @@ const COMPACT_EVERY_MS: u64 = 5 * 60_000;
 const KEY_OVERHEAD: usize = 1 + 8 + 4;
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let dir = tempfile::tempdir()?;
-    let storage = Storage::open(dir.path())?;
+    // With ROVER_HISTORY_DB=DIR the database is written there and kept (for example as
+    // `<data-dir>/db`, so an agent can be started on it and measured); otherwise a temp dir.
+    let temp = tempfile::tempdir()?;
+    let kept = std::env::var_os("ROVER_HISTORY_DB").map(std::path::PathBuf::from);
+    let path = kept.clone().unwrap_or_else(|| temp.path().to_owned());
+    let storage = Storage::open(&path)?;
     let history = storage.history();
     let mut fleet: Vec<Host> = (0..HOSTS).map(Host::new).collect();
 
-    let logical_bytes = simulate(&history, &mut fleet, START_MS, START_MS + HOUR_MS)?;
+    // A kept database holds the hour that just ended, so an agent's retention keeps it.
+    let start_ms = match kept {
+        Some(_) => {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+            (now.as_millis() as u64 - HOUR_MS) / 60_000 * 60_000
+        }
+        None => START_MS,
+    };
+    let logical_bytes = simulate(&history, &mut fleet, start_ms, start_ms + HOUR_MS)?;
     storage.flush()?;
-    let one_sample_bytes = record::encode(&fleet[0].sample(START_MS))?.len();
+    let one_sample_bytes = record::encode(&fleet[0].sample(start_ms))?.len();
 
     let entries = history.len()?;
-    let disk_bytes = dir_size(dir.path())?;
+    let disk_bytes = dir_size(&path)?;
     let per_host_hour = disk_bytes as f64 / HOSTS as f64;
     println!(
         "{{\"stage\":\"raw\",\"hosts\":{HOSTS},\"interval_ms\":{INTERVAL_MS},\"entries\":{entries},\
@@ -54,6 +66,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         per_host_hour * 24.0,
         logical_bytes as f64 / HOSTS as f64,
     );
+    if kept.is_some() {
+        // The kept database holds exactly one raw hour; stop before compacting it.
+        return Ok(());
+    }
     println!(
         "{{\"sample_record_bytes\":{one_sample_bytes},\
          \"history_entry_bytes_with_key\":{:.1}}}",
@@ -64,7 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let stats = history.compact(now, RAW_RETENTION_MS, RETENTION_MS)?;
     storage.flush()?;
     let entries = history.len()?;
-    let disk_bytes = dir_size(dir.path())?;
+    let disk_bytes = dir_size(&path)?;
     let logical_bytes = logical_size(&history)?;
     println!(
         "{{\"stage\":\"compacted\",\"raw_retention_ms\":{RAW_RETENTION_MS},\
@@ -91,7 +107,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             "{{\"stage\":\"steady\",\"hour\":{hour},\"compact_every_ms\":{COMPACT_EVERY_MS},\
              \"entries\":{},\"disk_bytes\":{},\"logical_bytes\":{}}}",
             history.len()?,
-            dir_size(dir.path())?,
+            dir_size(&path)?,
             logical_size(&history)?,
         );
     }

@@ -182,16 +182,16 @@ impl Agent {
     pub fn restart(&mut self) {
         self.kill();
         let _ = std::fs::remove_file(self.data_dir.join("api-addr"));
-        let child = spawn_agent(
-            &self.name,
-            &self.data_dir,
-            &self.key_file,
-            self.gossip,
-            self.api,
-            &[],
-            &self.log,
-            self.config.as_deref(),
-        );
+        let child = spawn_agent(Launch {
+            name: &self.name,
+            data_dir: &self.data_dir,
+            key_file: &self.key_file,
+            bind: self.gossip,
+            api: self.api,
+            join: &[],
+            log: &self.log,
+            config: self.config.as_deref(),
+        });
         self.child = Some(child);
         wait_ready(&self.data_dir).expect("restarted agent did not come up");
     }
@@ -208,30 +208,33 @@ impl Drop for Agent {
     }
 }
 
-fn spawn_agent(
-    name: &str,
-    data_dir: &Path,
-    key_file: &Path,
+/// Everything needed to start one agent process.
+struct Launch<'a> {
+    name: &'a str,
+    data_dir: &'a Path,
+    key_file: &'a Path,
     bind: SocketAddr,
     api: SocketAddr,
-    join: &[SocketAddr],
-    log: &Path,
-    config: Option<&Path>,
-) -> Child {
+    join: &'a [SocketAddr],
+    log: &'a Path,
+    config: Option<&'a Path>,
+}
+
+fn spawn_agent(launch: Launch<'_>) -> Child {
     let mut cmd = Command::new(binary());
     cmd.arg("agent");
-    if let Some(config) = config {
+    if let Some(config) = launch.config {
         cmd.arg("--config").arg(config);
     }
-    cmd.args(["--node", name])
+    cmd.args(["--node", launch.name])
         .arg("--bind")
-        .arg(bind.to_string())
+        .arg(launch.bind.to_string())
         .arg("--api")
-        .arg(api.to_string())
+        .arg(launch.api.to_string())
         .arg("--data-dir")
-        .arg(data_dir)
+        .arg(launch.data_dir)
         .arg("--key-file")
-        .arg(key_file)
+        .arg(launch.key_file)
         .env("ROVER_LOG", "info,rover_membership=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -239,10 +242,10 @@ fn spawn_agent(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(log)
+                .open(launch.log)
                 .unwrap(),
         );
-    for seed in join {
+    for seed in launch.join {
         cmd.arg("--join").arg(seed.to_string());
     }
     cmd.spawn().unwrap()
@@ -340,16 +343,16 @@ impl Cluster {
             std::fs::write(&path, make(index)).unwrap();
             path
         });
-        let child = spawn_agent(
-            &name,
-            &data_dir,
+        let child = spawn_agent(Launch {
+            name: &name,
+            data_dir: &data_dir,
             key_file,
-            gossip,
+            bind: gossip,
             api,
-            &join,
-            &log,
-            config.as_deref(),
-        );
+            join: &join,
+            log: &log,
+            config: config.as_deref(),
+        });
         let api = wait_ready(&data_dir).unwrap_or_else(|| {
             panic!(
                 "{name} did not start: {}",
