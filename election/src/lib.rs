@@ -1,15 +1,19 @@
 //! # rover-election
 //!
-//! Leader election and the notification ledger of rover-agent. **Not built yet**: this crate
-//! holds no code until the election work, and nothing in the agent depends on it.
+//! Who may send notifications, and the record of what was sent.
 //!
-//! What it will hold (see DESIGN.md, section 3):
-//! - openraft 0.9 over the agent's sealed TCP, on the gossip port, with the raft log, vote and
-//!   state machine in sled;
-//! - a Raft group that follows SWIM membership (learners promoted up to `max_voters`, voters
-//!   removed after being failed for `voter_reap_after`);
-//! - the notification ledger as the state machine (incidents opened, notified, resolved), and a
-//!   pure policy module deciding who may send (the Raft leader, or a fallback leader in a
-//!   partition without quorum).
+//! - [`ledger`]: the notification ledger (incidents, notification records), applied the same
+//!   way on every node; applying a command twice changes nothing, so replays and the merge of
+//!   a partition's fallback ledger are safe.
+//! - [`policy`]: pure decisions: the Raft leader sends once it has confirmed its leadership;
+//!   without a Raft leader for `fallback_after`, the lowest-named alive member of a partition
+//!   is its fallback leader; which incidents and orphaned intents are due.
 //!
-//! Until then, `info` and `leader` report no leader.
+//! Still to come (the election work in progress): openraft 0.9 over the agent's sealed TCP
+//! with the log, vote and ledger in sled, and a Raft group that follows SWIM membership.
+//! Nothing in the agent uses this crate yet.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod ledger;
+pub mod policy;
