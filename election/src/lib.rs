@@ -15,5 +15,9 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod disk;
 pub mod ledger;
+pub mod log_store;
 pub mod policy;
+pub mod state_machine;
+pub mod types;

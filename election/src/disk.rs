@@ -1,0 +1,106 @@
+//! Where the Raft log, the vote and the ledger live: the [`RaftDisk`] trait, blocking and
+//! durable on return of [`RaftDisk::flush`]. The agent implements it on sled trees; tests use
+//! [`MemoryDisk`].
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+/// A disk operation failed; the Raft node stops using the store (openraft treats storage
+/// errors as fatal).
+#[derive(Debug, thiserror::Error)]
+#[error("raft storage: {0}")]
+pub struct DiskError(pub String);
+
+/// Durable storage for one Raft node. Entries are stored by log index as opaque bytes.
+pub trait RaftDisk: Clone + Send + Sync + 'static {
+    /// A small named value (vote, committed id, last purged id, state machine image).
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError>;
+    /// Stores a small named value.
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError>;
+    /// Stores entries by index (replacing any with the same index).
+    fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError>;
+    /// Entries with `from <= index < to`, in index order.
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, DiskError>;
+    /// The entry with the highest index.
+    fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError>;
+    /// Deletes entries with `index >= from` (conflict truncation).
+    fn delete_from(&self, from: u64) -> Result<(), DiskError>;
+    /// Deletes entries with `index <= through` (purge after a snapshot).
+    fn delete_through(&self, through: u64) -> Result<(), DiskError>;
+    /// Makes everything written so far durable.
+    fn flush(&self) -> Result<(), DiskError>;
+}
+
+/// An in-memory [`RaftDisk`] (tests; clones share one store).
+#[derive(Debug, Clone, Default)]
+pub struct MemoryDisk {
+    inner: Arc<Mutex<MemoryInner>>,
+}
+
+#[derive(Debug, Default)]
+struct MemoryInner {
+    meta: BTreeMap<String, Vec<u8>>,
+    entries: BTreeMap<u64, Vec<u8>>,
+}
+
+impl MemoryDisk {
+    fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> T) -> Result<T, DiskError> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| DiskError("memory disk poisoned".into()))?;
+        Ok(f(&mut inner))
+    }
+}
+
+impl RaftDisk for MemoryDisk {
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError> {
+        self.with(|i| i.meta.get(key).cloned())
+    }
+
+    fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError> {
+        self.with(|i| {
+            i.meta.insert(key.to_owned(), value.to_vec());
+        })
+    }
+
+    fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError> {
+        self.with(|i| {
+            for (index, bytes) in entries {
+                i.entries.insert(*index, bytes.clone());
+            }
+        })
+    }
+
+    fn entries(&self, from: u64, to: u64) -> Result<Vec<(u64, Vec<u8>)>, DiskError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.with(|i| {
+            i.entries
+                .range(from..to)
+                .map(|(k, v)| (*k, v.clone()))
+                .collect()
+        })
+    }
+
+    fn last_entry(&self) -> Result<Option<(u64, Vec<u8>)>, DiskError> {
+        self.with(|i| i.entries.iter().next_back().map(|(k, v)| (*k, v.clone())))
+    }
+
+    fn delete_from(&self, from: u64) -> Result<(), DiskError> {
+        self.with(|i| {
+            i.entries.split_off(&from);
+        })
+    }
+
+    fn delete_through(&self, through: u64) -> Result<(), DiskError> {
+        self.with(|i| {
+            i.entries = i.entries.split_off(&through.saturating_add(1));
+        })
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        Ok(())
+    }
+}
