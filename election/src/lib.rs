@@ -15,9 +15,11 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod config;
 pub mod disk;
 pub mod ledger;
 pub mod log_store;
+pub mod network;
 pub mod policy;
 pub mod state_machine;
 pub mod types;
