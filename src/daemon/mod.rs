@@ -160,11 +160,12 @@ impl Daemon {
                 tracing::error!(error = %e, "API server stopped");
             }
         });
+        let advertised = membership.status().await.map(|s| s.identity.addr).unwrap_or(config.advertise);
         tracing::info!(
             node = %config.node_name,
             team = %config.team,
             gossip = %membership.local_addr(),
-            advertise = %config.advertise,
+            advertise = %advertised,
             api = %api_addr,
             checks = config.checks.len(),
             data_dir = %data_dir.root().display(),

@@ -5,6 +5,12 @@
 //! shrinks its file; freed space is reused by later writes). Prints one JSON object per line.
 //!
 //! Run with `cargo run --release -p rover-storage --example history_size`.
+//!
+//! With `ROVER_HISTORY_HOURS=N` it instead simulates N hours as a long-running agent does
+//! (compaction every 5 minutes with a raw retention of 1 h and a retention of 30 days) and
+//! prints one line per hour: live bytes, sled's size on disk, the directory size. sled's file
+//! grows without bound that way; add `ROVER_HISTORY_REWRITE=1` to call
+//! `Storage::rewrite_if_bloated(4.0, 8 MiB)` every 10 simulated minutes and watch it plateau.
 
 use std::error::Error;
 use std::fs;
@@ -33,6 +39,11 @@ const COMPACT_EVERY_MS: u64 = 5 * 60_000;
 const KEY_OVERHEAD: usize = 1 + 8 + 4;
 
 fn main() -> Result<(), Box<dyn Error>> {
+    if let Some(hours) = std::env::var_os("ROVER_HISTORY_HOURS") {
+        let hours: u64 = hours.to_string_lossy().parse()?;
+        let rewrite = std::env::var_os("ROVER_HISTORY_REWRITE").is_some_and(|v| v != "0");
+        return long_run(hours, rewrite);
+    }
     // With ROVER_HISTORY_DB=DIR the database is written there and kept (for example as
     // `<data-dir>/db`, so an agent can be started on it and measured); otherwise a temp dir.
     let temp = tempfile::tempdir()?;
@@ -252,4 +263,66 @@ fn projected_downsampled_day(history: &impl HistoryStore) -> Result<f64, Box<dyn
     let raw_per_day = (RAW_RETENTION_MS / INTERVAL_MS) as f64;
     let means_per_day = (24 * 60 - RAW_RETENTION_MS / 60_000) as f64;
     Ok(raw_per_day * average(raw) + means_per_day * average(means))
+}
+
+/// Raw samples younger than this stay raw in the long run (the agent's default).
+const LONG_RAW_RETENTION_MS: u64 = HOUR_MS;
+/// Everything younger than this stays in the long run (the agent's default).
+const LONG_RETENTION_MS: u64 = 30 * 24 * HOUR_MS;
+/// Simulated time between two rewrite checks in the long run, as the agent's compaction task.
+const REWRITE_EVERY_MS: u64 = 10 * 60_000;
+/// A rewrite runs when sled's file is larger than this many times the live data...
+const REWRITE_FACTOR: f64 = 4.0;
+/// ...and larger than this.
+const REWRITE_MIN_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Simulates `hours` hours of the fleet with a compaction every [`COMPACT_EVERY_MS`] (raw
+/// retention 1 h, retention 30 d) and, with `rewrite`, a `rewrite_if_bloated(4.0, 8 MiB)`
+/// every [`REWRITE_EVERY_MS`] as the agent does; prints live bytes, sled's size on disk and
+/// the directory size at the end of every simulated hour, and each rewrite.
+fn long_run(hours: u64, rewrite: bool) -> Result<(), Box<dyn Error>> {
+    let temp = tempfile::tempdir()?;
+    let path = temp.path().join("db");
+    let storage = Storage::open(&path)?;
+    let history = storage.history();
+    let mut fleet: Vec<Host> = (0..HOSTS).map(Host::new).collect();
+    let started = std::time::Instant::now();
+    let mut t = START_MS;
+    let mut rewrites = 0;
+    for hour in 1..=hours {
+        while t < START_MS + hour * HOUR_MS {
+            simulate(&history, &mut fleet, t, t + COMPACT_EVERY_MS)?;
+            t += COMPACT_EVERY_MS;
+            history.compact(t, LONG_RAW_RETENTION_MS, LONG_RETENTION_MS)?;
+            if rewrite && (t - START_MS) % REWRITE_EVERY_MS == 0 {
+                if let Some(stats) =
+                    storage.rewrite_if_bloated(REWRITE_FACTOR, REWRITE_MIN_BYTES)?
+                {
+                    rewrites += 1;
+                    println!(
+                        "{{\"stage\":\"rewrite\",\"at_hour\":{:.2},\"size_before\":{},\
+                         \"size_after\":{},\"live_bytes\":{},\"entries\":{},\"locked_ms\":{}}}",
+                        (t - START_MS) as f64 / HOUR_MS as f64,
+                        stats.size_before,
+                        stats.size_after,
+                        stats.live_bytes,
+                        stats.entries,
+                        stats.locked_for.as_millis(),
+                    );
+                }
+            }
+        }
+        storage.flush()?;
+        println!(
+            "{{\"stage\":\"long\",\"hour\":{hour},\"rewrite\":{rewrite},\"rewrites\":{rewrites},\
+             \"entries\":{},\"live_bytes\":{},\"size_on_disk\":{},\"dir_bytes\":{},\
+             \"elapsed_s\":{:.1}}}",
+            history.len()?,
+            storage.live_bytes()?,
+            storage.size_on_disk()?,
+            dir_size(&path)?,
+            started.elapsed().as_secs_f64(),
+        );
+    }
+    Ok(())
 }

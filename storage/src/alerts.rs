@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::keys::KEY_SEPARATOR;
 use crate::record;
@@ -64,15 +65,16 @@ fn invalid_key(key: &AlertKey) -> StorageError {
 }
 
 /// Alerts in the [`trees::ALERTS`] sled tree. Obtained from [`crate::Storage::alerts`]; cheap
-/// to clone, clones share the tree.
+/// to clone, clones share the tree, and keep working after a
+/// [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct SledAlertStore {
-    tree: sled::Tree,
+    shared: Shared,
 }
 
 impl SledAlertStore {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self { shared }
     }
 
     /// Decodes the value at `key` and checks that it is stored under its own key.
@@ -98,10 +100,11 @@ impl SledAlertStore {
 
 impl AlertStore for SledAlertStore {
     fn put(&self, alert: &Alert) -> Result<(), StorageError> {
+        let open = self.shared.read();
         let alert_key = alert.key();
         let key = key_bytes(&alert_key).ok_or_else(|| invalid_key(&alert_key))?;
         let bytes = record::encode(alert)?;
-        self.tree
+        open.alerts
             .insert(&key, bytes)
             .map_err(|source| StorageError::Write {
                 tree: trees::ALERTS.to_owned(),
@@ -112,11 +115,12 @@ impl AlertStore for SledAlertStore {
     }
 
     fn get(&self, key: &AlertKey) -> Result<Option<Alert>, StorageError> {
+        let open = self.shared.read();
         // A key with a NUL byte can never have been stored.
         let Some(key) = key_bytes(key) else {
             return Ok(None);
         };
-        let bytes = self.tree.get(&key).map_err(|source| StorageError::Read {
+        let bytes = open.alerts.get(&key).map_err(|source| StorageError::Read {
             tree: trees::ALERTS.to_owned(),
             key: printable_key(&key),
             source,
@@ -125,8 +129,9 @@ impl AlertStore for SledAlertStore {
     }
 
     fn all(&self) -> Result<Vec<Alert>, StorageError> {
+        let open = self.shared.read();
         // sled iterates in key order, which is the order of AlertKey.
-        self.tree
+        open.alerts
             .iter()
             .map(|entry| {
                 let (key, bytes) = entry.map_err(Self::scan_error)?;
@@ -136,10 +141,11 @@ impl AlertStore for SledAlertStore {
     }
 
     fn remove(&self, key: &AlertKey) -> Result<(), StorageError> {
+        let open = self.shared.read();
         let Some(key) = key_bytes(key) else {
             return Ok(());
         };
-        self.tree
+        open.alerts
             .remove(&key)
             .map_err(|source| StorageError::Write {
                 tree: trees::ALERTS.to_owned(),
@@ -150,7 +156,8 @@ impl AlertStore for SledAlertStore {
     }
 
     fn len(&self) -> Result<usize, StorageError> {
-        self.tree.iter().keys().try_fold(0, |count, key| {
+        let open = self.shared.read();
+        open.alerts.iter().keys().try_fold(0, |count, key| {
             key.map(|_| count + 1).map_err(Self::scan_error)
         })
     }
@@ -233,7 +240,7 @@ mod tests {
             .alerts()
             .put(&alert("ops", "web-1", "disk", 1))
             .unwrap();
-        let raw = storage.db.open_tree(trees::ALERTS).unwrap();
+        let raw = storage.raw_tree(trees::ALERTS);
         let keys: Vec<Vec<u8>> = raw.iter().keys().map(|key| key.unwrap().to_vec()).collect();
         assert_eq!(keys, [b"ops\0web-1\0disk".to_vec()]);
     }
@@ -241,7 +248,7 @@ mod tests {
     #[test]
     fn a_corrupt_alert_names_its_tree_and_key() {
         let (_dir, storage) = open();
-        let raw = storage.db.open_tree(trees::ALERTS).unwrap();
+        let raw = storage.raw_tree(trees::ALERTS);
         raw.insert("ops\0web-1\0disk", &[<Alert as Record>::VERSION, 0xff])
             .unwrap();
         let key = alert("ops", "web-1", "disk", 1).key();
@@ -258,7 +265,7 @@ mod tests {
     #[test]
     fn an_alert_stored_under_another_key_is_corrupt() {
         let (_dir, storage) = open();
-        let raw = storage.db.open_tree(trees::ALERTS).unwrap();
+        let raw = storage.raw_tree(trees::ALERTS);
         let bytes = record::encode(&alert("ops", "web-2", "disk", 1)).unwrap();
         raw.insert("ops\0web-1\0disk", bytes).unwrap();
 

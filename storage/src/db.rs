@@ -5,14 +5,21 @@
 //! and flushed every [`FLUSH_EVERY_MS`]; call [`Storage::flush`] or [`Storage::flush_async`]
 //! where a write must be durable before going on (for example before announcing a new
 //! identity generation).
+//!
+//! The open database sits behind one shared lock ([`Shared`]): every store operation holds a
+//! read guard for its duration, and [`Storage::rewrite_if_bloated`] (see [`crate::rewrite`])
+//! holds the write guard while it copies the database into a fresh file and swaps it in, so
+//! stores obtained before a rewrite keep working after it.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::alerts::SledAlertStore;
 use crate::error::StorageError;
 use crate::history::SledHistoryStore;
 use crate::members::SledMemberStore;
 use crate::meta::SledMetaStore;
+use crate::rewrite::{self, RewriteStats};
 use crate::trees;
 
 /// Upper bound of sled's page cache, in bytes.
@@ -24,51 +31,92 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 /// The text sled puts in the I/O error it returns when the directory's lock is held.
 const LOCK_HELD_MESSAGE: &str = "could not acquire lock";
 
+/// One open sled database and the trees the stores use; a rewrite replaces it as a whole.
+#[derive(Debug)]
+pub(crate) struct Open {
+    pub(crate) db: sled::Db,
+    pub(crate) members: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    pub(crate) alerts: sled::Tree,
+    pub(crate) history: sled::Tree,
+    /// sled's size on disk right after the rewrite that produced this database, if one did.
+    pub(crate) rewritten_size: Option<u64>,
+}
+
+impl Open {
+    /// Opens (creating if needed) the sled database in the directory `path` and its trees.
+    pub(crate) fn at(path: &Path) -> Result<Open, StorageError> {
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_CAPACITY_BYTES)
+            .flush_every_ms(Some(FLUSH_EVERY_MS))
+            .open()
+            .map_err(|err| open_error(path, err))?;
+        let open_tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StorageError::Open {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        Ok(Open {
+            members: open_tree(trees::MEMBERS)?,
+            meta: open_tree(trees::META)?,
+            alerts: open_tree(trees::ALERTS)?,
+            history: open_tree(trees::HISTORY)?,
+            db,
+            rewritten_size: None,
+        })
+    }
+}
+
+/// The open database, shared by a [`Storage`], its clones and every store obtained from them.
+///
+/// Store operations hold [`Shared::read`] for their whole duration (and never take it twice:
+/// a waiting rewrite would deadlock a nested read); a rewrite holds [`Shared::write`]. The
+/// guarded value is only ever replaced whole, so a panic while a guard is held cannot leave it
+/// half-changed and a poisoned lock is taken over.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared(Arc<RwLock<Open>>);
+
+impl Shared {
+    pub(crate) fn new(open: Open) -> Self {
+        Self(Arc::new(RwLock::new(open)))
+    }
+
+    /// The current database, for the duration of one operation.
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Open> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The current database, exclusively: no store operation runs while this is held.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Open> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The persistent state of the agent: one sled database per process, one tree per keyspace.
 ///
 /// Cheap to clone; clones share the same database and trees. The lock on the data directory
 /// is released when the last clone (and every store obtained from it) is dropped.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    pub(crate) db: sled::Db,
+    pub(crate) shared: Shared,
     path: PathBuf,
-    members: sled::Tree,
-    meta: sled::Tree,
-    alerts: sled::Tree,
-    history: sled::Tree,
 }
 
 impl Storage {
     /// Opens (creating if needed) the database in the directory `path` and its trees.
     ///
-    /// Fails with [`StorageError::Locked`] when another process, or another open `Storage`
-    /// of this process, holds the directory.
+    /// First finishes or undoes a rewrite that a crash interrupted (see [`crate::rewrite`]
+    /// for the states and what each becomes). Fails with [`StorageError::Locked`] when
+    /// another process, or another open `Storage` of this process, holds the directory.
     pub fn open(path: impl AsRef<Path>) -> Result<Storage, StorageError> {
         let path = path.as_ref().to_path_buf();
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .flush_every_ms(Some(FLUSH_EVERY_MS))
-            .open()
-            .map_err(|err| open_error(&path, err))?;
-        let open_tree = |name: &str| {
-            db.open_tree(name).map_err(|source| StorageError::Open {
-                path: path.clone(),
-                source,
-            })
-        };
-        let members = open_tree(trees::MEMBERS)?;
-        let meta = open_tree(trees::META)?;
-        let alerts = open_tree(trees::ALERTS)?;
-        let history = open_tree(trees::HISTORY)?;
+        let open = rewrite::recover_and_open(&path)?;
         tracing::debug!(path = %path.display(), "storage opened");
         Ok(Storage {
-            db,
+            shared: Shared::new(open),
             path,
-            members,
-            meta,
-            alerts,
-            history,
         })
     }
 
@@ -79,28 +127,30 @@ impl Storage {
 
     /// The persisted cluster members, in the [`trees::MEMBERS`] tree.
     pub fn members(&self) -> SledMemberStore {
-        SledMemberStore::new(self.members.clone())
+        SledMemberStore::new(self.shared.clone())
     }
 
     /// The node's small named values, in the [`trees::META`] tree.
     pub fn meta(&self) -> SledMetaStore {
-        SledMetaStore::new(self.meta.clone())
+        SledMetaStore::new(self.shared.clone())
     }
 
     /// The alert table, in the [`trees::ALERTS`] tree.
     pub fn alerts(&self) -> SledAlertStore {
-        SledAlertStore::new(self.alerts.clone())
+        SledAlertStore::new(self.shared.clone())
     }
 
     /// The hosts' history, in the [`trees::HISTORY`] tree.
     pub fn history(&self) -> SledHistoryStore {
-        SledHistoryStore::new(self.history.clone())
+        SledHistoryStore::new(self.shared.clone())
     }
 
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the
     /// calling thread; from async code use [`Storage::flush_async`].
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.db
+        self.shared
+            .read()
+            .db
             .flush()
             .map(drop)
             .map_err(|source| StorageError::Flush { source })
@@ -108,18 +158,59 @@ impl Storage {
 
     /// Like [`Storage::flush`], but the disk work runs on sled's thread pool and the caller
     /// awaits it instead of blocking.
+    ///
+    /// The database is not locked while the flush is awaited. If a rewrite swaps the database
+    /// meanwhile, this flushes the replaced one, which is harmless: the rewrite copied every
+    /// write made before it started and flushed the copy before swapping it in.
     pub async fn flush_async(&self) -> Result<(), StorageError> {
-        self.db
-            .flush_async()
+        let db = self.shared.read().db.clone();
+        db.flush_async()
             .await
             .map(drop)
             .map_err(|source| StorageError::Flush { source })
+    }
+
+    /// The bytes sled's files take on disk now (its log file and blobs).
+    pub fn size_on_disk(&self) -> Result<u64, StorageError> {
+        rewrite::size_on_disk(&self.shared.read().db)
+    }
+
+    /// The bytes of live data: the sum of the lengths of every key and value of every tree.
+    /// Scans everything, so it costs about as much as reading the whole database.
+    pub fn live_bytes(&self) -> Result<u64, StorageError> {
+        rewrite::live_bytes(&self.shared.read().db)
+    }
+
+    /// Copies the database into a fresh file and swaps it in when sled's file takes more than
+    /// `max(min_bytes, factor * live_bytes)` on disk and, if this process rewrote it before, at
+    /// least twice what the last rewrite left; returns what it did, or `None` when the file is
+    /// not that large. (Even a fresh copy takes three to five times its live bytes in sled, so
+    /// without the second rule a `factor` near that would rewrite at every call.) sled reuses freed space poorly and never shrinks its file, so
+    /// an agent calls this periodically (after history compaction) to keep its disk use
+    /// bounded by about `factor` times its live data.
+    ///
+    /// Blocks the calling thread, and every store operation of this process, for the copy (a
+    /// few seconds per hundred megabytes); from async code run it on a blocking thread. Stores
+    /// obtained before keep working. A crash at any point leaves a data directory that
+    /// [`Storage::open`] recovers; see [`crate::rewrite`].
+    pub fn rewrite_if_bloated(
+        &self,
+        factor: f64,
+        min_bytes: u64,
+    ) -> Result<Option<RewriteStats>, StorageError> {
+        rewrite::rewrite_if_bloated(&self.shared, &self.path, factor, min_bytes)
+    }
+
+    /// A raw sled tree of the current database, for tests that plant bytes.
+    #[cfg(test)]
+    pub(crate) fn raw_tree(&self, name: &str) -> sled::Tree {
+        self.shared.read().db.open_tree(name).unwrap()
     }
 }
 
 /// Maps the error of opening `path`: a held lock becomes [`StorageError::Locked`], anything
 /// else [`StorageError::Open`].
-fn open_error(path: &Path, err: sled::Error) -> StorageError {
+pub(crate) fn open_error(path: &Path, err: sled::Error) -> StorageError {
     match &err {
         sled::Error::Io(io) if io.to_string().contains(LOCK_HELD_MESSAGE) => {
             tracing::warn!(path = %path.display(), "data dir is locked by another process");

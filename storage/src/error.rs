@@ -69,6 +69,19 @@ pub enum StorageError {
         #[source]
         source: sled::Error,
     },
+    /// A file-system step of a rewrite, or of the recovery from an interrupted one, failed.
+    /// A rewrite undoes its renames before returning this, and the database in use is the
+    /// one from before; on open, nothing was opened.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Rewrite {
+        /// What was being done, such as `rename` or `remove`.
+        action: &'static str,
+        /// The file or directory it was done to.
+        path: PathBuf,
+        /// The error the file system reported.
+        #[source]
+        source: std::io::Error,
+    },
     /// A value could not be encoded; nothing was written.
     #[error("cannot encode a `{record}`: {reason}")]
     Encode {

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::compaction::{CompactStats, Cutoffs, Folder, MinutePlan};
+use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::keys::{time_prefix, KEY_SEPARATOR, TIME_PREFIX_LEN};
 use crate::record;
@@ -116,17 +117,70 @@ fn parse_key(key: &[u8]) -> Option<(&[u8], u64, u32)> {
 }
 
 /// History in the [`trees::HISTORY`] sled tree. Obtained from [`crate::Storage::history`];
-/// cheap to clone, clones share the tree.
+/// cheap to clone, clones share the tree, and keep working after a
+/// [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct SledHistoryStore {
-    tree: sled::Tree,
+    shared: Shared,
 }
 
 impl SledHistoryStore {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self { shared }
     }
 
+    /// Runs `op` on the history tree of the current database, holding the read guard
+    /// throughout so a rewrite cannot swap the database under it.
+    fn with<T>(&self, op: impl FnOnce(&HistoryTree<'_>) -> T) -> T {
+        let open = self.shared.read();
+        op(&HistoryTree {
+            tree: &open.history,
+        })
+    }
+}
+
+impl HistoryStore for SledHistoryStore {
+    fn append(&self, entry: &HistoryEntry) -> Result<(), StorageError> {
+        self.with(|tree| tree.append(entry))
+    }
+
+    fn range(
+        &self,
+        host: &str,
+        since_ms: u64,
+        until_ms: u64,
+    ) -> Result<Vec<HistoryEntry>, StorageError> {
+        self.with(|tree| tree.range(host, since_ms, until_ms))
+    }
+
+    fn hosts(&self) -> Result<Vec<String>, StorageError> {
+        self.with(|tree| tree.hosts())
+    }
+
+    fn last_sample(&self, host: &str) -> Result<Option<StatusSample>, StorageError> {
+        self.with(|tree| tree.last_sample(host))
+    }
+
+    fn len(&self) -> Result<usize, StorageError> {
+        self.with(|tree| tree.len())
+    }
+
+    fn compact(
+        &self,
+        now_ms: u64,
+        raw_retention_ms: u64,
+        retention_ms: u64,
+    ) -> Result<CompactStats, StorageError> {
+        self.with(|tree| tree.compact(now_ms, raw_retention_ms, retention_ms))
+    }
+}
+
+/// The history tree of one database, borrowed for one operation of [`SledHistoryStore`].
+struct HistoryTree<'a> {
+    tree: &'a sled::Tree,
+}
+
+impl HistoryTree<'_> {
     /// Decodes the value at `key` and checks that the key names the entry's host and time.
     fn decode(key: &[u8], bytes: &[u8]) -> Result<HistoryEntry, StorageError> {
         let entry: HistoryEntry = record::decode(trees::HISTORY, key, bytes)?;
@@ -294,7 +348,7 @@ struct Pending {
 impl Pending {
     fn add(
         &mut self,
-        store: &SledHistoryStore,
+        store: &HistoryTree<'_>,
         prefix: &[u8],
         plan: MinutePlan<sled::IVec>,
     ) -> Result<(), StorageError> {
@@ -310,14 +364,14 @@ impl Pending {
         Ok(())
     }
 
-    fn apply(self, store: &SledHistoryStore, stats: &mut CompactStats) -> Result<(), StorageError> {
+    fn apply(self, store: &HistoryTree<'_>, stats: &mut CompactStats) -> Result<(), StorageError> {
         if self.plans.is_empty() {
             return Ok(());
         }
         store
             .tree
             .apply_batch(self.batch)
-            .map_err(|source| SledHistoryStore::write_error(&self.last_key, source))?;
+            .map_err(|source| HistoryTree::write_error(&self.last_key, source))?;
         for plan in &self.plans {
             stats.add(plan);
         }
@@ -325,7 +379,7 @@ impl Pending {
     }
 }
 
-impl HistoryStore for SledHistoryStore {
+impl HistoryStore for HistoryTree<'_> {
     fn append(&self, entry: &HistoryEntry) -> Result<(), StorageError> {
         let prefix = host_prefix(&entry.host).ok_or_else(|| invalid_host(&entry.host))?;
         let bytes = sled::IVec::from(record::encode(entry)?);
@@ -603,7 +657,7 @@ mod tests {
             .history()
             .append(&sample_entry("web-1", T0, 1.0))
             .unwrap();
-        let raw = storage.db.open_tree(trees::HISTORY).unwrap();
+        let raw = storage.raw_tree(trees::HISTORY);
         let keys: Vec<sled::IVec> = raw.iter().keys().map(Result::unwrap).collect();
         assert_eq!(keys.len(), 1);
         assert_eq!(keys[0].len(), "web-1".len() + 1 + 8 + 4);
@@ -626,7 +680,7 @@ mod tests {
     fn a_corrupt_history_record_names_its_tree_and_key() {
         let (_dir, storage) = open();
         let key = entry_key(b"web-1\0", T0, 3);
-        let raw = storage.db.open_tree(trees::HISTORY).unwrap();
+        let raw = storage.raw_tree(trees::HISTORY);
         raw.insert(&key, &[HistoryEntry::VERSION, 0xff, 0xff])
             .unwrap();
 
@@ -648,7 +702,7 @@ mod tests {
     #[test]
     fn an_entry_stored_under_another_host_or_time_is_corrupt() {
         let (_dir, storage) = open();
-        let raw = storage.db.open_tree(trees::HISTORY).unwrap();
+        let raw = storage.raw_tree(trees::HISTORY);
         let bytes = record::encode(&sample_entry("web-2", T0, 1.0)).unwrap();
         raw.insert(entry_key(b"web-1\0", T0, 0), bytes).unwrap();
         let bytes = record::encode(&sample_entry("web-3", T0 + 1, 1.0)).unwrap();
@@ -668,7 +722,7 @@ mod tests {
         let (_dir, storage) = open();
         let history = storage.history();
         history.append(&sample_entry("web-1", T0, 1.0)).unwrap();
-        let raw = storage.db.open_tree(trees::HISTORY).unwrap();
+        let raw = storage.raw_tree(trees::HISTORY);
         raw.insert(entry_key(b"web-1\0", T0 + 1, 0), &[HistoryEntry::VERSION])
             .unwrap();
 

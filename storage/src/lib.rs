@@ -15,6 +15,9 @@
 //!   the alert table; [`history`] records each host's samples and events in time order, and
 //!   [`compaction`] downsamples and expires them. Each store has a sled and an in-memory
 //!   implementation, held to the same rules by [`conformance`].
+//! - [`rewrite`] keeps sled's file bounded: [`Storage::rewrite_if_bloated`] copies the
+//!   database into a fresh file when the old one holds too much dead space, and
+//!   [`Storage::open`] recovers from a crash in the middle of it.
 //! - [`keys`] builds big-endian time keys for time-ordered range scans.
 //!
 //! This crate knows nothing of gossip, HTTP or notifications: it stores what it is given, and
@@ -34,6 +37,7 @@ pub mod members;
 pub mod meta;
 pub mod record;
 pub mod records;
+pub mod rewrite;
 pub mod trees;
 
 pub use crate::alerts::{AlertStore, MemoryAlertStore, SledAlertStore};
@@ -49,3 +53,4 @@ pub use crate::records::{
     Alert, AlertKey, AlertState, CheckLevel, DiskUsage, HistoryEntry, HistoryEvent, Severity,
     StatusSample,
 };
+pub use crate::rewrite::RewriteStats;

@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::record::{self, Record};
 use crate::trees;
@@ -52,12 +53,12 @@ pub trait MemberStore {
 /// [`crate::Storage::members`]; cheap to clone, clones share the tree.
 #[derive(Debug, Clone)]
 pub struct SledMemberStore {
-    tree: sled::Tree,
+    shared: Shared,
 }
 
 impl SledMemberStore {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self { shared }
     }
 
     /// Decodes the value at `key` and checks that it is stored under its own name.
@@ -76,8 +77,9 @@ impl SledMemberStore {
 
 impl MemberStore for SledMemberStore {
     fn put(&self, m: &StoredMember) -> Result<(), StorageError> {
+        let open = self.shared.read();
         let bytes = record::encode(m)?;
-        self.tree
+        open.members
             .insert(m.name.as_bytes(), bytes)
             .map_err(|source| StorageError::Write {
                 tree: trees::MEMBERS.to_owned(),
@@ -88,8 +90,9 @@ impl MemberStore for SledMemberStore {
     }
 
     fn get(&self, name: &str) -> Result<Option<StoredMember>, StorageError> {
+        let open = self.shared.read();
         let key = name.as_bytes();
-        let bytes = self.tree.get(key).map_err(|source| StorageError::Read {
+        let bytes = open.members.get(key).map_err(|source| StorageError::Read {
             tree: trees::MEMBERS.to_owned(),
             key: printable_key(key),
             source,
@@ -98,8 +101,9 @@ impl MemberStore for SledMemberStore {
     }
 
     fn all(&self) -> Result<Vec<StoredMember>, StorageError> {
+        let open = self.shared.read();
         // sled iterates in key order, and the key is the name: the result is sorted by name.
-        self.tree
+        open.members
             .iter()
             .map(|entry| {
                 let (key, bytes) = entry.map_err(|source| StorageError::Scan {
@@ -112,7 +116,8 @@ impl MemberStore for SledMemberStore {
     }
 
     fn remove(&self, name: &str) -> Result<(), StorageError> {
-        self.tree
+        let open = self.shared.read();
+        open.members
             .remove(name.as_bytes())
             .map_err(|source| StorageError::Write {
                 tree: trees::MEMBERS.to_owned(),
@@ -187,7 +192,7 @@ mod tests {
     #[test]
     fn a_corrupt_record_names_its_tree_and_key() {
         let (_dir, storage) = open();
-        let raw = storage.db.open_tree(trees::MEMBERS).unwrap();
+        let raw = storage.raw_tree(trees::MEMBERS);
         raw.insert("node-a", &[StoredMember::VERSION, 0xff, 0xff, 0xff])
             .unwrap();
 
@@ -213,7 +218,7 @@ mod tests {
         let (_dir, storage) = open();
         let members = storage.members();
         members.put(&conformance::member("node-a", 1)).unwrap();
-        let raw = storage.db.open_tree(trees::MEMBERS).unwrap();
+        let raw = storage.raw_tree(trees::MEMBERS);
         let mut bytes = raw.get("node-a").unwrap().unwrap().to_vec();
         bytes[0] = 200;
         raw.insert("node-a", bytes).unwrap();
@@ -229,7 +234,7 @@ mod tests {
     #[test]
     fn a_record_stored_under_another_name_is_corrupt() {
         let (_dir, storage) = open();
-        let raw = storage.db.open_tree(trees::MEMBERS).unwrap();
+        let raw = storage.raw_tree(trees::MEMBERS);
         let bytes = record::encode(&conformance::member("node-b", 1)).unwrap();
         raw.insert("node-a", bytes).unwrap();
 

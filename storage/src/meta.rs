@@ -10,6 +10,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::record::{self, Record};
 use crate::trees;
@@ -73,20 +74,23 @@ impl MetaValue {
 }
 
 /// Meta values in the [`trees::META`] sled tree, key = name bytes. Obtained from
-/// [`crate::Storage::meta`]; cheap to clone, clones share the tree.
+/// [`crate::Storage::meta`]; cheap to clone, clones share the tree, and keep working after a
+/// [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct SledMetaStore {
-    tree: sled::Tree,
+    shared: Shared,
 }
 
 impl SledMetaStore {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
-        Self { tree }
+    pub(crate) fn new(shared: Shared) -> Self {
+        Self { shared }
     }
 
     fn get(&self, key: &str) -> Result<Option<MetaValue>, StorageError> {
         let bytes = self
-            .tree
+            .shared
+            .read()
+            .meta
             .get(key.as_bytes())
             .map_err(|source| StorageError::Read {
                 tree: trees::META.to_owned(),
@@ -100,7 +104,9 @@ impl SledMetaStore {
 
     fn put(&self, key: &str, value: &MetaValue) -> Result<(), StorageError> {
         let bytes = record::encode(value)?;
-        self.tree
+        self.shared
+            .read()
+            .meta
             .insert(key.as_bytes(), bytes)
             .map_err(|source| StorageError::Write {
                 tree: trees::META.to_owned(),
@@ -193,7 +199,7 @@ mod tests {
     fn a_corrupt_meta_value_names_its_tree_and_key() {
         let dir = tempfile::tempdir().unwrap();
         let storage = Storage::open(dir.path()).unwrap();
-        let raw = storage.db.open_tree(trees::META).unwrap();
+        let raw = storage.raw_tree(trees::META);
         raw.insert("generation", &[MetaValue::VERSION, 7]).unwrap();
 
         let err = storage.meta().get_u64("generation").unwrap_err();
