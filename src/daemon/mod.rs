@@ -52,17 +52,8 @@ impl Daemon {
             rng_seed: rand::random(),
         };
         let (events_tx, mut membership_events) = mpsc::unbounded_channel();
-        let (membership, membership_task) =
-            runtime::spawn(settings, config.bind, events_tx).await?;
-        // The cluster TCP port has the number the gossip socket got.
-        let cluster_port = tokio::net::TcpListener::bind(membership.local_addr())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot bind the cluster TCP port {}",
-                    membership.local_addr()
-                )
-            })?;
+        let (membership, membership_task, cluster_port) =
+            bind_gossip(settings, config.bind, events_tx).await?;
 
         let (alerts, alerts_task) = alerts::spawn(AlertsContext {
             team: config.team.clone(),
@@ -160,7 +151,11 @@ impl Daemon {
                 tracing::error!(error = %e, "API server stopped");
             }
         });
-        let advertised = membership.status().await.map(|s| s.identity.addr).unwrap_or(config.advertise);
+        let advertised = membership
+            .status()
+            .await
+            .map(|s| s.identity.addr)
+            .unwrap_or(config.advertise);
         tracing::info!(
             node = %config.node_name,
             team = %config.team,
@@ -205,6 +200,40 @@ impl Daemon {
         tracing::info!("left the cluster; bye");
         Ok(())
     }
+}
+
+/// Binds the gossip UDP socket and the cluster TCP port on the same port number and starts the
+/// membership task. With port 0, a port free for both is found (bounded attempts).
+async fn bind_gossip(
+    settings: CoreSettings,
+    bind: std::net::SocketAddr,
+    events: mpsc::UnboundedSender<rover_membership::MemberEvent>,
+) -> Result<(MembershipHandle, JoinHandle<()>, tokio::net::TcpListener)> {
+    if bind.port() != 0 {
+        let (membership, task) = runtime::spawn(settings, bind, events).await?;
+        let tcp = tokio::net::TcpListener::bind(membership.local_addr())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot bind the cluster TCP port {}",
+                    membership.local_addr()
+                )
+            })?;
+        return Ok((membership, task, tcp));
+    }
+    let mut last_error = None;
+    for _ in 0..50 {
+        let tcp = tokio::net::TcpListener::bind((bind.ip(), 0)).await?;
+        let addr = tcp.local_addr()?;
+        match runtime::spawn(settings.clone(), addr, events.clone()).await {
+            Ok((membership, task)) => return Ok((membership, task, tcp)),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    Err(anyhow::anyhow!(
+        "no port free for both gossip (UDP) and cluster (TCP) on {}: {last_error:?}",
+        bind.ip()
+    ))
 }
 
 fn severity_of(wanted: crate::checks::config::SeverityOverride) -> rover_storage::Severity {

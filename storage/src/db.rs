@@ -6,7 +6,7 @@
 //! where a write must be durable before going on (for example before announcing a new
 //! identity generation).
 //!
-//! The open database sits behind one shared lock ([`Shared`]): every store operation holds a
+//! The open database sits behind one shared lock (`Shared`): every store operation holds a
 //! read guard for its duration, and [`Storage::rewrite_if_bloated`] (see [`crate::rewrite`])
 //! holds the write guard while it copies the database into a fresh file and swaps it in, so
 //! stores obtained before a rewrite keep working after it.
@@ -246,7 +246,7 @@ mod tests {
             storage.meta().put_u64("generation", 3).unwrap();
             storage.flush().unwrap();
         }
-        let storage = Storage::open(dir.path()).unwrap();
+        let storage = crate::test_support::reopen(dir.path());
         assert_eq!(
             storage.members().get("node-a").unwrap(),
             Some(member("node-a", 3))
@@ -262,7 +262,7 @@ mod tests {
             storage.meta().put_bytes("node_key", b"secret").unwrap();
             block_on(storage.flush_async()).unwrap();
         }
-        let storage = Storage::open(dir.path()).unwrap();
+        let storage = crate::test_support::reopen(dir.path());
         assert_eq!(
             storage.meta().get_bytes("node_key").unwrap(),
             Some(b"secret".to_vec())
@@ -288,7 +288,7 @@ mod tests {
     fn the_lock_is_released_when_the_storage_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
         drop(Storage::open(dir.path()).unwrap());
-        Storage::open(dir.path()).unwrap();
+        crate::test_support::reopen(dir.path());
     }
 
     #[test]
@@ -307,6 +307,16 @@ mod tests {
             open_error(path, denied),
             StorageError::Open { .. }
         ));
+    }
+
+    #[test]
+    fn storage_and_its_stores_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + Clone + 'static>() {}
+        shareable::<Storage>();
+        shareable::<crate::SledMemberStore>();
+        shareable::<crate::SledMetaStore>();
+        shareable::<crate::SledAlertStore>();
+        shareable::<crate::SledHistoryStore>();
     }
 
     #[test]

@@ -54,3 +54,27 @@ pub use crate::records::{
     StatusSample,
 };
 pub use crate::rewrite::RewriteStats;
+
+/// Test support shared by the crate's tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use crate::{Storage, StorageError};
+
+    /// Reopens a database just dropped in this process: sled's background thread may hold the
+    /// lock a moment longer, so wait for it (at most 5 s).
+    pub(crate) fn reopen(path: &Path) -> Storage {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match Storage::open(path) {
+                Ok(storage) => return storage,
+                Err(StorageError::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
+}

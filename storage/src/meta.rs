@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn a_corrupt_meta_value_names_its_tree_and_key() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage::open(dir.path()).unwrap();
+        let storage = crate::test_support::reopen(dir.path());
         let raw = storage.raw_tree(trees::META);
         raw.insert("generation", &[MetaValue::VERSION, 7]).unwrap();
 
