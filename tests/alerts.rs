@@ -189,8 +189,10 @@ fn a_kill_9_while_samples_and_alerts_flow_loses_nothing_that_was_flushed() {
         })
     });
     assert!(has_alerts.is_some());
-    let counted_at = rover_membership::runtime::unix_ms();
     let before = counts_at(&cluster.agents[victim]).unwrap();
+    // Every record counted above existed before this instant, so any flush that starts after
+    // it has them on disk.
+    let counted_at = rover_membership::runtime::unix_ms();
     let flushed = wait_for(Duration::from_secs(10), || {
         counts_at(&cluster.agents[victim])
             .is_some_and(|c| c["flushed_before_ms"].as_u64().unwrap() > counted_at + 50)

@@ -282,3 +282,29 @@ fn thousands_of_random_datagrams_crash_nothing_and_change_no_member_state() {
         );
     }
 }
+
+#[test]
+fn garbage_on_the_cluster_tcp_port_is_counted_and_harms_nothing() {
+    use std::io::Write;
+    let cluster = Cluster::start(2);
+    cluster.wait_converged(CONVERGE);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for n in 0..20 {
+        let mut stream = std::net::TcpStream::connect(cluster.agents[0].gossip).unwrap();
+        // Some claim an absurd frame length, some a plausible one followed by noise.
+        let mut bytes = vec![0u8; 64 + n * 50];
+        rng.fill_bytes(&mut bytes);
+        if n % 2 == 0 {
+            bytes[..4].copy_from_slice(&(40u32 + n as u32).to_be_bytes());
+        }
+        let _ = stream.write_all(&bytes);
+    }
+    let rejected = wait_for(Duration::from_secs(10), || {
+        cluster.agents[0]
+            .info()
+            .and_then(|i| i["peer_rejected"].as_u64())
+            .is_some_and(|r| r >= 20)
+    });
+    assert!(rejected.is_some(), "info: {:?}", cluster.agents[0].info());
+    assert!(cluster.all_list_alive(&[0, 1], 2));
+}

@@ -50,6 +50,9 @@ pub struct InfoResponse {
     pub keys: Vec<KeyInfo>,
     /// Gossip traffic and drop counters.
     pub counters: Counters,
+    /// Cluster-port (TCP) connections dropped because they did not open, decode or follow
+    /// the protocol.
+    pub peer_rejected: u64,
     /// Seconds since the agent started.
     pub uptime_secs: u64,
     /// Data dir.

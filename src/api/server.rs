@@ -47,6 +47,8 @@ pub struct ApiState {
     pub flushed: tokio::sync::watch::Receiver<u64>,
     /// Status sample interval (a host silent for 3 of them is quiet).
     pub status_interval: std::time::Duration,
+    /// Connections the cluster TCP port dropped (see [`crate::peer::server::PeerServer`]).
+    pub peer_rejected: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The API's routes.
@@ -164,6 +166,9 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
             })
             .collect(),
         counters: status.counters,
+        peer_rejected: state
+            .peer_rejected
+            .load(std::sync::atomic::Ordering::Relaxed),
         uptime_secs: state.started.elapsed().as_secs(),
         data_dir: state.data_dir.clone(),
     }))

@@ -323,6 +323,10 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
                 c.dropped_rejected
             ),
         ],
+        vec![
+            "cluster port".into(),
+            format!("{} connections rejected", info.peer_rejected),
+        ],
         vec!["uptime".into(), format!("{}s", info.uptime_secs)],
         vec!["data dir".into(), info.data_dir.clone()],
     ];

@@ -71,12 +71,13 @@ impl Daemon {
             .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
             .collect();
 
+        let peer_rejected = Arc::new(AtomicU64::new(0));
         let mut background: Vec<JoinHandle<()>> = vec![
             tokio::spawn(
                 PeerServer {
                     membership: membership.clone(),
                     alerts: alerts.clone(),
-                    rejected: Arc::new(AtomicU64::new(0)),
+                    rejected: peer_rejected.clone(),
                 }
                 .serve(cluster_port),
             ),
@@ -135,6 +136,7 @@ impl Daemon {
             storage: storage.clone(),
             flushed: flushed_rx,
             status_interval: config.status_interval,
+            peer_rejected,
             token: Arc::from(token.as_str()),
             team: config.team.clone(),
             data_dir: data_dir.root().display().to_string(),
