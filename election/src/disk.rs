@@ -1,6 +1,6 @@
 //! Where the Raft log, the vote and the ledger live: the [`RaftDisk`] trait, blocking and
-//! durable on return of [`RaftDisk::flush`]. The agent implements it on sled trees; tests use
-//! [`MemoryDisk`].
+//! durable on return of [`RaftDisk::flush`]. The agent uses the sled trees of
+//! [`crate::sled_disk`]; tests use [`MemoryDisk`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -27,6 +27,9 @@ pub trait RaftDisk: Clone + Send + Sync + 'static {
     fn delete_from(&self, from: u64) -> Result<(), DiskError>;
     /// Deletes entries with `index <= through` (purge after a snapshot).
     fn delete_through(&self, through: u64) -> Result<(), DiskError>;
+    /// Forgets the whole Raft state: log, vote, state machine and snapshot (every entry and
+    /// every named value). Durable after the next [`RaftDisk::flush`].
+    fn clear(&self) -> Result<(), DiskError>;
     /// Makes everything written so far durable.
     fn flush(&self) -> Result<(), DiskError>;
 }
@@ -100,7 +103,40 @@ impl RaftDisk for MemoryDisk {
         })
     }
 
+    fn clear(&self) -> Result<(), DiskError> {
+        self.with(|i| {
+            i.meta.clear();
+            i.entries.clear();
+        })
+    }
+
     fn flush(&self) -> Result<(), DiskError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// Fills `disk`, clears it and checks that nothing is left.
+    pub(crate) fn clear_forgets_everything(disk: impl RaftDisk) {
+        disk.put_entries(&[(1, b"a".to_vec()), (2, b"b".to_vec())])
+            .unwrap();
+        for key in ["vote", "committed", "machine", "snapshot"] {
+            disk.put_meta(key, key.as_bytes()).unwrap();
+        }
+        disk.clear().unwrap();
+        disk.flush().unwrap();
+        assert_eq!(disk.last_entry().unwrap(), None);
+        assert_eq!(disk.entries(0, u64::MAX).unwrap(), vec![]);
+        for key in ["vote", "committed", "machine", "snapshot"] {
+            assert_eq!(disk.get_meta(key).unwrap(), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn clearing_the_memory_disk_forgets_the_log_and_every_meta_value() {
+        clear_forgets_everything(MemoryDisk::default());
     }
 }

@@ -24,6 +24,8 @@ pub enum IncidentKind {
     TeamLinkLost,
     /// A switch and the hosts behind it are unreachable.
     SwitchUnreachable,
+    /// Opened by an operator through the API.
+    Manual,
 }
 
 /// Where an incident stands.

@@ -8,9 +8,13 @@
 //! - [`policy`]: pure decisions: the Raft leader sends once it has confirmed its leadership;
 //!   without a Raft leader for `fallback_after`, the lowest-named alive member of a partition
 //!   is its fallback leader; which incidents and orphaned intents are due.
+//! - [`log_store`] and [`state_machine`]: openraft's log storage and state machine over a
+//!   [`disk::RaftDisk`]; [`sled_disk`] puts the log, vote and ledger in the agent's sled
+//!   database ([`rover_storage::RaftTrees`]), [`disk::MemoryDisk`] keeps them in memory for
+//!   tests.
 //!
-//! Still to come (the election work in progress): openraft 0.9 over the agent's sealed TCP
-//! with the log, vote and ledger in sled, and a Raft group that follows SWIM membership.
+//! Still to come (the election work in progress): openraft 0.9 over the agent's sealed TCP,
+//! and a Raft group that follows SWIM membership.
 //! Nothing in the agent uses this crate yet.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -20,9 +24,11 @@
 
 pub mod config;
 pub mod disk;
+pub mod group;
 pub mod ledger;
 pub mod log_store;
 pub mod network;
 pub mod policy;
+pub mod sled_disk;
 pub mod state_machine;
 pub mod types;

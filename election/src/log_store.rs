@@ -1,5 +1,6 @@
 //! openraft's log storage over a [`RaftDisk`]: entries, vote, committed and purged log ids.
-//! An append is reported complete only after the disk has flushed it.
+//! An append is reported complete only after the disk has flushed it; flushes run on tokio's
+//! blocking threads so that an fsync does not stall the runtime.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -9,7 +10,7 @@ use openraft::{LogId, LogState, OptionalSend, RaftLogId, RaftLogReader, StorageI
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::disk::RaftDisk;
+use crate::disk::{DiskError, RaftDisk};
 use crate::types::{io_error, LedgerEntry, LedgerRaft, StorageError};
 
 const VOTE: &str = "vote";
@@ -39,7 +40,7 @@ impl<D: RaftDisk> LogStore<D> {
             .transpose()
     }
 
-    fn write_meta<T: Serialize>(
+    async fn write_meta<T: Serialize>(
         &self,
         key: &str,
         value: &T,
@@ -49,7 +50,20 @@ impl<D: RaftDisk> LogStore<D> {
         self.disk
             .put_meta(key, &bytes)
             .map_err(|e| io_error(kind, &e))?;
-        self.disk.flush().map_err(|e| io_error(kind, &e))
+        self.flush().await.map_err(|e| io_error(kind, &e))
+    }
+
+    /// Makes everything written so far durable. Inside a tokio runtime (of either flavour) the
+    /// blocking flush runs on a blocking thread and this awaits it; outside one it runs here.
+    async fn flush(&self) -> Result<(), DiskError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.disk.flush();
+        };
+        let disk = self.disk.clone();
+        runtime
+            .spawn_blocking(move || disk.flush())
+            .await
+            .map_err(|e| DiskError(format!("the flush task did not finish: {e}")))?
     }
 }
 
@@ -112,6 +126,7 @@ impl<D: RaftDisk> RaftLogStorage<LedgerRaft> for LogStore<D> {
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<(), StorageError> {
         self.write_meta(VOTE, vote, StorageIOError::write_vote)
+            .await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>, StorageError> {
@@ -120,6 +135,7 @@ impl<D: RaftDisk> RaftLogStorage<LedgerRaft> for LogStore<D> {
 
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<(), StorageError> {
         self.write_meta(COMMITTED, &committed, StorageIOError::write_logs)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<u64>>, StorageError> {
@@ -143,10 +159,10 @@ impl<D: RaftDisk> RaftLogStorage<LedgerRaft> for LogStore<D> {
                 .map_err(|e| io_error(StorageIOError::write_logs, &e))?;
             encoded.push((entry.get_log_id().index, bytes));
         }
-        let written = self
-            .disk
-            .put_entries(&encoded)
-            .and_then(|()| self.disk.flush());
+        let written = match self.disk.put_entries(&encoded) {
+            Ok(()) => self.flush().await,
+            Err(e) => Err(e),
+        };
         match written {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -162,15 +178,20 @@ impl<D: RaftDisk> RaftLogStorage<LedgerRaft> for LogStore<D> {
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
         self.disk
             .delete_from(log_id.index)
-            .and_then(|()| self.disk.flush())
+            .map_err(|e| io_error(StorageIOError::write_logs, &e))?;
+        self.flush()
+            .await
             .map_err(|e| io_error(StorageIOError::write_logs, &e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<(), StorageError> {
-        self.write_meta(LAST_PURGED, &log_id, StorageIOError::write_logs)?;
+        self.write_meta(LAST_PURGED, &log_id, StorageIOError::write_logs)
+            .await?;
         self.disk
             .delete_through(log_id.index)
-            .and_then(|()| self.disk.flush())
+            .map_err(|e| io_error(StorageIOError::write_logs, &e))?;
+        self.flush()
+            .await
             .map_err(|e| io_error(StorageIOError::write_logs, &e))
     }
 }

@@ -233,6 +233,7 @@ mod tests {
     use super::*;
     use crate::disk::MemoryDisk;
     use crate::log_store::LogStore;
+    use rover_storage::{RaftTrees, Storage};
 
     struct MemoryBuilder;
 
@@ -251,5 +252,38 @@ mod tests {
     #[test]
     fn the_memory_store_passes_openrafts_storage_suite() {
         openraft::testing::Suite::test_all(MemoryBuilder).unwrap();
+    }
+
+    /// Builds each store on a fresh sled database in its own temporary directory, which the
+    /// guard keeps until the test is done with the store.
+    struct SledBuilder;
+
+    impl
+        openraft::testing::StoreBuilder<
+            LedgerRaft,
+            LogStore<RaftTrees>,
+            LedgerMachine<RaftTrees>,
+            tempfile::TempDir,
+        > for SledBuilder
+    {
+        async fn build(
+            &self,
+        ) -> Result<
+            (
+                tempfile::TempDir,
+                LogStore<RaftTrees>,
+                LedgerMachine<RaftTrees>,
+            ),
+            StorageError,
+        > {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = Storage::open(dir.path()).unwrap().raft();
+            Ok((dir, LogStore::new(disk.clone()), LedgerMachine::open(disk)?))
+        }
+    }
+
+    #[test]
+    fn the_sled_store_passes_openrafts_storage_suite() {
+        openraft::testing::Suite::test_all(SledBuilder).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 mod alert_routes;
 pub mod client;
 mod history_routes;
+pub mod leader_routes;
 pub mod server;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
@@ -40,10 +41,13 @@ pub struct InfoResponse {
     pub generation: u64,
     /// Agent version.
     pub version: String,
-    /// Notification leader, once the election exists.
+    /// Notification leader (Raft or fallback), if there is one.
     pub leader: Option<String>,
     /// Whether the leader has been stable long enough to trust.
     pub leader_stable: bool,
+    /// The election in detail (absent from agents before it existed).
+    #[serde(default)]
+    pub election: Option<crate::leadership::LeaderStatus>,
     /// Members by status (us included).
     pub members: StatusCounts,
     /// Keys of the keyring.

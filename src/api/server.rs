@@ -49,6 +49,8 @@ pub struct ApiState {
     pub status_interval: std::time::Duration,
     /// Connections the cluster TCP port dropped (see [`crate::peer::server::PeerServer`]).
     pub peer_rejected: Arc<std::sync::atomic::AtomicU64>,
+    /// The Raft group and leadership.
+    pub leadership: crate::leadership::LeadershipHandle,
 }
 
 /// The API's routes.
@@ -63,6 +65,11 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/alerts/clear", post(super::alert_routes::clear))
         .route("/v1/history", get(super::history_routes::history))
         .route("/v1/storage", get(super::history_routes::storage))
+        .route("/v1/leader", get(super::leader_routes::leader))
+        .route(
+            "/v1/incidents",
+            get(super::leader_routes::incidents).post(super::leader_routes::open),
+        )
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -146,6 +153,7 @@ async fn members(
 async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
     let status = state.membership.status().await.map_err(unavailable)?;
     let members = state.membership.members().await.map_err(unavailable)?;
+    let election = state.leadership.status();
     Ok(Json(InfoResponse {
         node: status.identity.name.clone(),
         team: state.team.clone(),
@@ -153,8 +161,9 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
         addr: status.identity.addr.to_string(),
         generation: status.identity.generation,
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        leader: None,
-        leader_stable: false,
+        leader: election.leader.clone(),
+        leader_stable: super::leader_routes::is_stable(&election),
+        election: Some(election),
         members: StatusCounts::of(&members),
         keys: status
             .keyring

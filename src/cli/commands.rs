@@ -99,7 +99,7 @@ fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("ROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -167,6 +167,13 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Info => {
             let info: InfoResponse = client.get("/v1/info").await?;
             print_info(cli.format, &info)?;
+        }
+        Command::Leader => {
+            let status: crate::leadership::LeaderStatus = client.get("/v1/leader").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&status)?),
+                Format::Text => say!("{}", super::leader_output::leader_table(&status)),
+            }
         }
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
@@ -298,11 +305,24 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec!["version".into(), info.version.clone()],
         vec![
             "leader".into(),
-            info.leader
-                .clone()
-                .unwrap_or_else(|| "none (no election yet)".into()),
+            info.leader.clone().unwrap_or_else(|| "none yet".into()),
         ],
         vec!["leader stable".into(), info.leader_stable.to_string()],
+        vec![
+            "election".into(),
+            info.election.as_ref().map_or_else(
+                || "unknown".into(),
+                |e| {
+                    format!(
+                        "{} mode, term {}, voters {}, learners {}",
+                        e.mode,
+                        e.term,
+                        e.voters.join(" "),
+                        e.learners.join(" ")
+                    )
+                },
+            ),
+        ],
         vec![
             "members".into(),
             format!(

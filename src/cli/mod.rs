@@ -4,6 +4,7 @@
 
 mod commands;
 mod history_output;
+mod leader_output;
 mod table;
 
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub enum Command {
     Leave,
     /// Node, team, cluster, leader, member counts, key fingerprints and counters.
     Info,
+    /// The notification leader and how it was chosen (raft term, or minority fallback).
+    Leader,
     /// Print a new cluster key (one base64 line).
     Keygen,
     /// Every alert the agent knows (own team and other teams), with origin and path.

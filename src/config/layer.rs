@@ -41,6 +41,14 @@ pub struct Layer {
     pub retention: Option<String>,
     /// The `[[check]]` array, parsed by [`crate::checks::config`].
     pub checks: Option<toml::Value>,
+    /// `election.bootstrap_expect`
+    pub bootstrap_expect: Option<String>,
+    /// `election.max_voters`
+    pub max_voters: Option<String>,
+    /// `election.voter_reap_after`
+    pub voter_reap_after: Option<String>,
+    /// `election.fallback_after`
+    pub fallback_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,6 +63,8 @@ struct FileConfig {
     status: FileStatus,
     #[serde(default)]
     history: FileHistory,
+    #[serde(default)]
+    election: FileElection,
     check: Option<toml::Value>,
     /// Sections read by later features; accepted so that one config file serves every version.
     #[serde(flatten)]
@@ -96,14 +106,29 @@ struct FileHistory {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct FileElection {
+    bootstrap_expect: Option<toml::Value>,
+    max_voters: Option<toml::Value>,
+    voter_reap_after: Option<String>,
+    fallback_after: Option<String>,
+}
+
+/// A TOML number or string, as the text the resolver parses.
+fn as_text(value: Option<toml::Value>) -> Option<String> {
+    value.map(|v| match v {
+        toml::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct FileApi {
     bind: Option<String>,
 }
 
 /// Sections a config file may hold besides `node`, `gossip` and `api`.
-const LATER_SECTIONS: &[&str] = &[
-    "notify", "check", "history", "election", "teams", "topology",
-];
+const LATER_SECTIONS: &[&str] = &["notify", "check", "teams", "topology"];
 
 impl Layer {
     /// Reads the TOML config file.
@@ -147,6 +172,10 @@ impl Layer {
             raw_retention: file.history.raw_retention,
             retention: file.history.retention,
             checks: file.check,
+            bootstrap_expect: as_text(file.election.bootstrap_expect),
+            max_voters: as_text(file.election.max_voters),
+            voter_reap_after: file.election.voter_reap_after,
+            fallback_after: file.election.fallback_after,
         })
     }
 
@@ -174,6 +203,10 @@ impl Layer {
             raw_retention: get("ROVER_HISTORY_RAW_RETENTION"),
             retention: get("ROVER_HISTORY_RETENTION"),
             checks: None,
+            bootstrap_expect: get("ROVER_BOOTSTRAP_EXPECT"),
+            max_voters: get("ROVER_MAX_VOTERS"),
+            voter_reap_after: get("ROVER_VOTER_REAP_AFTER"),
+            fallback_after: get("ROVER_FALLBACK_AFTER"),
         }
     }
 }

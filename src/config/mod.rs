@@ -2,6 +2,7 @@
 //! merged as text and validated once into [`Config`]. Every error names the key, the bad value
 //! and where the value came from.
 
+mod election;
 mod layer;
 
 use std::fmt;
@@ -9,6 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use self::election::ElectionConfig;
 pub use self::layer::Layer;
 use crate::checks::config::CheckConfig;
 use rover_membership::Profile;
@@ -52,6 +54,8 @@ pub struct Config {
     pub retention: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
+    /// The Raft group and the fallback leader.
+    pub election: ElectionConfig,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -314,6 +318,7 @@ pub fn resolve(
         None => Vec::new(),
     };
 
+    let election = election::resolve(&layers)?;
     Ok(Config {
         node_name,
         team,
@@ -330,6 +335,7 @@ pub fn resolve(
         raw_retention,
         retention,
         checks,
+        election,
     })
 }
 

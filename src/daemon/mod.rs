@@ -23,6 +23,8 @@ use crate::alerts::{self, AlertsContext};
 use crate::api::server::{self, ApiState, Control};
 use crate::config::Config;
 use crate::data_dir::{DataDir, KeyringOrigin};
+use crate::leadership::{self, LeadershipSettings};
+use crate::node_key::NodeKey;
 use crate::peer::server::PeerServer;
 use crate::status::Sampler;
 
@@ -71,12 +73,30 @@ impl Daemon {
             .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
             .collect();
 
+        let node_key = NodeKey::load_or_create(data_dir.root())?;
+        let (leadership, leadership_task) = leadership::spawn(
+            LeadershipSettings {
+                name: config.node_name.clone(),
+                node_id: node_key.node_id(),
+                team: config.team.clone(),
+                bootstrap: config.election.bootstraps(&config.join),
+                max_voters: config.election.max_voters,
+                voter_reap_after: config.election.voter_reap_after,
+                fallback_after: config.election.fallback_after,
+            },
+            storage.clone(),
+            membership.clone(),
+        )
+        .await
+        .context("starting the raft node")?;
+
         let peer_rejected = Arc::new(AtomicU64::new(0));
         let mut background: Vec<JoinHandle<()>> = vec![
             tokio::spawn(
                 PeerServer {
                     membership: membership.clone(),
                     alerts: alerts.clone(),
+                    leadership: leadership.clone(),
                     rejected: peer_rejected.clone(),
                 }
                 .serve(cluster_port),
@@ -137,6 +157,7 @@ impl Daemon {
             flushed: flushed_rx,
             status_interval: config.status_interval,
             peer_rejected,
+            leadership: leadership.clone(),
             token: Arc::from(token.as_str()),
             team: config.team.clone(),
             data_dir: data_dir.root().display().to_string(),
@@ -192,6 +213,8 @@ impl Daemon {
         for task in background {
             task.abort();
         }
+        leadership_task.abort();
+        leadership.shutdown().await;
         let _ = membership.stop().await;
         let _ = membership_task.await;
         drop(alerts);

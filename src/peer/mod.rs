@@ -1,7 +1,9 @@
 //! The cluster TCP port (same number as gossip): sealed frames carrying [`PeerMessage`]s.
 //!
-//! Today it carries the alert anti-entropy exchange; later features add their message kinds
-//! at the end of the enum (postcard encodes the variant index, so only append).
+//! It carries the alert anti-entropy exchange, the Raft RPCs of the ledger group (on a
+//! connection kept open per peer), the group's hello and adopt messages and ledger writes
+//! forwarded to the leader. Later features add their message kinds at the end of the enum
+//! (postcard encodes the variant index, so only append).
 
 pub mod server;
 
@@ -9,6 +11,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
+use rover_election::group::ClusterStamp;
+use rover_election::ledger::LedgerCommand;
+use rover_election::network::{RaftReply, RaftRequest};
 use rover_membership::sealed_stream::{read_frame, write_frame};
 use rover_membership::Keyring;
 use rover_storage::Alert;
@@ -17,11 +22,15 @@ use tokio::net::TcpStream;
 
 use crate::alerts::table::DigestEntry;
 
-/// How long a peer exchange may take before it is abandoned.
+/// How long one request may wait for its answer, or a connection for its first message.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// An open connection with no message for this long is closed (Raft connections carry a
+/// heartbeat every few hundred milliseconds; anti-entropy connections close after use).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Messages on the cluster TCP port. Only append variants.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum PeerMessage {
     /// "Here is which alert versions I hold."
     AlertDigest(Vec<DigestEntry>),
@@ -34,6 +43,39 @@ pub enum PeerMessage {
     },
     /// What the client holds newer than the server's digest.
     AlertPush(Vec<Alert>),
+    /// A Raft RPC for the group `cluster`. `lease` says the sending leader heard from a quorum
+    /// recently, so a follower that accepts its entries may count the leader as confirmed.
+    Raft {
+        /// The sender's group id.
+        cluster: u64,
+        /// The sender is a leader with a recent quorum acknowledgement.
+        lease: bool,
+        /// The RPC.
+        request: RaftRequest,
+    },
+    /// The answer to [`PeerMessage::Raft`].
+    RaftAnswer(RaftReply),
+    /// The receiver is not in the sender's group (it names its own, if any).
+    RaftRefused(Option<ClusterStamp>),
+    /// "Which node are you, and which group are you in?"
+    GroupHello,
+    /// The answer to [`PeerMessage::GroupHello`].
+    GroupHelloAnswer {
+        /// The Raft node id (from the node key).
+        node_id: u64,
+        /// The node name.
+        name: String,
+        /// Its group, if it is in one.
+        cluster: Option<ClusterStamp>,
+    },
+    /// "My group won: join it." The receiver yields only if it agrees it should.
+    GroupAdopt(ClusterStamp),
+    /// The answer to [`PeerMessage::GroupAdopt`]: whether the receiver now waits to be added.
+    GroupAdoptAnswer(bool),
+    /// Ledger commands for the receiver to apply as leader (Raft or fallback).
+    LedgerWrite(Vec<LedgerCommand>),
+    /// The answer to [`PeerMessage::LedgerWrite`]: an error text if they were not applied.
+    LedgerWriteAnswer(Option<String>),
 }
 
 /// One open, sealed connection to a peer.
@@ -64,6 +106,18 @@ impl PeerConnection {
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         write_frame(&mut self.stream, &self.keyring, &bytes, &mut rng).await?;
         Ok(())
+    }
+
+    /// Sends `message` and waits (at most `timeout`) for the answer.
+    pub async fn ask(&mut self, message: &PeerMessage, timeout: Duration) -> Result<PeerMessage> {
+        tokio::time::timeout(timeout, async {
+            self.send(message).await?;
+            self.receive()
+                .await?
+                .ok_or_else(|| anyhow!("the peer closed the connection"))
+        })
+        .await
+        .map_err(|_| anyhow!("no answer within {timeout:?}"))?
     }
 
     /// Receives one message; `None` if the peer closed.

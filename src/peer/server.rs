@@ -1,5 +1,6 @@
 //! Accepts cluster TCP connections and answers peer messages, one task per connection.
-//! A connection whose frames do not open or decode is closed and counted.
+//! A connection whose frames do not open or decode is closed and counted; one that stays
+//! silent for [`IDLE_TIMEOUT`] is closed quietly.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,8 +9,9 @@ use anyhow::Result;
 use rover_membership::MembershipHandle;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{PeerConnection, PeerMessage, EXCHANGE_TIMEOUT};
+use super::{PeerConnection, PeerMessage, IDLE_TIMEOUT};
 use crate::alerts::{AlertInput, AlertsHandle};
+use crate::leadership::LeadershipHandle;
 
 /// What the server needs to answer.
 #[derive(Debug, Clone)]
@@ -18,6 +20,8 @@ pub struct PeerServer {
     pub membership: MembershipHandle,
     /// The alerts owner task.
     pub alerts: AlertsHandle,
+    /// The Raft group and leadership.
+    pub leadership: LeadershipHandle,
     /// Connections dropped because they did not open, decode or follow the protocol.
     pub rejected: Arc<AtomicU64>,
 }
@@ -30,16 +34,9 @@ impl PeerServer {
                 Ok((stream, from)) => {
                     let server = self.clone();
                     tokio::spawn(async move {
-                        let exchange =
-                            tokio::time::timeout(EXCHANGE_TIMEOUT, server.handle(stream));
-                        let failed = match exchange.await {
-                            Ok(Ok(())) => None,
-                            Ok(Err(e)) => Some(e.to_string()),
-                            Err(_) => Some("timed out".to_owned()),
-                        };
-                        if let Some(why) = failed {
+                        if let Err(e) = server.handle(stream).await {
                             server.rejected.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%from, why, "peer connection dropped");
+                            tracing::debug!(%from, error = %e, "peer connection dropped");
                         }
                     });
                 }
@@ -54,7 +51,14 @@ impl PeerServer {
     async fn handle(&self, stream: TcpStream) -> Result<()> {
         let keyring = self.membership.status().await?.keyring;
         let mut connection = PeerConnection::from_stream(stream, keyring);
-        while let Some(message) = connection.receive().await? {
+        loop {
+            let Ok(received) = tokio::time::timeout(IDLE_TIMEOUT, connection.receive()).await
+            else {
+                return Ok(()); // idle: close quietly
+            };
+            let Some(message) = received? else {
+                return Ok(());
+            };
             match message {
                 PeerMessage::AlertDigest(digest) => {
                     let alerts = self.alerts.newer_than(digest).await?;
@@ -66,11 +70,57 @@ impl PeerServer {
                 PeerMessage::AlertPush(alerts) => {
                     self.alerts.send(AlertInput::Synced(alerts)).await?;
                 }
-                PeerMessage::AlertDelta { .. } => {
-                    anyhow::bail!("unexpected AlertDelta from a client")
+                PeerMessage::Raft {
+                    cluster,
+                    lease,
+                    request,
+                } => {
+                    let answer = self.leadership.serve_raft(cluster, lease, request).await;
+                    connection.send(&answer).await?;
+                }
+                PeerMessage::GroupHello => {
+                    connection.send(&self.leadership.hello()).await?;
+                }
+                PeerMessage::GroupAdopt(stamp) => {
+                    let adopted = self.leadership.adopt(stamp).await;
+                    connection
+                        .send(&PeerMessage::GroupAdoptAnswer(adopted))
+                        .await?;
+                }
+                PeerMessage::LedgerWrite(commands) => {
+                    let error = self.leadership.write_here(commands).await.err();
+                    connection
+                        .send(&PeerMessage::LedgerWriteAnswer(
+                            error.map(|e| format!("{e:#}")),
+                        ))
+                        .await?;
+                }
+                other @ (PeerMessage::AlertDelta { .. }
+                | PeerMessage::RaftAnswer(_)
+                | PeerMessage::RaftRefused(_)
+                | PeerMessage::GroupHelloAnswer { .. }
+                | PeerMessage::GroupAdoptAnswer(_)
+                | PeerMessage::LedgerWriteAnswer(_)) => {
+                    anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
         }
-        Ok(())
+    }
+}
+
+fn kind_of(message: &PeerMessage) -> &'static str {
+    match message {
+        PeerMessage::AlertDigest(_) => "AlertDigest",
+        PeerMessage::AlertDelta { .. } => "AlertDelta",
+        PeerMessage::AlertPush(_) => "AlertPush",
+        PeerMessage::Raft { .. } => "Raft",
+        PeerMessage::RaftAnswer(_) => "RaftAnswer",
+        PeerMessage::RaftRefused(_) => "RaftRefused",
+        PeerMessage::GroupHello => "GroupHello",
+        PeerMessage::GroupHelloAnswer { .. } => "GroupHelloAnswer",
+        PeerMessage::GroupAdopt(_) => "GroupAdopt",
+        PeerMessage::GroupAdoptAnswer(_) => "GroupAdoptAnswer",
+        PeerMessage::LedgerWrite(_) => "LedgerWrite",
+        PeerMessage::LedgerWriteAnswer(_) => "LedgerWriteAnswer",
     }
 }

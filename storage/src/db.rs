@@ -19,6 +19,7 @@ use crate::error::StorageError;
 use crate::history::SledHistoryStore;
 use crate::members::SledMemberStore;
 use crate::meta::SledMetaStore;
+use crate::raft::RaftTrees;
 use crate::rewrite::{self, RewriteStats};
 use crate::trees;
 
@@ -39,6 +40,8 @@ pub(crate) struct Open {
     pub(crate) meta: sled::Tree,
     pub(crate) alerts: sled::Tree,
     pub(crate) history: sled::Tree,
+    pub(crate) raft_log: sled::Tree,
+    pub(crate) raft_meta: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -63,6 +66,8 @@ impl Open {
             meta: open_tree(trees::META)?,
             alerts: open_tree(trees::ALERTS)?,
             history: open_tree(trees::HISTORY)?,
+            raft_log: open_tree(trees::RAFT_LOG)?,
+            raft_meta: open_tree(trees::RAFT_META)?,
             db,
             rewritten_size: None,
         })
@@ -91,6 +96,24 @@ impl Shared {
     /// The current database, exclusively: no store operation runs while this is held.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Open> {
         self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// See [`Storage::flush`].
+    pub(crate) fn flush(&self) -> Result<(), StorageError> {
+        self.read()
+            .db
+            .flush()
+            .map(drop)
+            .map_err(|source| StorageError::Flush { source })
+    }
+
+    /// See [`Storage::flush_async`].
+    pub(crate) async fn flush_async(&self) -> Result<(), StorageError> {
+        let db = self.read().db.clone();
+        db.flush_async()
+            .await
+            .map(drop)
+            .map_err(|source| StorageError::Flush { source })
     }
 }
 
@@ -145,15 +168,16 @@ impl Storage {
         SledHistoryStore::new(self.shared.clone())
     }
 
+    /// The Raft log and metadata of the election crate, in the [`trees::RAFT_LOG`] and
+    /// [`trees::RAFT_META`] trees.
+    pub fn raft(&self) -> RaftTrees {
+        RaftTrees::new(self.shared.clone())
+    }
+
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the
     /// calling thread; from async code use [`Storage::flush_async`].
     pub fn flush(&self) -> Result<(), StorageError> {
-        self.shared
-            .read()
-            .db
-            .flush()
-            .map(drop)
-            .map_err(|source| StorageError::Flush { source })
+        self.shared.flush()
     }
 
     /// Like [`Storage::flush`], but the disk work runs on sled's thread pool and the caller
@@ -163,11 +187,7 @@ impl Storage {
     /// meanwhile, this flushes the replaced one, which is harmless: the rewrite copied every
     /// write made before it started and flushed the copy before swapping it in.
     pub async fn flush_async(&self) -> Result<(), StorageError> {
-        let db = self.shared.read().db.clone();
-        db.flush_async()
-            .await
-            .map(drop)
-            .map_err(|source| StorageError::Flush { source })
+        self.shared.flush_async().await
     }
 
     /// The bytes sled's files take on disk now (its log file and blobs).
@@ -227,12 +247,6 @@ pub(crate) fn open_error(path: &Path, err: sled::Error) -> StorageError {
 
 #[cfg(test)]
 mod tests {
-    use std::future::Future;
-    use std::pin::pin;
-    use std::sync::Arc;
-    use std::task::{Context, Poll, Wake, Waker};
-    use std::thread::{self, Thread};
-
     use super::*;
     use crate::conformance::member;
     use crate::{MemberStore, MetaStore};
@@ -260,7 +274,7 @@ mod tests {
         {
             let storage = Storage::open(dir.path()).unwrap();
             storage.meta().put_bytes("node_key", b"secret").unwrap();
-            block_on(storage.flush_async()).unwrap();
+            crate::test_support::block_on(storage.flush_async()).unwrap();
         }
         let storage = crate::test_support::reopen(dir.path());
         assert_eq!(
@@ -317,6 +331,7 @@ mod tests {
         shareable::<crate::SledMetaStore>();
         shareable::<crate::SledAlertStore>();
         shareable::<crate::SledHistoryStore>();
+        shareable::<crate::RaftTrees>();
     }
 
     #[test]
@@ -324,24 +339,5 @@ mod tests {
         let file = tempfile::NamedTempFile::new().unwrap();
         let err = Storage::open(file.path()).unwrap_err();
         assert!(matches!(err, StorageError::Open { .. }), "{err:?}");
-    }
-
-    /// Runs a future to completion on this thread; enough for sled's flush future.
-    fn block_on<F: Future>(future: F) -> F::Output {
-        struct Unpark(Thread);
-        impl Wake for Unpark {
-            fn wake(self: Arc<Self>) {
-                self.0.unpark();
-            }
-        }
-        let waker = Waker::from(Arc::new(Unpark(thread::current())));
-        let mut context = Context::from_waker(&waker);
-        let mut future = pin!(future);
-        loop {
-            match future.as_mut().poll(&mut context) {
-                Poll::Ready(output) => return output,
-                Poll::Pending => thread::park(),
-            }
-        }
     }
 }

@@ -15,6 +15,8 @@
 //!   the alert table; [`history`] records each host's samples and events in time order, and
 //!   [`compaction`] downsamples and expires them. Each store has a sled and an in-memory
 //!   implementation, held to the same rules by [`conformance`].
+//! - [`raft`] keeps the election crate's Raft log, vote and state machine as raw bytes
+//!   ([`RaftTrees`]); that crate decides what the bytes mean.
 //! - [`rewrite`] keeps sled's file bounded: [`Storage::rewrite_if_bloated`] copies the
 //!   database into a fresh file when the old one holds too much dead space, and
 //!   [`Storage::open`] recovers from a crash in the middle of it.
@@ -35,6 +37,7 @@ pub mod history;
 pub mod keys;
 pub mod members;
 pub mod meta;
+pub mod raft;
 pub mod record;
 pub mod records;
 pub mod rewrite;
@@ -48,6 +51,7 @@ pub use crate::history::{HistoryStore, MemoryHistoryStore, SledHistoryStore};
 pub use crate::keys::{parse_time_key, time_key};
 pub use crate::members::{MemberStore, MemoryMemberStore, SledMemberStore, StoredMember};
 pub use crate::meta::{MemoryMetaStore, MetaStore, SledMetaStore};
+pub use crate::raft::RaftTrees;
 pub use crate::record::Record;
 pub use crate::records::{
     Alert, AlertKey, AlertState, CheckLevel, DiskUsage, HistoryEntry, HistoryEvent, Severity,
@@ -58,7 +62,12 @@ pub use crate::rewrite::RewriteStats;
 /// Test support shared by the crate's tests.
 #[cfg(test)]
 pub(crate) mod test_support {
+    use std::future::Future;
     use std::path::Path;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::task::{Context, Poll, Wake, Waker};
+    use std::thread::{self, Thread};
     use std::time::{Duration, Instant};
 
     use crate::{Storage, StorageError};
@@ -74,6 +83,25 @@ pub(crate) mod test_support {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => panic!("reopening {}: {e}", path.display()),
+            }
+        }
+    }
+
+    /// Runs a future to completion on this thread; enough for sled's flush future.
+    pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(thread::current())));
+        let mut context = Context::from_waker(&waker);
+        let mut future = pin!(future);
+        loop {
+            match future.as_mut().poll(&mut context) {
+                Poll::Ready(output) => return output,
+                Poll::Pending => thread::park(),
             }
         }
     }

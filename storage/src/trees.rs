@@ -21,13 +21,16 @@ pub const HISTORY: &str = "history";
 /// Reserved: replicated records of the cluster state machine. Not used yet.
 pub const RECORDS: &str = "records";
 
-/// Reserved: entries of the Raft log, keyed by big-endian index. Not used yet.
+/// Entries of the election crate's Raft log, keyed by big-endian `u64` index; values are the
+/// bytes the election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_LOG: &str = "raft_log";
 
-/// Reserved: Raft metadata such as the last snapshot's index and term. Not used yet.
+/// Small named values of the election crate's Raft node (its vote, committed and last purged
+/// log ids, state machine image and last snapshot), keyed by name; values are the bytes the
+/// election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_META: &str = "raft_meta";
 
-/// Reserved: Raft hard state (current term, vote). Not used yet.
+/// Reserved: Raft hard state. Not used yet (the vote is kept in [`RAFT_META`]).
 pub const RAFT_STATE: &str = "raft_state";
 
 /// Every tree name, used and reserved; no two may be equal.

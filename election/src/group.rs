@@ -1,0 +1,388 @@
+//! How the Raft group follows SWIM membership: pure decisions with exact tests.
+//!
+//! The leader calls [`plan`] on every tick with the group as Raft knows it and the members as
+//! SWIM knows them, and applies the first change it returns (Raft allows one membership change
+//! at a time; the next tick plans again):
+//!
+//! - alive members that are not in the group join it as learners;
+//! - learners are promoted while there are fewer than `max_voters` voters, members alive
+//!   longest first (they are the least likely to be flapping);
+//! - members that left, that SWIM has forgotten, or that have been failed for
+//!   `voter_reap_after` leave the group (voters and learners alike). The leader never removes
+//!   itself and never empties the voters.
+//!
+//! Two groups that meet (two clusters started apart, then joined) become one: the group with
+//! fewer nodes yields, a tie goes to the lower cluster id ([`should_yield`]). A yielding node
+//! keeps its ledger to merge, forgets its Raft state and waits to be added by the other side.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+/// How long a member has been in its SWIM state, as the group planner needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwimMember {
+    /// Node name.
+    pub name: String,
+    /// What SWIM says of it.
+    pub state: SwimState,
+    /// Since when (unix ms) it has been in that state; `None` if unknown (for example this
+    /// node itself, alive since before anyone watched).
+    pub since_ms: Option<u64>,
+}
+
+/// The SWIM states that matter to the group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwimState {
+    /// Alive or suspect: still a member.
+    Alive,
+    /// Declared failed.
+    Failed,
+    /// Left on purpose.
+    Left,
+}
+
+/// The group as the leader's Raft membership has it: node ids with their names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupView {
+    /// Voter ids.
+    pub voters: BTreeSet<u64>,
+    /// Every node of the group (voters and learners), with its name.
+    pub nodes: BTreeMap<u64, String>,
+}
+
+/// Tunables of [`plan`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupSettings {
+    /// At most this many voters.
+    pub max_voters: usize,
+    /// A member failed for this long leaves the group.
+    pub voter_reap_after_ms: u64,
+}
+
+/// One change to the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// Add a node as learner.
+    AddLearner {
+        /// Its Raft node id.
+        id: u64,
+        /// Its name.
+        name: String,
+    },
+    /// Replace the voter set (promotions and removals of voters).
+    SetVoters(BTreeSet<u64>),
+    /// Remove learners from the group.
+    RemoveLearners(BTreeSet<u64>),
+}
+
+/// The changes the leader `me` should make, most urgent first: removals of voters, then
+/// learner additions, then promotions, then learner removals.
+///
+/// `ids` maps member names to the node ids they reported (members whose id is not known yet
+/// are skipped until it is).
+pub fn plan(
+    me: u64,
+    group: &GroupView,
+    swim: &[SwimMember],
+    ids: &BTreeMap<String, u64>,
+    now_ms: u64,
+    settings: GroupSettings,
+) -> Vec<GroupChange> {
+    let by_name: BTreeMap<&str, &SwimMember> = swim.iter().map(|m| (m.name.as_str(), m)).collect();
+    let gone = |id: u64, name: &str| -> bool {
+        if id == me {
+            return false;
+        }
+        if ids.get(name).is_some_and(|known| *known != id) {
+            return true; // the host came back with a new node key: the old id is gone
+        }
+        match by_name.get(name) {
+            None => true,
+            Some(m) => match m.state {
+                SwimState::Alive => false,
+                SwimState::Left => true,
+                SwimState::Failed => m
+                    .since_ms
+                    .is_some_and(|t| now_ms.saturating_sub(t) >= settings.voter_reap_after_ms),
+            },
+        }
+    };
+    let alive = |name: &str| {
+        by_name
+            .get(name)
+            .is_some_and(|m| m.state == SwimState::Alive)
+    };
+
+    let mut changes = Vec::new();
+    let mut voters: BTreeSet<u64> = group
+        .voters
+        .iter()
+        .copied()
+        .filter(|id| !gone(*id, group.nodes.get(id).map_or("", String::as_str)))
+        .collect();
+    voters.insert(me);
+    let removing_voters = voters != group.voters;
+
+    for member in swim.iter().filter(|m| m.state == SwimState::Alive) {
+        if let Some(id) = ids.get(&member.name) {
+            if !group.nodes.contains_key(id) {
+                changes.push(GroupChange::AddLearner {
+                    id: *id,
+                    name: member.name.clone(),
+                });
+            }
+        }
+    }
+
+    let mut candidates: Vec<(u64, &str)> = group
+        .nodes
+        .iter()
+        .filter(|(id, name)| !voters.contains(id) && alive(name) && !gone(**id, name))
+        .map(|(id, name)| (*id, name.as_str()))
+        .collect();
+    candidates.sort_by_key(|(_, name)| {
+        let since = by_name.get(name).and_then(|m| m.since_ms);
+        (since.unwrap_or(0), *name)
+    });
+    for (id, _) in candidates {
+        if voters.len() >= settings.max_voters {
+            break;
+        }
+        voters.insert(id);
+    }
+    if voters != group.voters {
+        let change = GroupChange::SetVoters(voters.clone());
+        if removing_voters {
+            changes.insert(0, change);
+        } else {
+            changes.push(change);
+        }
+    }
+
+    let stale_learners: BTreeSet<u64> = group
+        .nodes
+        .iter()
+        .filter(|(id, name)| !group.voters.contains(id) && gone(**id, name))
+        .map(|(id, _)| *id)
+        .collect();
+    if !stale_learners.is_empty() {
+        changes.push(GroupChange::RemoveLearners(stale_learners));
+    }
+    changes
+}
+
+/// A Raft group's identity as its nodes tell each other: which group, and how many nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStamp {
+    /// Random id chosen when the group was bootstrapped.
+    pub id: u64,
+    /// Voters plus learners.
+    pub size: u32,
+}
+
+/// Whether a node of group `mine` should yield to group `theirs` when the two meet: the
+/// smaller group yields; on a tie, the group with the higher id does. A group never yields to
+/// itself.
+pub fn should_yield(mine: ClusterStamp, theirs: ClusterStamp) -> bool {
+    if mine.id == theirs.id {
+        return false;
+    }
+    (mine.size, Reverse(mine.id)) < (theirs.size, Reverse(theirs.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SETTINGS: GroupSettings = GroupSettings {
+        max_voters: 3,
+        voter_reap_after_ms: 120_000,
+    };
+    const NOW: u64 = 1_000_000;
+
+    fn alive(name: &str, since: u64) -> SwimMember {
+        SwimMember {
+            name: name.into(),
+            state: SwimState::Alive,
+            since_ms: Some(since),
+        }
+    }
+
+    fn failed(name: &str, since: u64) -> SwimMember {
+        SwimMember {
+            state: SwimState::Failed,
+            ..alive(name, since)
+        }
+    }
+
+    fn group(voters: &[u64], learners: &[u64]) -> GroupView {
+        GroupView {
+            voters: voters.iter().copied().collect(),
+            nodes: voters
+                .iter()
+                .chain(learners)
+                .map(|id| (*id, format!("n{id}")))
+                .collect(),
+        }
+    }
+
+    fn ids(list: &[u64]) -> BTreeMap<String, u64> {
+        list.iter().map(|id| (format!("n{id}"), *id)).collect()
+    }
+
+    fn set(list: &[u64]) -> BTreeSet<u64> {
+        list.iter().copied().collect()
+    }
+
+    #[test]
+    fn a_new_alive_member_is_added_as_learner_once_its_id_is_known() {
+        let swim = [alive("n1", 0), alive("n2", 10)];
+        let changes = plan(1, &group(&[1], &[]), &swim, &ids(&[1, 2]), NOW, SETTINGS);
+        assert_eq!(
+            changes,
+            vec![GroupChange::AddLearner {
+                id: 2,
+                name: "n2".into()
+            }]
+        );
+        let unknown = plan(1, &group(&[1], &[]), &swim, &ids(&[1]), NOW, SETTINGS);
+        assert!(unknown.is_empty());
+    }
+
+    #[test]
+    fn learners_are_promoted_up_to_max_voters_alive_longest_first() {
+        let swim = [
+            alive("n1", 0),
+            alive("n2", 500),
+            alive("n3", 100),
+            alive("n4", 300),
+        ];
+        let changes = plan(
+            1,
+            &group(&[1], &[2, 3, 4]),
+            &swim,
+            &ids(&[1, 2, 3, 4]),
+            NOW,
+            SETTINGS,
+        );
+        assert_eq!(changes, vec![GroupChange::SetVoters(set(&[1, 3, 4]))]);
+    }
+
+    #[test]
+    fn a_full_voter_set_of_alive_members_is_left_alone() {
+        let swim = [
+            alive("n1", 0),
+            alive("n2", 0),
+            alive("n3", 0),
+            alive("n4", 0),
+        ];
+        let changes = plan(
+            1,
+            &group(&[1, 2, 3], &[4]),
+            &swim,
+            &ids(&[1, 2, 3, 4]),
+            NOW,
+            SETTINGS,
+        );
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn a_voter_failed_shorter_than_reap_after_stays() {
+        let swim = [alive("n1", 0), alive("n2", 0), failed("n3", NOW - 119_999)];
+        let changes = plan(
+            1,
+            &group(&[1, 2, 3], &[]),
+            &swim,
+            &ids(&[1, 2, 3]),
+            NOW,
+            SETTINGS,
+        );
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn a_voter_failed_for_reap_after_is_replaced_by_a_live_learner_in_one_change() {
+        let swim = [
+            alive("n1", 0),
+            alive("n2", 0),
+            failed("n3", NOW - 120_000),
+            alive("n4", 50),
+        ];
+        let changes = plan(
+            1,
+            &group(&[1, 2, 3], &[4]),
+            &swim,
+            &ids(&[1, 2, 3, 4]),
+            NOW,
+            SETTINGS,
+        );
+        assert_eq!(changes, vec![GroupChange::SetVoters(set(&[1, 2, 4]))]);
+    }
+
+    #[test]
+    fn members_that_left_or_were_forgotten_leave_the_group() {
+        let swim = [
+            alive("n1", 0),
+            SwimMember {
+                state: SwimState::Left,
+                ..alive("n2", NOW)
+            },
+        ];
+        let changes = plan(
+            1,
+            &group(&[1, 2], &[3]),
+            &swim,
+            &ids(&[1, 2, 3]),
+            NOW,
+            SETTINGS,
+        );
+        assert_eq!(
+            changes,
+            vec![
+                GroupChange::SetVoters(set(&[1])),
+                GroupChange::RemoveLearners(set(&[3])),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_leader_never_removes_itself() {
+        let swim = [failed("n1", 0)];
+        let changes = plan(1, &group(&[1], &[]), &swim, &ids(&[1]), NOW, SETTINGS);
+        assert!(changes.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn a_host_back_with_a_new_node_key_replaces_its_old_id() {
+        let swim = [alive("n1", 0), alive("n2", 0)];
+        let mut known = ids(&[1]);
+        known.insert("n2".into(), 22);
+        let changes = plan(1, &group(&[1, 2], &[]), &swim, &known, NOW, SETTINGS);
+        assert_eq!(
+            changes,
+            vec![
+                GroupChange::SetVoters(set(&[1])),
+                GroupChange::AddLearner {
+                    id: 22,
+                    name: "n2".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_smaller_group_yields_and_a_tie_goes_to_the_lower_id() {
+        let small = ClusterStamp { id: 1, size: 2 };
+        let big = ClusterStamp { id: 9, size: 3 };
+        assert!(should_yield(small, big));
+        assert!(!should_yield(big, small));
+        let low = ClusterStamp { id: 3, size: 2 };
+        let high = ClusterStamp { id: 7, size: 2 };
+        assert!(should_yield(high, low));
+        assert!(!should_yield(low, high));
+        assert!(!should_yield(low, low));
+    }
+}

@@ -1,0 +1,75 @@
+//! `GET /v1/leader`, `GET /v1/incidents` and `POST /v1/incidents` (open a manual incident
+//! through this partition's leader).
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use rover_election::ledger::{Incident, IncidentKind, IncidentState, LedgerCommand};
+use rover_membership::runtime::unix_ms;
+use serde::{Deserialize, Serialize};
+
+use super::server::{authorize, ApiError, ApiResult, ApiState};
+use crate::leadership::{LeaderStatus, LedgerView};
+
+/// A leader counts as stable once mode and leader have not changed for this long.
+pub const STABLE_AFTER_MS: u64 = 5_000;
+
+/// Body of `POST /v1/incidents`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenIncidentRequest {
+    /// What the incident is about (free text, at most 200 characters).
+    pub subject: String,
+}
+
+/// Answer of `POST /v1/incidents`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OpenIncidentResponse {
+    /// The incident id.
+    pub id: String,
+}
+
+pub(super) async fn leader(State(state): State<ApiState>) -> ApiResult<LeaderStatus> {
+    Ok(Json(state.leadership.status()))
+}
+
+/// Whether `status` names a leader that has been the same for [`STABLE_AFTER_MS`].
+pub fn is_stable(status: &LeaderStatus) -> bool {
+    status.leader.is_some() && unix_ms().saturating_sub(status.stable_since_ms) >= STABLE_AFTER_MS
+}
+
+pub(super) async fn incidents(State(state): State<ApiState>) -> ApiResult<LedgerView> {
+    Ok(Json(state.leadership.ledger().await))
+}
+
+pub(super) async fn open(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Result<Json<OpenIncidentRequest>, JsonRejection>,
+) -> ApiResult<OpenIncidentResponse> {
+    authorize(&state, &headers)?;
+    let Json(request) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let subject = request.subject.trim();
+    if subject.is_empty() || subject.chars().count() > 200 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "subject: give 1 to 200 characters".into(),
+        ));
+    }
+    let now = unix_ms();
+    let id = format!("manual/{subject}/{now}");
+    let command = LedgerCommand::Open(Incident {
+        id: id.clone(),
+        kind: IncidentKind::Manual,
+        subject: subject.to_owned(),
+        opened_at_ms: now,
+        state: IncidentState::Open,
+        resolved_at_ms: None,
+    });
+    state
+        .leadership
+        .write(vec![command])
+        .await
+        .map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")))?;
+    Ok(Json(OpenIncidentResponse { id }))
+}

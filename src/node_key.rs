@@ -1,0 +1,111 @@
+//! The node key: an ed25519 key made at first start and kept in the data dir (mode 0600).
+//!
+//! It names this node across restarts, even when its address or generation changes: the Raft
+//! node id is the first 8 bytes of the SHA-256 of its public half. Losing the data dir makes a
+//! new key and so a new node id; the Raft group then treats the host as a new node.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine as _;
+use ed25519_dalek::SigningKey;
+use rand::Rng;
+use sha2::{Digest, Sha256};
+
+use crate::data_dir::write_private;
+
+/// File name of the node key inside the data dir.
+pub const NODE_KEY_FILE: &str = "node.key";
+
+/// This node's ed25519 key.
+#[derive(Clone)]
+pub struct NodeKey {
+    signing: SigningKey,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeKey")
+            .field("public", &self.public_base64())
+            .finish_non_exhaustive()
+    }
+}
+
+impl NodeKey {
+    /// Reads the key from `dir`, or makes and stores a new one on first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self> {
+        let path = dir.join(NODE_KEY_FILE);
+        match fs::read_to_string(&path) {
+            Ok(text) => Self::parse(text.trim())
+                .with_context(|| format!("node key file {} is damaged", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut secret = [0u8; 32];
+                rand::rng().fill_bytes(&mut secret);
+                let key = Self {
+                    signing: SigningKey::from_bytes(&secret),
+                };
+                let line = base64::engine::general_purpose::STANDARD.encode(secret);
+                write_private(&path, format!("{line}\n").as_bytes())?;
+                Ok(key)
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn parse(line: &str) -> Result<Self> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(line)
+            .context("not base64")?;
+        let Ok(secret) = <[u8; 32]>::try_from(bytes.as_slice()) else {
+            bail!("expected 32 bytes, found {}", bytes.len());
+        };
+        Ok(Self {
+            signing: SigningKey::from_bytes(&secret),
+        })
+    }
+
+    /// The public half, base64.
+    pub fn public_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(self.signing.verifying_key().as_bytes())
+    }
+
+    /// The Raft node id: the first 8 bytes (big-endian) of SHA-256 of the public key.
+    pub fn node_id(&self) -> u64 {
+        let digest = Sha256::digest(self.signing.verifying_key().as_bytes());
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        u64::from_be_bytes(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_key_and_its_id_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = NodeKey::load_or_create(dir.path()).unwrap();
+        let again = NodeKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.node_id(), again.node_id());
+        assert_eq!(first.public_base64(), again.public_base64());
+    }
+
+    #[test]
+    fn two_data_dirs_get_different_node_ids() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let a = NodeKey::load_or_create(a.path()).unwrap();
+        let b = NodeKey::load_or_create(b.path()).unwrap();
+        assert_ne!(a.node_id(), b.node_id());
+    }
+
+    #[test]
+    fn a_damaged_node_key_file_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(NODE_KEY_FILE), "not a key\n").unwrap();
+        let error = format!("{:#}", NodeKey::load_or_create(dir.path()).unwrap_err());
+        assert!(error.contains("node.key"), "{error}");
+    }
+}
