@@ -322,12 +322,14 @@ impl Cluster {
         self.add_agent_opts(&key, false)
     }
 
+    /// Starts one more agent with this cluster's key, joining the agent at `seed`.
+    pub fn add_agent_joining(&mut self, seed: usize) -> usize {
+        let key = self.key_file.clone();
+        let seed = self.agents[seed].gossip;
+        self.add_agent_at(&key, &[seed])
+    }
+
     fn add_agent_opts(&mut self, key_file: &Path, join_first: bool) -> usize {
-        let index = self.agents.len();
-        let name = format!("n{}", index + 1);
-        let data_dir = self.dir.path().join(&name);
-        std::fs::create_dir_all(&data_dir).unwrap();
-        let log = self.dir.path().join(format!("{name}.log"));
         let join: Vec<SocketAddr> = self
             .agents
             .first()
@@ -335,6 +337,15 @@ impl Cluster {
             .map(|a| a.gossip)
             .into_iter()
             .collect();
+        self.add_agent_at(key_file, &join)
+    }
+
+    fn add_agent_at(&mut self, key_file: &Path, join: &[SocketAddr]) -> usize {
+        let index = self.agents.len();
+        let name = format!("n{}", index + 1);
+        let data_dir = self.dir.path().join(&name);
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let log = self.dir.path().join(format!("{name}.log"));
         // Port 0: the OS picks free ports, so parallel tests never race for one.
         let gossip: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let api: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -349,7 +360,7 @@ impl Cluster {
             key_file,
             bind: gossip,
             api,
-            join: &join,
+            join,
             log: &log,
             config: config.as_deref(),
         });
