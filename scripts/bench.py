@@ -6,6 +6,8 @@ issue):
   failure  kill -9 of one agent of N, seconds until every survivor lists it failed
   idle     RSS (KiB) and CPU seconds per agent over an idle window
   alert    `alert raise` on one agent of N until every agent lists it (10 runs)
+  leader   kill -9 of the Raft leader of 5 until every survivor names one new Raft leader;
+           3 agents, kill 2: seconds until the survivor leads as fallback (default 20 s delay)
 
 Every process started is recorded by PID and stopped by that PID; every wait is bounded.
 """
@@ -158,6 +160,7 @@ def idle(binary, n, seconds):
         if agents.wait(lambda: agents.converged(live), 60) is None:
             raise SystemExit("agents did not converge")
         before = [proc_stats(p.pid) for p in agents.procs]
+        tcp0 = [info_of(binary, a)["cluster_port"] for a in agents.apis]
         info0 = [json.loads(subprocess.check_output([binary, "info", "--format", "json", "--api", a]))["counters"] for a in agents.apis]
         time.sleep(seconds)  # the measurement window itself, not a wait for a condition
         after = [proc_stats(p.pid) for p in agents.procs]
@@ -170,15 +173,92 @@ def idle(binary, n, seconds):
         emit("idle_cpu", n, statistics.median(cpu), f"cpu-s/{seconds}s", min=min(cpu), max=max(cpu))
         emit("idle_packets_out", n, statistics.median(out_pps), "datagrams/s")
         emit("idle_bytes_out", n, statistics.median(out_bps), "B/s")
+        tcp = [info_of(binary, a)["cluster_port"] for a in agents.apis]
+        raft_fps = [(t1["raft_frames_out"] - t0["raft_frames_out"]) / seconds for t0, t1 in zip(tcp0, tcp)]
+        raft_bps = [(t1["raft_bytes_out"] - t0["raft_bytes_out"]) / seconds for t0, t1 in zip(tcp0, tcp)]
+        emit("idle_raft_frames_out", n, statistics.mean(raft_fps), "frames/s", min=round(min(raft_fps), 2),
+             max=round(max(raft_fps), 2))
+        emit("idle_raft_bytes_out", n, statistics.mean(raft_bps), "B/s", min=round(min(raft_bps), 1),
+             max=round(max(raft_bps), 1))
     finally:
         agents.stop()
+
+
+def info_of(binary, api):
+    return json.loads(subprocess.check_output([binary, "info", "--format", "json", "--api", api]))
+
+
+def leader_of(binary, api):
+    out = subprocess.run([binary, "leader", "--format", "json", "--api", api], capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {}
+
+
+def agreed_leader(agents, live):
+    views = [leader_of(agents.binary, agents.apis[i]) for i in live]
+    names = {v.get("leader") for v in views}
+    if len(names) == 1 and None not in names and all(v.get("mode") == "raft" for v in views):
+        return names.pop()
+    return None
+
+
+def leader_failover(binary, n, runs):
+    times = []
+    for run in range(runs):
+        agents = Agents(binary, n)
+        try:
+            live = list(range(n))
+            if agents.wait(lambda: agents.converged(live) and agreed_leader(agents, live), 60) is None:
+                raise SystemExit("no leader")
+            old = agreed_leader(agents, live)
+            victim = agents.names.index(old)
+            agents.procs[victim].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            agents.procs[victim].wait()
+            survivors = [i for i in live if i != victim]
+            if agents.wait(lambda: agreed_leader(agents, survivors) not in (None, old), 60) is None:
+                raise SystemExit("no new leader")
+            took = time.monotonic() - killed
+            times.append(took)
+            emit("leader_failover_run", n, took, "s", run=run)
+        finally:
+            agents.stop()
+    emit("leader_failover", n, statistics.median(times), "s", min=round(min(times), 3),
+         max=round(max(times), 3), runs=runs)
+
+
+def fallback(binary, runs):
+    times = []
+    for run in range(runs):
+        agents = Agents(binary, 3)
+        try:
+            live = [0, 1, 2]
+            if agents.wait(lambda: agents.converged(live) and agreed_leader(agents, live), 60) is None:
+                raise SystemExit("no leader")
+            for i in (1, 2):
+                agents.procs[i].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            for i in (1, 2):
+                agents.procs[i].wait()
+
+            def survivor_leads():
+                v = leader_of(binary, agents.apis[0])
+                return v.get("mode") == "fallback" and v.get("is_me")
+            if agents.wait(survivor_leads, 90) is None:
+                raise SystemExit("the survivor never fell back")
+            took = time.monotonic() - killed
+            times.append(took)
+            emit("fallback_leader_run", 3, took, "s", run=run)
+        finally:
+            agents.stop()
+    emit("fallback_leader", 3, statistics.median(times), "s", min=round(min(times), 3),
+         max=round(max(times), 3), runs=runs, fallback_after="20s")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/rover-agent"))
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter idle window")
-    parser.add_argument("--scenario", choices=["failure", "idle", "alert", "all"], default="all")
+    parser.add_argument("--scenario", choices=["failure", "idle", "alert", "leader", "all"], default="all")
     args = parser.parse_args()
     runs, window = (3, 15) if args.quick else (5, 60)
     if args.scenario in ("failure", "all"):
@@ -187,6 +267,9 @@ def main():
         idle(args.binary, 5, window)
     if args.scenario in ("alert", "all"):
         alert_propagation(args.binary, 5, 5 if args.quick else 10)
+    if args.scenario in ("leader", "all"):
+        leader_failover(args.binary, 5, runs)
+        fallback(args.binary, 1 if args.quick else 3)
 
 
 if __name__ == "__main__":

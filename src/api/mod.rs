@@ -48,6 +48,9 @@ pub struct InfoResponse {
     /// The election in detail (absent from agents before it existed).
     #[serde(default)]
     pub election: Option<crate::leadership::LeaderStatus>,
+    /// What this agent sent on the cluster TCP port (Raft and anti-entropy).
+    #[serde(default)]
+    pub cluster_port: crate::peer::TrafficCounts,
     /// Members by status (us included).
     pub members: StatusCounts,
     /// Keys of the keyring.

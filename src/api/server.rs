@@ -164,6 +164,7 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
         leader: election.leader.clone(),
         leader_stable: super::leader_routes::is_stable(&election),
         election: Some(election),
+        cluster_port: crate::peer::SENT.read(),
         members: StatusCounts::of(&members),
         keys: status
             .keyring

@@ -345,7 +345,14 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         ],
         vec![
             "cluster port".into(),
-            format!("{} connections rejected", info.peer_rejected),
+            format!(
+                "{} connections rejected; sent {} frames ({} B), raft {} frames ({} B)",
+                info.peer_rejected,
+                info.cluster_port.frames_out,
+                info.cluster_port.bytes_out,
+                info.cluster_port.raft_frames_out,
+                info.cluster_port.raft_bytes_out
+            ),
         ],
         vec!["uptime".into(), format!("{}s", info.uptime_secs)],
         vec!["data dir".into(), info.data_dir.clone()],

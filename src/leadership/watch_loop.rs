@@ -182,7 +182,11 @@ impl WatchLoop {
         let now = unix_ms();
         let lease = holds_lease(&metrics);
         if lease {
-            self.shared.confirm_leader_now();
+            // The quorum last answered this long ago (a group of one: now).
+            let ago = metrics.millis_since_quorum_ack.unwrap_or(0);
+            self.shared
+                .confirmed_at_ms
+                .fetch_max(now.saturating_sub(ago), Ordering::Relaxed);
         }
         let confirmed = self.shared.confirmed_at_ms.load(Ordering::Relaxed);
         let names: BTreeMap<u64, String> = metrics

@@ -8,6 +8,7 @@
 pub mod server;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{anyhow, Context, Result};
@@ -78,6 +79,65 @@ pub enum PeerMessage {
     LedgerWriteAnswer(Option<String>),
 }
 
+/// What this process sent on the cluster port: frames and bytes (length prefix and sealing
+/// included), all message kinds and Raft alone.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    raft_frames: AtomicU64,
+    raft_bytes: AtomicU64,
+}
+
+/// A reading of [`Traffic`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficCounts {
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Raft RPC frames and answers sent.
+    pub raft_frames_out: u64,
+    /// Bytes of those.
+    pub raft_bytes_out: u64,
+}
+
+impl Traffic {
+    fn count(&self, message: &PeerMessage, bytes: usize) {
+        let bytes = u64::try_from(bytes + SEALED_FRAME_OVERHEAD).unwrap_or(u64::MAX);
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        if matches!(
+            message,
+            PeerMessage::Raft { .. } | PeerMessage::RaftAnswer(_)
+        ) {
+            self.raft_frames.fetch_add(1, Ordering::Relaxed);
+            self.raft_bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    /// The counts so far.
+    pub fn read(&self) -> TrafficCounts {
+        TrafficCounts {
+            frames_out: self.frames.load(Ordering::Relaxed),
+            bytes_out: self.bytes.load(Ordering::Relaxed),
+            raft_frames_out: self.raft_frames.load(Ordering::Relaxed),
+            raft_bytes_out: self.raft_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Length prefix (4) plus the sealed envelope's overhead (45).
+const SEALED_FRAME_OVERHEAD: usize = 4 + 45;
+
+/// Everything this process sent on the cluster port (one daemon per process).
+pub static SENT: Traffic = Traffic {
+    frames: AtomicU64::new(0),
+    bytes: AtomicU64::new(0),
+    raft_frames: AtomicU64::new(0),
+    raft_bytes: AtomicU64::new(0),
+};
+
 /// One open, sealed connection to a peer.
 pub struct PeerConnection {
     stream: TcpStream,
@@ -103,6 +163,7 @@ impl PeerConnection {
     /// Sends one message.
     pub async fn send(&mut self, message: &PeerMessage) -> Result<()> {
         let bytes = postcard::to_stdvec(message)?;
+        SENT.count(message, bytes.len());
         let mut rng: rand::rngs::StdRng = rand::make_rng();
         write_frame(&mut self.stream, &self.keyring, &bytes, &mut rng).await?;
         Ok(())
