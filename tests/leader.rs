@@ -279,3 +279,53 @@ fn count_incident(list: &Value, id: &str) -> usize {
 fn contains_incident(list: &Value, id: &str) -> bool {
     count_incident(list, id) > 0
 }
+
+#[test]
+fn a_voter_failed_longer_than_reap_after_is_replaced_by_a_learner() {
+    let mut cluster = Cluster::new();
+    cluster.config_for = Some(Box::new(|_| {
+        "[election]\nmax_voters = 3\nvoter_reap_after = \"4s\"\n".to_owned()
+    }));
+    for _ in 0..5 {
+        cluster.add_agent();
+    }
+    cluster.wait_converged(Duration::from_secs(30));
+    let all: Vec<usize> = (0..5).collect();
+    let mut elected = None;
+    wait_for(Duration::from_secs(30), || {
+        elected = agreed_raft_leader(&cluster, &all, 3)
+            .filter(|_| names(&leader(&cluster.agents[0]).unwrap(), "learners").len() == 2);
+        elected.is_some()
+    })
+    .unwrap_or_else(|| panic!("no group of 3 voters and 2 learners:\n{}", logs(&cluster)));
+    let status = leader(&cluster.agents[0]).unwrap();
+    let elected = elected.unwrap();
+    let victim = names(&status, "voters")
+        .into_iter()
+        .find(|v| *v != elected)
+        .unwrap();
+    let index = cluster
+        .agents
+        .iter()
+        .position(|a| a.name == victim)
+        .unwrap();
+    cluster.agents[index].kill();
+
+    let survivors = cluster.others(index);
+    let replaced = wait_for(Duration::from_secs(40), || {
+        let Some(s) = leader(&cluster.agents[survivors[0]]) else {
+            return false;
+        };
+        let voters = names(&s, "voters");
+        let learners = names(&s, "learners");
+        voters.len() == 3
+            && !voters.contains(&victim)
+            && !learners.contains(&victim)
+            && learners.len() == 1
+    });
+    assert!(
+        replaced.is_some(),
+        "{victim} was not replaced:\n{}",
+        logs(&cluster)
+    );
+}
