@@ -76,6 +76,11 @@ impl PeerTransport {
         connections.entry(target).or_default().clone()
     }
 
+    /// Sends `message` on the connection kept for `name` (opening one if needed) and reads
+    /// its answer. The connection is taken out of its slot for the exchange and put back only
+    /// after the answer was read: if openraft drops this future halfway (its RPC deadline), the
+    /// connection is dropped with it, so a late answer can never be read as the answer to a
+    /// later request.
     async fn exchange(
         &self,
         slot: &mut Option<PeerConnection>,
@@ -83,17 +88,19 @@ impl PeerTransport {
         message: &PeerMessage,
         timeout: Duration,
     ) -> anyhow::Result<PeerMessage> {
-        if slot.is_none() {
-            let addr = self
-                .directory
-                .get(name)
-                .ok_or_else(|| anyhow::anyhow!("no address known for {name}"))?;
-            *slot = Some(PeerConnection::connect(addr, self.stamp.keyring()).await?);
-        }
-        let Some(connection) = slot.as_mut() else {
-            anyhow::bail!("no connection");
+        let mut connection = match slot.take() {
+            Some(connection) => connection,
+            None => {
+                let addr = self
+                    .directory
+                    .get(name)
+                    .ok_or_else(|| anyhow::anyhow!("no address known for {name}"))?;
+                PeerConnection::connect(addr, self.stamp.keyring()).await?
+            }
         };
-        connection.ask(message, timeout).await
+        let answer = connection.ask(message, timeout).await?;
+        *slot = Some(connection);
+        Ok(answer)
     }
 }
 
@@ -128,10 +135,7 @@ impl RaftTransport for PeerTransport {
                 *slot = None;
                 Err(failed("answered with an unexpected message".into()))
             }
-            Err(e) => {
-                *slot = None;
-                Err(failed(format!("{e:#}")))
-            }
+            Err(e) => Err(failed(format!("{e:#}"))),
         }
     }
 }

@@ -271,8 +271,8 @@ impl WatchLoop {
             leader,
             term: reading.metrics.current_term,
             stable_since_ms: self.stable.1,
-            voters: membership.voter_ids().map(name_of).collect(),
-            learners: membership.learner_ids().map(name_of).collect(),
+            voters: sorted(membership.voter_ids().map(name_of).collect()),
+            learners: sorted(membership.learner_ids().map(name_of).collect()),
             raft_state: format!("{:?}", reading.metrics.state).to_lowercase(),
             cluster_id: self
                 .shared
@@ -519,6 +519,11 @@ impl WatchLoop {
             *cell = Some(node);
         }
     }
+}
+
+fn sorted(mut names: Vec<String>) -> Vec<String> {
+    names.sort();
+    names
 }
 
 fn swim_member(m: &MemberInfo) -> SwimMember {
