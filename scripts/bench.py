@@ -24,6 +24,24 @@ def free_port(kind):
     return port
 
 
+def free_gossip_port():
+    """A port free for both UDP (gossip) and TCP (cluster port) a moment ago."""
+    for _ in range(100):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            tcp.close()
+            udp.close()
+    raise SystemExit("no port free for both UDP and TCP")
+
+
 class Agents:
     def __init__(self, binary, n, profile=None):
         self.binary, self.dir = binary, tempfile.mkdtemp(prefix="rover-bench-")
@@ -33,7 +51,7 @@ class Agents:
         self.procs, self.apis, self.names = [], [], []
         seed = None
         for i in range(n):
-            name, gossip, api = f"b{i}", free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+            name, gossip, api = f"b{i}", free_gossip_port(), free_port(socket.SOCK_STREAM)
             cmd = [binary, "agent", "--node", name, "--bind", f"127.0.0.1:{gossip}",
                    "--api", f"127.0.0.1:{api}", "--data-dir", os.path.join(self.dir, name),
                    "--key-file", self.key]
@@ -65,6 +83,14 @@ class Agents:
 
     def converged(self, live):
         return all(sum(1 for s in self.statuses(i).values() if s == "alive") == len(live) for i in live)
+
+    def tails(self, lines=15):
+        """The last lines of every agent's log, for a failure message."""
+        out = []
+        for name in self.names:
+            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
+                out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
+        return "\n".join(out)
 
     def stop(self):
         for p in self.procs:
@@ -208,7 +234,7 @@ def leader_failover(binary, n, runs):
         try:
             live = list(range(n))
             if agents.wait(lambda: agents.converged(live) and agreed_leader(agents, live), 60) is None:
-                raise SystemExit("no leader")
+                raise SystemExit("no leader\n" + agents.tails())
             old = agreed_leader(agents, live)
             victim = agents.names.index(old)
             agents.procs[victim].send_signal(signal.SIGKILL)
@@ -216,7 +242,7 @@ def leader_failover(binary, n, runs):
             agents.procs[victim].wait()
             survivors = [i for i in live if i != victim]
             if agents.wait(lambda: agreed_leader(agents, survivors) not in (None, old), 60) is None:
-                raise SystemExit("no new leader")
+                raise SystemExit("no new leader\n" + agents.tails())
             took = time.monotonic() - killed
             times.append(took)
             emit("leader_failover_run", n, took, "s", run=run)
@@ -233,7 +259,7 @@ def fallback(binary, runs):
         try:
             live = [0, 1, 2]
             if agents.wait(lambda: agents.converged(live) and agreed_leader(agents, live), 60) is None:
-                raise SystemExit("no leader")
+                raise SystemExit("no leader\n" + agents.tails())
             for i in (1, 2):
                 agents.procs[i].send_signal(signal.SIGKILL)
             killed = time.monotonic()
