@@ -9,10 +9,12 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -42,6 +44,8 @@ pub struct Host {
 pub struct Fabric {
     switch: String,
     hosts: Vec<Host>,
+    /// The X of its `10.213.X.0/24`, held in [`SUBNETS`] until drop.
+    subnet: u8,
     /// Every namespace made so far, deleted on drop (also after a half-finished build).
     created: Vec<String>,
 }
@@ -74,21 +78,65 @@ pub fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
+/// The third octets of the fabrics alive in this process: two fabrics built by tests running
+/// in parallel never share a subnet.
+static SUBNETS: Mutex<BTreeSet<u8>> = Mutex::new(BTreeSet::new());
+
+/// A third octet in 10..250 that no live fabric of this process holds, first trying one
+/// derived from the process id and `tag` (so parallel processes spread out too); it stays
+/// taken until [`release_subnet`].
+fn take_subnet(pid: u32, tag: &str) -> u8 {
+    // FNV-1a: stable across runs and toolchains, unlike `DefaultHasher`.
+    let hash = tag.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let start = pid.wrapping_add(hash) % 240;
+    let mut taken = SUBNETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let subnet = (0..240)
+        .map(|step| u8::try_from(10 + (start + step) % 240).unwrap())
+        .find(|x| !taken.contains(x))
+        .expect("240 fabrics alive in one process");
+    taken.insert(subnet);
+    subnet
+}
+
+/// Gives `subnet` back to [`SUBNETS`].
+fn release_subnet(subnet: u8) {
+    SUBNETS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .remove(&subnet);
+}
+
 impl Fabric {
     /// Builds a switch with `bridges` (the first one gets every host) and `hosts` host
-    /// namespaces at `10.213.X.1` .. `10.213.X.hosts`, X derived from the process id.
-    pub fn build(hosts: usize, bridges: &[&str]) -> Result<Self, Unavailable> {
+    /// namespaces at `10.213.X.1` .. `10.213.X.hosts`. Namespace names hold the process id,
+    /// `tag` (short, letters and digits: says which test made them) and a per-process count;
+    /// X is unique among this process's live fabrics and derived from the process id and
+    /// `tag`.
+    pub fn build(tag: &str, hosts: usize, bridges: &[&str]) -> Result<Self, Unavailable> {
         static FABRICS: AtomicUsize = AtomicUsize::new(0);
         assert!(!bridges.is_empty() && (1..=250).contains(&hosts));
+        assert!(
+            !tag.is_empty() && tag.len() <= 16 && tag.bytes().all(|b| b.is_ascii_alphanumeric()),
+            "fabric tag {tag:?}: 1 to 16 letters or digits"
+        );
         if !is_root() {
             return Err(Unavailable::NotRoot);
         }
         let pid = std::process::id();
-        let prefix = format!("rover{pid}-{}", FABRICS.fetch_add(1, Ordering::Relaxed));
-        let subnet = u8::try_from(10 + pid % 240).unwrap();
+        let prefix = format!(
+            "rover{pid}-{tag}-{}",
+            FABRICS.fetch_add(1, Ordering::Relaxed)
+        );
+        let subnet = take_subnet(pid, tag);
+        // From here on, drop releases the subnet and deletes what was made.
         let mut fabric = Self {
             switch: format!("{prefix}-sw"),
             hosts: Vec::new(),
+            subnet,
             created: Vec::new(),
         };
         let out = ip(&["netns", "add", &fabric.switch]);
@@ -144,6 +192,11 @@ impl Fabric {
         &self.hosts[index]
     }
 
+    /// The X of this fabric's `10.213.X.0/24`.
+    pub fn subnet(&self) -> u8 {
+        self.subnet
+    }
+
     /// Plugs host `index`'s switch port into `bridge` (unplugging it from the one it was on).
     pub fn attach(&self, index: usize, bridge: &str) {
         let port = &self.hosts[index].port;
@@ -162,6 +215,7 @@ impl Drop for Fabric {
                 );
             }
         }
+        release_subnet(self.subnet);
     }
 }
 
