@@ -235,39 +235,16 @@ fn two_clusters_started_apart_end_as_one_group_with_both_ledgers() {
 
 /// Opens a manual incident through the agent's partition leader; returns its id.
 fn open_incident(agent: &Agent, subject: &str) -> String {
-    let token = std::fs::read_to_string(agent.data_dir.join("token")).unwrap();
-    let body = serde_json::json!({ "subject": subject }).to_string();
+    let body = serde_json::json!({ "subject": subject });
     let mut id = None;
     wait_for(Duration::from_secs(20), || {
-        id = post_json(agent, "/v1/incidents", token.trim(), &body)
+        id = agent
+            .post_json("/v1/incidents", &body)
             .and_then(|v| v["id"].as_str().map(String::from));
         id.is_some()
     })
     .unwrap_or_else(|| panic!("{} could not open an incident", agent.name));
     id.unwrap()
-}
-
-fn post_json(agent: &Agent, path: &str, token: &str, body: &str) -> Option<Value> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&agent.api, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        agent.api,
-        body.len()
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    serde_json::from_str(body).ok()
 }
 
 fn count_incident(list: &Value, id: &str) -> usize {

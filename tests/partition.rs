@@ -17,6 +17,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
 #[path = "common/netns.rs"]
 mod netns;
 
@@ -25,6 +26,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use common::wait_for;
 use netns::{Fabric, NsAgent, NsLaunch};
 use serde_json::Value;
 
@@ -34,21 +36,6 @@ const PORT: u16 = 7946;
 const API: &str = "127.0.0.1:7001";
 /// The agent that bootstraps the group, hence the Raft leader when the network splits.
 const BOOTSTRAP: &str = "n1";
-const POLL: Duration = Duration::from_millis(300);
-
-/// Polls `condition` every [`POLL`] until it holds or `timeout` passes; the time taken.
-fn wait_for(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if condition() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() >= timeout {
-            return None;
-        }
-        std::thread::sleep(POLL);
-    }
-}
 
 /// The agents and the network they run on. Dropping it (also while unwinding from a panic)
 /// kills the agents first, then deletes the namespaces.

@@ -45,16 +45,36 @@ pub struct Agent {
 impl Agent {
     /// `GET path` on the agent's API with a minimal HTTP/1.1 client; returns the body.
     pub fn http_get(&self, path: &str) -> Option<String> {
+        self.http("GET", path, &[], "")
+    }
+
+    /// `POST path` with a JSON body and the agent's token; the answer parsed as JSON, or
+    /// `None` unless it is a 200.
+    pub fn post_json(&self, path: &str, body: &Value) -> Option<Value> {
+        let token = std::fs::read_to_string(self.data_dir.join("token")).ok()?;
+        let authorization = format!("Authorization: Bearer {}", token.trim());
+        let headers = [authorization.as_str(), "Content-Type: application/json"];
+        let answer = self.http("POST", path, &headers, &body.to_string())?;
+        serde_json::from_str(&answer).ok()
+    }
+
+    /// One HTTP/1.1 request; the body of a 200 answer (chunked bodies decoded).
+    fn http(&self, method: &str, path: &str, headers: &[&str], body: &str) -> Option<String> {
         use std::io::{Read, Write};
         let mut stream =
             std::net::TcpStream::connect_timeout(&self.api, Duration::from_secs(2)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
-            self.api
-        )
-        .ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", self.api);
+        for header in headers {
+            request.push_str(&format!("{header}\r\n"));
+        }
+        request.push_str(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ));
+        stream.write_all(request.as_bytes()).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         let (head, body) = response.split_once("\r\n\r\n")?;
