@@ -23,6 +23,7 @@ use crate::error::{BroadcastError, PacketError};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 use crate::profile::Tunables;
+use crate::stale_suspicion::StaleSuspicions;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -39,6 +40,8 @@ pub enum CoreTimer {
     Swim(SwimTimer),
     /// Re-announce to the known seeds if we are still alone.
     Reannounce,
+    /// Look for suspicions nobody settled (see [`crate::stale_suspicion`]).
+    SuspicionSweep,
 }
 
 /// What the core asks its driver to do.
@@ -182,6 +185,8 @@ pub struct MembershipCore {
     reannounce_armed: bool,
     reannounce_delay: Duration,
     refuted_suspect: Option<NodeIdentity>,
+    stale_suspicions: StaleSuspicions,
+    sweep_armed: bool,
     has_left: bool,
     now_ms: u64,
     out: VecDeque<Output>,
@@ -214,6 +219,8 @@ impl MembershipCore {
             reannounce_armed: false,
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
+            stale_suspicions: StaleSuspicions::default(),
+            sweep_armed: false,
             has_left: false,
             now_ms: 0,
             out: VecDeque::new(),
@@ -302,6 +309,7 @@ impl MembershipCore {
                 self.refuted_suspect = suspect.filter(|id| self.is_active(id));
             }
             CoreTimer::Reannounce => self.reannounce(),
+            CoreTimer::SuspicionSweep => self.sweep_suspicions(),
         }
         self.drain();
     }
@@ -456,6 +464,51 @@ impl MembershipCore {
         self.reannounce_delay = (self.reannounce_delay * 2).min(REANNOUNCE_MAX);
     }
 
+    /// Declares down the members whose suspicion outlived [`StaleSuspicions::limit`] here,
+    /// then sweeps again one suspicion timeout later while we have members.
+    fn sweep_suspicions(&mut self) {
+        self.sweep_armed = false;
+        let config = self.tunables.foca_config(self.sized_for);
+        let limit = StaleSuspicions::limit(
+            config.suspect_to_down_after,
+            config.probe_period,
+            self.foca.num_members() + 1,
+        );
+        let suspects: Vec<(NodeIdentity, u16)> = self
+            .foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Suspect)
+            .map(|m| (m.id().clone(), m.incarnation()))
+            .collect();
+        let stale = self.stale_suspicions.sweep(self.now_ms, suspects, limit);
+        for (id, incarnation) in stale {
+            tracing::info!(member = %id.name, "suspicion nobody settled: declaring the member down");
+            let down = foca::Member::new(id, incarnation, State::Down);
+            if let Err(e) = self
+                .foca
+                .apply_many(std::iter::once(down), true, &mut self.runtime)
+            {
+                tracing::debug!(error = %e, "declaring a stale suspect down failed");
+            }
+        }
+        if self.foca.num_members() > 0 {
+            self.arm_suspicion_sweep();
+        }
+    }
+
+    fn arm_suspicion_sweep(&mut self) {
+        if !self.sweep_armed && !self.has_left {
+            self.sweep_armed = true;
+            self.out.push_back(Output::Schedule {
+                after: self
+                    .tunables
+                    .foca_config(self.sized_for)
+                    .suspect_to_down_after,
+                timer: CoreTimer::SuspicionSweep,
+            });
+        }
+    }
+
     fn arm_reannounce(&mut self) {
         if !self.reannounce_armed && !self.seeds.is_empty() && !self.has_left {
             self.reannounce_armed = true;
@@ -538,6 +591,7 @@ impl MembershipCore {
             OwnedNotification::Rename(from, to) => MemberEvent::Renamed { from, to },
             OwnedNotification::Active => {
                 self.reannounce_delay = REANNOUNCE_FIRST;
+                self.arm_suspicion_sweep();
                 MemberEvent::Active
             }
             OwnedNotification::Idle => {

@@ -27,6 +27,7 @@ pub mod profile;
 pub mod runtime;
 pub mod sealed_stream;
 pub mod sim;
+pub mod stale_suspicion;
 pub mod timer_queue;
 
 pub use crate::broadcast::{BroadcastItem, Topic};
