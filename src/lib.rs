@@ -15,5 +15,6 @@ pub mod daemon;
 pub mod data_dir;
 pub mod leadership;
 pub mod node_key;
+pub mod notify;
 pub mod peer;
 pub mod status;
