@@ -50,6 +50,17 @@ pub enum LeaderMode {
     Fallback,
 }
 
+/// How urgent an incident is. Critical incidents are re-sent every `repeat_interval` while
+/// they stay open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    /// Worth a message.
+    #[default]
+    Warning,
+    /// Worth a message and reminders.
+    Critical,
+}
+
 /// One incident.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
@@ -65,6 +76,37 @@ pub struct Incident {
     pub state: IncidentState,
     /// When it ended (unix ms).
     pub resolved_at_ms: Option<u64>,
+    /// How urgent it is.
+    pub severity: Severity,
+    /// One line of detail (an alert's summary), possibly empty.
+    pub detail: String,
+    /// For a host: when it last talked (its last status sample, unix ms), if known.
+    pub last_heard_ms: Option<u64>,
+    /// For a host: the generation that stopped talking (a newer one coming up ends it).
+    pub host_generation: Option<u64>,
+}
+
+impl Incident {
+    /// A new open incident with no detail; set the other fields with struct update syntax.
+    pub fn new(
+        id: impl Into<String>,
+        kind: IncidentKind,
+        subject: impl Into<String>,
+        at_ms: u64,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            kind,
+            subject: subject.into(),
+            opened_at_ms: at_ms,
+            state: IncidentState::Open,
+            resolved_at_ms: None,
+            severity: Severity::Warning,
+            detail: String::new(),
+            last_heard_ms: None,
+            host_generation: None,
+        }
+    }
 }
 
 /// Which message of an incident a notification is.
@@ -74,6 +116,8 @@ pub enum Phase {
     Opened,
     /// "It is over."
     Resolved,
+    /// "It is still going on": the n-th reminder of a critical incident (from 1).
+    Reminder(u32),
 }
 
 /// The outcome of one notification on one channel.
@@ -146,6 +190,25 @@ pub enum LedgerCommand {
     },
     /// Fold a fallback leader's ledger into this one after a partition heals.
     Merge(Vec<LedgerCommand>),
+    /// A new leader takes over a notification another node intended and never completed
+    /// (it died, or it has been silent for too long). Applies only while the record is still
+    /// pending and still held by `from_node`, so exactly one taker wins.
+    Reassign {
+        /// The incident.
+        incident: IncidentId,
+        /// Which message.
+        phase: Phase,
+        /// The channel.
+        channel: String,
+        /// The node that held it.
+        from_node: String,
+        /// The node taking it.
+        to_node: String,
+        /// How the taker leads.
+        mode: LeaderMode,
+        /// When (unix ms).
+        at_ms: u64,
+    },
 }
 
 /// What applying a command did.
@@ -179,6 +242,34 @@ impl Ledger {
                 outcome,
             } => self.complete(incident, *phase, channel, outcome),
             LedgerCommand::Resolve { incident, at_ms } => self.resolve(incident, *at_ms),
+            LedgerCommand::Reassign {
+                incident,
+                phase,
+                channel,
+                from_node,
+                to_node,
+                mode,
+                at_ms,
+            } => {
+                let key = (incident.clone(), *phase, channel.clone());
+                match self.notifications.get_mut(&key) {
+                    Some(record)
+                        if record.outcome == Outcome::Pending && record.by_node == *from_node =>
+                    {
+                        record.by_node = to_node.clone();
+                        record.mode = *mode;
+                        record.intent_at_ms = *at_ms;
+                        Applied::Changed
+                    }
+                    Some(record) if record.by_node == *to_node => Applied::AlreadyRecorded,
+                    Some(_) => Applied::Refused(format!(
+                        "{incident} {phase:?} on {channel} is no longer pending with {from_node}"
+                    )),
+                    None => {
+                        Applied::Refused(format!("no intent for {incident} {phase:?} on {channel}"))
+                    }
+                }
+            }
             LedgerCommand::Merge(commands) => {
                 let changed = commands
                     .iter()
@@ -268,8 +359,20 @@ impl Ledger {
     }
 
     fn intend(&mut self, record: &Notification) -> Applied {
-        if !self.incidents.contains_key(&record.incident) {
+        let Some(incident) = self.incidents.get(&record.incident) else {
             return Applied::Refused(format!("no incident {}", record.incident));
+        };
+        let over = incident.state == IncidentState::Closed;
+        let too_late = match record.phase {
+            Phase::Opened => over,
+            Phase::Reminder(_) => incident.state != IncidentState::Notified,
+            Phase::Resolved => false,
+        };
+        if too_late {
+            return Applied::Refused(format!(
+                "{} is {:?}: no {:?} message is due",
+                record.incident, incident.state, record.phase
+            ));
         }
         let key = (
             record.incident.clone(),
@@ -321,8 +424,18 @@ impl Ledger {
         ) {
             return Applied::AlreadyRecorded;
         }
-        incident.state = IncidentState::Resolved;
         incident.resolved_at_ms = Some(at_ms);
+        let announced = self
+            .notifications
+            .keys()
+            .any(|(i, phase, _)| i == id && *phase == Phase::Opened);
+        // An incident over before anything was said about it (a flap shorter than group_wait)
+        // is recorded and closed: there is nothing to take back.
+        incident.state = if announced {
+            IncidentState::Resolved
+        } else {
+            IncidentState::Closed
+        };
         Applied::Changed
     }
 
@@ -351,14 +464,7 @@ mod tests {
     use super::*;
 
     fn incident(id: &str) -> Incident {
-        Incident {
-            id: id.into(),
-            kind: IncidentKind::HostDown,
-            subject: "n3".into(),
-            opened_at_ms: 100,
-            state: IncidentState::Open,
-            resolved_at_ms: None,
-        }
+        Incident::new(id, IncidentKind::HostDown, "n3", 100)
     }
 
     fn intent(id: &str, phase: Phase, channel: &str) -> LedgerCommand {
@@ -502,6 +608,66 @@ mod tests {
             assert_eq!(incident.state, IncidentState::Notified, "{}", incident.id);
         }
         assert_eq!(majority.notifications().count(), 2);
+    }
+
+    #[test]
+    fn an_incident_resolved_before_anything_was_sent_is_closed_and_can_no_longer_be_announced() {
+        let id = "down/n3/7";
+        let mut ledger = Ledger::default();
+        ledger.apply(&LedgerCommand::Open(incident(id)));
+        ledger.apply(&LedgerCommand::Resolve {
+            incident: id.into(),
+            at_ms: 150,
+        });
+        let flap = ledger.incident(id).unwrap();
+        assert_eq!(flap.state, IncidentState::Closed);
+        assert_eq!(flap.resolved_at_ms, Some(150));
+        assert!(matches!(
+            ledger.apply(&intent(id, Phase::Opened, "email")),
+            Applied::Refused(_)
+        ));
+        assert_eq!(ledger.notifications().count(), 0);
+    }
+
+    #[test]
+    fn a_reminder_is_only_accepted_for_a_notified_incident() {
+        let id = "down/n3/7";
+        let mut ledger = Ledger::default();
+        ledger.apply(&LedgerCommand::Open(incident(id)));
+        assert!(matches!(
+            ledger.apply(&intent(id, Phase::Reminder(1), "email")),
+            Applied::Refused(_)
+        ));
+        ledger.apply(&intent(id, Phase::Opened, "email"));
+        ledger.apply(&sent(id, Phase::Opened, "email"));
+        assert_eq!(
+            ledger.apply(&intent(id, Phase::Reminder(1), "email")),
+            Applied::Changed
+        );
+    }
+
+    #[test]
+    fn only_one_node_can_take_over_a_pending_notification() {
+        let id = "down/n3/7";
+        let mut ledger = Ledger::default();
+        ledger.apply(&LedgerCommand::Open(incident(id)));
+        ledger.apply(&intent(id, Phase::Opened, "email"));
+        let take = |to: &str| LedgerCommand::Reassign {
+            incident: id.into(),
+            phase: Phase::Opened,
+            channel: "email".into(),
+            from_node: "n1".into(),
+            to_node: to.into(),
+            mode: LeaderMode::Raft,
+            at_ms: 300,
+        };
+        assert_eq!(ledger.apply(&take("n2")), Applied::Changed);
+        assert_eq!(ledger.apply(&take("n2")), Applied::AlreadyRecorded);
+        assert!(matches!(ledger.apply(&take("n4")), Applied::Refused(_)));
+        let record = ledger.notifications().next().unwrap();
+        assert_eq!((record.by_node.as_str(), record.intent_at_ms), ("n2", 300));
+        ledger.apply(&sent(id, Phase::Opened, "email"));
+        assert!(matches!(ledger.apply(&take("n5")), Applied::Refused(_)));
     }
 
     #[test]

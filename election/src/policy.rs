@@ -9,7 +9,9 @@
 //!   and intents left pending by another node (a leader that died between recording its intent
 //!   and its result), which it takes over.
 
-use crate::ledger::{IncidentState, Ledger, Outcome, Phase};
+use std::collections::BTreeMap;
+
+use crate::ledger::{Incident, IncidentState, Ledger, Notification, Outcome, Phase, Severity};
 
 /// What this node knows about the Raft leadership right now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +79,29 @@ pub fn may_send(mode: &LeadershipMode, me: &str, leadership_confirmed: bool) -> 
     }
 }
 
+/// When messages fall due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueRules {
+    /// An opening message waits this long after the oldest unannounced incident opened, so
+    /// that events arriving together go out in one message.
+    pub group_wait_ms: u64,
+    /// A critical incident still open is announced again this long after its last message
+    /// (0 = never).
+    pub repeat_interval_ms: u64,
+    /// A notification left pending this long is taken over even if the node that holds it
+    /// still looks alive (it must be longer than a send with all its retries).
+    pub orphan_after_ms: u64,
+}
+
+/// Who sends a due message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Nobody intended it yet: record an intent on every configured channel.
+    Fresh,
+    /// Another node intended it and never completed: take over these `(channel, holder)`.
+    TakeOver(Vec<(String, String)>),
+}
+
 /// One message a leader should send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Work {
@@ -84,56 +109,110 @@ pub struct Work {
     pub incident: String,
     /// Which message.
     pub phase: Phase,
-    /// Channels to (re)send on; empty means "every configured channel".
-    pub channels: Vec<String>,
+    /// How to claim it.
+    pub claim: Claim,
 }
 
-/// What is due, oldest incident first: opening messages of incidents open for at least
-/// `group_wait_ms` with no intent yet; closing messages of resolved incidents with none; and
-/// intents another node left pending (taken over by `me`).
-pub fn due_work(ledger: &Ledger, me: &str, now_ms: u64, group_wait_ms: u64) -> Vec<Work> {
-    let mut work = Vec::new();
+/// What is due now, oldest incident first:
+/// - opening messages: once the oldest incident nobody announced has waited `group_wait`,
+///   every unannounced open incident (they fold into one message);
+/// - closing messages of resolved incidents that were announced, at once;
+/// - reminders of critical incidents still open, every `repeat_interval`;
+/// - notifications another node left pending, once that node is not alive (`is_alive`) or
+///   `orphan_after` has passed (and our own, after `orphan_after`: we restarted mid-send).
+pub fn due_work(
+    ledger: &Ledger,
+    me: &str,
+    is_alive: &dyn Fn(&str) -> bool,
+    now_ms: u64,
+    rules: &DueRules,
+) -> Vec<Work> {
     let mut incidents: Vec<_> = ledger.incidents().collect();
     incidents.sort_by_key(|i| (i.opened_at_ms, i.id.clone()));
+    let unannounced = |i: &Incident| {
+        i.state == IncidentState::Open
+            && !ledger
+                .notifications_of(&i.id)
+                .any(|r| r.phase == Phase::Opened)
+    };
+    let openings_due = incidents
+        .iter()
+        .any(|i| unannounced(i) && now_ms.saturating_sub(i.opened_at_ms) >= rules.group_wait_ms);
+    let mut work = Vec::new();
     for incident in incidents {
         let records: Vec<_> = ledger.notifications_of(&incident.id).collect();
-        let phase = match incident.state {
-            IncidentState::Open => Phase::Opened,
-            IncidentState::Resolved => Phase::Resolved,
-            IncidentState::Notified | IncidentState::Closed => continue,
+        let fresh = |phase| Work {
+            incident: incident.id.clone(),
+            phase,
+            claim: Claim::Fresh,
         };
-        let of_phase: Vec<_> = records.iter().filter(|r| r.phase == phase).collect();
-        if of_phase.is_empty() {
-            let waited = now_ms.saturating_sub(incident.opened_at_ms) >= group_wait_ms;
-            if phase == Phase::Resolved || waited {
-                work.push(Work {
-                    incident: incident.id.clone(),
-                    phase,
-                    channels: Vec::new(),
-                });
+        if unannounced(incident) {
+            if openings_due {
+                work.push(fresh(Phase::Opened));
             }
-            continue;
+        } else if incident.state == IncidentState::Resolved
+            && !records.iter().any(|r| r.phase == Phase::Resolved)
+        {
+            work.push(fresh(Phase::Resolved));
+        } else if let Some(phase) = reminder_due(incident, &records, now_ms, rules) {
+            work.push(fresh(phase));
         }
-        let orphaned: Vec<String> = of_phase
-            .iter()
-            .filter(|r| r.outcome == Outcome::Pending && r.by_node != me)
-            .map(|r| r.channel.clone())
-            .collect();
-        if !orphaned.is_empty() {
+        let mut orphaned: BTreeMap<Phase, Vec<(String, String)>> = BTreeMap::new();
+        for record in records.iter().filter(|r| r.outcome == Outcome::Pending) {
+            let holder_gone = record.by_node != me && !is_alive(&record.by_node);
+            let too_old = now_ms.saturating_sub(record.intent_at_ms) >= rules.orphan_after_ms;
+            if holder_gone || too_old {
+                orphaned
+                    .entry(record.phase)
+                    .or_default()
+                    .push((record.channel.clone(), record.by_node.clone()));
+            }
+        }
+        for (phase, held) in orphaned {
             work.push(Work {
                 incident: incident.id.clone(),
                 phase,
-                channels: orphaned,
+                claim: Claim::TakeOver(held),
             });
         }
     }
     work
 }
 
+/// The next reminder of a critical, announced, still open incident, if one is due.
+fn reminder_due(
+    incident: &Incident,
+    records: &[&Notification],
+    now_ms: u64,
+    rules: &DueRules,
+) -> Option<Phase> {
+    if rules.repeat_interval_ms == 0
+        || incident.severity != Severity::Critical
+        || incident.state != IncidentState::Notified
+    {
+        return None;
+    }
+    let last_sent = records
+        .iter()
+        .filter(|r| matches!(r.phase, Phase::Opened | Phase::Reminder(_)))
+        .map(|r| r.intent_at_ms)
+        .max()?;
+    let sent_reminders = records
+        .iter()
+        .filter_map(|r| match r.phase {
+            Phase::Reminder(n) => Some(n),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    (now_ms.saturating_sub(last_sent) >= rules.repeat_interval_ms)
+        .then_some(Phase::Reminder(sent_reminders + 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{Incident, IncidentKind, LeaderMode, LedgerCommand, Notification};
+    use crate::ledger::{IncidentKind, LeaderMode, LedgerCommand};
 
     fn raft(leader: Option<&str>, heard: Option<u64>) -> RaftView {
         RaftView {
@@ -210,17 +289,14 @@ mod tests {
     }
 
     fn open(id: &str, at: u64) -> LedgerCommand {
-        LedgerCommand::Open(Incident {
-            id: id.into(),
-            kind: IncidentKind::HostDown,
-            subject: id.into(),
-            opened_at_ms: at,
-            state: IncidentState::Open,
-            resolved_at_ms: None,
-        })
+        LedgerCommand::Open(Incident::new(id, IncidentKind::HostDown, id, at))
     }
 
     fn intend(id: &str, phase: Phase, by: &str) -> LedgerCommand {
+        intend_at(id, phase, by, 0)
+    }
+
+    fn intend_at(id: &str, phase: Phase, by: &str, at: u64) -> LedgerCommand {
         LedgerCommand::Intend {
             record: Notification {
                 incident: id.into(),
@@ -228,66 +304,136 @@ mod tests {
                 channel: "email".into(),
                 by_node: by.into(),
                 mode: LeaderMode::Raft,
-                intent_at_ms: 0,
+                intent_at_ms: at,
                 outcome: Outcome::Pending,
             },
+        }
+    }
+
+    fn sent(id: &str, phase: Phase) -> LedgerCommand {
+        LedgerCommand::Complete {
+            incident: id.into(),
+            phase,
+            channel: "email".into(),
+            outcome: Outcome::Sent {
+                at_ms: 1,
+                reference: None,
+            },
+        }
+    }
+
+    const RULES: DueRules = DueRules {
+        group_wait_ms: 5_000,
+        repeat_interval_ms: 0,
+        orphan_after_ms: 180_000,
+    };
+
+    fn everyone_alive(_: &str) -> bool {
+        true
+    }
+
+    fn due(ledger: &Ledger, me: &str, now: u64) -> Vec<Work> {
+        due_work(ledger, me, &everyone_alive, now, &RULES)
+    }
+
+    fn fresh(id: &str, phase: Phase) -> Work {
+        Work {
+            incident: id.into(),
+            phase,
+            claim: Claim::Fresh,
         }
     }
 
     #[test]
     fn an_incident_is_due_only_after_group_wait() {
         let ledger = ledger_with(&[open("a", 1_000)]);
-        assert!(due_work(&ledger, "n1", 5_999, 5_000).is_empty());
-        let due = due_work(&ledger, "n1", 6_000, 5_000);
+        assert!(due(&ledger, "n1", 5_999).is_empty());
+        assert_eq!(due(&ledger, "n1", 6_000), vec![fresh("a", Phase::Opened)]);
+    }
+
+    #[test]
+    fn incidents_that_arrive_while_the_first_waits_go_out_with_it() {
+        let ledger = ledger_with(&[open("b", 3_000), open("a", 1_000), open("c", 5_900)]);
         assert_eq!(
-            due,
-            vec![Work {
-                incident: "a".into(),
-                phase: Phase::Opened,
-                channels: vec![]
-            }]
+            due(&ledger, "n1", 6_000),
+            vec![
+                fresh("a", Phase::Opened),
+                fresh("b", Phase::Opened),
+                fresh("c", Phase::Opened)
+            ]
         );
     }
 
     #[test]
-    fn a_new_leader_takes_over_intents_a_dead_leader_left_pending_but_not_its_own() {
+    fn a_flap_shorter_than_group_wait_owes_nothing() {
+        let mut ledger = ledger_with(&[open("a", 1_000)]);
+        ledger.apply(&LedgerCommand::Resolve {
+            incident: "a".into(),
+            at_ms: 4_000,
+        });
+        assert!(due(&ledger, "n1", 60_000).is_empty());
+    }
+
+    #[test]
+    fn a_new_leader_takes_over_intents_a_dead_leader_left_pending_but_not_a_live_ones() {
         let ledger = ledger_with(&[open("a", 0), intend("a", Phase::Opened, "n1")]);
+        let n1_dead = |n: &str| n != "n1";
         assert_eq!(
-            due_work(&ledger, "n2", 10_000, 5_000),
+            due_work(&ledger, "n2", &n1_dead, 10_000, &RULES),
             vec![Work {
                 incident: "a".into(),
                 phase: Phase::Opened,
-                channels: vec!["email".into()]
+                claim: Claim::TakeOver(vec![("email".into(), "n1".into())]),
             }]
         );
-        assert!(due_work(&ledger, "n1", 10_000, 5_000).is_empty());
+        assert!(due(&ledger, "n2", 10_000).is_empty());
+        assert!(due(&ledger, "n1", 10_000).is_empty());
+        assert_eq!(due(&ledger, "n2", 180_000).len(), 1, "too old: taken over");
     }
 
     #[test]
     fn a_resolved_incident_owes_its_closing_message_at_once_and_nothing_after_it() {
-        let mut ledger = ledger_with(&[open("a", 0)]);
+        let mut ledger = ledger_with(&[open("a", 0), intend("a", Phase::Opened, "n1")]);
+        ledger.apply(&sent("a", Phase::Opened));
         ledger.apply(&LedgerCommand::Resolve {
             incident: "a".into(),
             at_ms: 100,
         });
-        assert_eq!(
-            due_work(&ledger, "n1", 100, 5_000),
-            vec![Work {
-                incident: "a".into(),
-                phase: Phase::Resolved,
-                channels: vec![]
-            }]
-        );
+        assert_eq!(due(&ledger, "n1", 100), vec![fresh("a", Phase::Resolved)]);
         ledger.apply(&intend("a", Phase::Resolved, "n1"));
-        ledger.apply(&LedgerCommand::Complete {
-            incident: "a".into(),
-            phase: Phase::Resolved,
-            channel: "email".into(),
-            outcome: Outcome::Sent {
-                at_ms: 101,
-                reference: None,
-            },
-        });
-        assert!(due_work(&ledger, "n2", 200, 5_000).is_empty());
+        ledger.apply(&sent("a", Phase::Resolved));
+        assert!(due(&ledger, "n2", 200).is_empty());
+    }
+
+    #[test]
+    fn a_critical_incident_still_open_is_repeated_every_repeat_interval_and_never_when_zero() {
+        let mut critical = Incident::new("a", IncidentKind::HostDown, "n3", 0);
+        critical.severity = Severity::Critical;
+        let mut ledger = ledger_with(&[
+            LedgerCommand::Open(critical),
+            intend_at("a", Phase::Opened, "n1", 5_000),
+            sent("a", Phase::Opened),
+        ]);
+        let rules = DueRules {
+            repeat_interval_ms: 60_000,
+            ..RULES
+        };
+        let due_at = |ledger: &Ledger, now| due_work(ledger, "n1", &everyone_alive, now, &rules);
+        assert!(due_at(&ledger, 64_999).is_empty());
+        assert_eq!(
+            due_at(&ledger, 65_000),
+            vec![fresh("a", Phase::Reminder(1))]
+        );
+        ledger.apply(&intend_at("a", Phase::Reminder(1), "n1", 65_000));
+        ledger.apply(&sent("a", Phase::Reminder(1)));
+        assert!(due_at(&ledger, 124_999).is_empty());
+        assert_eq!(
+            due_at(&ledger, 125_000),
+            vec![fresh("a", Phase::Reminder(2))]
+        );
+        assert!(
+            due(&ledger, "n1", 10_000_000).is_empty(),
+            "repeat 0 = never"
+        );
     }
 }

@@ -184,14 +184,12 @@ async fn a_two_node_group_that_loses_one_has_no_raft_leader() {
 async fn a_committed_ledger_entry_reaches_every_node_and_a_repeat_changes_nothing() {
     let group = Group::start(3).await;
     let (leader, _) = group.wait_leader(Duration::from_secs(15)).await.unwrap();
-    let open = LedgerCommand::Open(Incident {
-        id: "down/n9/1".into(),
-        kind: IncidentKind::HostDown,
-        subject: "n9".into(),
-        opened_at_ms: 1,
-        state: IncidentState::Open,
-        resolved_at_ms: None,
-    });
+    let open = LedgerCommand::Open(Incident::new(
+        "down/n9/1".into(),
+        IncidentKind::HostDown,
+        "n9".into(),
+        1,
+    ));
     let raft = group.router.raft(leader);
     raft.ensure_linearizable().await.unwrap();
     assert_eq!(

@@ -5,7 +5,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use rover_election::ledger::{Incident, IncidentKind, IncidentState, LedgerCommand};
+use rover_election::ledger::{Incident, IncidentKind, LedgerCommand};
 use rover_membership::runtime::unix_ms;
 use serde::{Deserialize, Serialize};
 
@@ -58,14 +58,12 @@ pub(super) async fn open(
     }
     let now = unix_ms();
     let id = format!("manual/{subject}/{now}");
-    let command = LedgerCommand::Open(Incident {
-        id: id.clone(),
-        kind: IncidentKind::Manual,
-        subject: subject.to_owned(),
-        opened_at_ms: now,
-        state: IncidentState::Open,
-        resolved_at_ms: None,
-    });
+    let command = LedgerCommand::Open(Incident::new(
+        id.clone(),
+        IncidentKind::Manual,
+        subject.to_owned(),
+        now,
+    ));
     state
         .leadership
         .write(vec![command])
