@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod data_dir;
+pub mod incidents;
 pub mod leadership;
 pub mod node_key;
 pub mod notify;

@@ -26,7 +26,7 @@ use anyhow::{anyhow, bail, Result};
 use openraft::raft::AppendEntriesResponse;
 use openraft::ServerState;
 use rover_election::group::ClusterStamp;
-use rover_election::ledger::{Incident, LedgerCommand, Notification};
+use rover_election::ledger::{Applied, Incident, LeaderMode, Ledger, LedgerCommand, Notification};
 use rover_election::network::{serve, RaftReply, RaftRequest};
 use rover_membership::runtime::unix_ms;
 use rover_membership::Keyring;
@@ -41,6 +41,9 @@ use crate::peer::{PeerConnection, PeerMessage, EXCHANGE_TIMEOUT};
 /// A leader that heard from a quorum within this long holds the lease; a follower that got
 /// entries from a lease holder within this long counts that leader as present.
 pub const LEASE_MS: u64 = 3_000;
+
+/// A Raft write that has not committed after this long fails: the leader lost its quorum.
+pub const RAFT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the group and the fallback behave.
 #[derive(Debug, Clone)]
@@ -239,8 +242,10 @@ impl LeadershipHandle {
         answer.await.unwrap_or(false)
     }
 
-    /// Applies ledger commands here, as this partition's leader (Raft or fallback).
-    pub async fn write_here(&self, commands: Vec<LedgerCommand>) -> Result<()> {
+    /// Applies ledger commands here, as this partition's leader (Raft or fallback), and says
+    /// what each did. A Raft write that does not commit within [`RAFT_WRITE_TIMEOUT`] fails
+    /// (the leader lost its quorum).
+    pub async fn write_here(&self, commands: Vec<LedgerCommand>) -> Result<Vec<Applied>> {
         let status = self.status();
         if !status.is_me {
             bail!(
@@ -249,27 +254,73 @@ impl LeadershipHandle {
             );
         }
         if status.mode == "fallback" {
-            self.shared.side.lock().await.apply_fallback(&commands)?;
-            return Ok(());
+            return self.shared.side.lock().await.apply_fallback(&commands);
         }
         let node = self
             .shared
             .current()
             .ok_or_else(|| anyhow!("no raft node"))?;
+        let mut applied = Vec::with_capacity(commands.len());
         for command in commands {
-            node.raft
-                .client_write(command)
-                .await
-                .map_err(|e| anyhow!("the raft group did not commit: {e}"))?;
+            let response =
+                tokio::time::timeout(RAFT_WRITE_TIMEOUT, node.raft.client_write(command))
+                    .await
+                    .map_err(|_| {
+                        anyhow!("the raft group did not commit within {RAFT_WRITE_TIMEOUT:?}")
+                    })?
+                    .map_err(|e| anyhow!("the raft group did not commit: {e}"))?;
+            applied.push(response.data);
         }
-        Ok(())
+        Ok(applied)
+    }
+
+    /// The ledger this node writes to while it leads, and how it leads: the Raft ledger as
+    /// Raft leader, the fallback ledger as fallback leader. `None` when it does not lead.
+    pub async fn leading_ledger(&self) -> Option<(LeaderMode, Ledger)> {
+        let status = self.status();
+        if !status.is_me {
+            return None;
+        }
+        match status.mode.as_str() {
+            "raft" => Some((LeaderMode::Raft, self.shared.current()?.reader.ledger())),
+            "fallback" => Some((
+                LeaderMode::Fallback,
+                self.shared.side.lock().await.fallback().clone(),
+            )),
+            _ => None,
+        }
+    }
+
+    /// Records the outcomes of notifications this node intended while leading in `mode`, in the
+    /// ledger that holds those intents: a fallback intent is completed in the fallback ledger,
+    /// or after it in the pending merge if that ledger was already handed over; anything else
+    /// goes through the partition's leader (which may have changed during the send).
+    pub async fn record_outcomes(
+        &self,
+        mode: LeaderMode,
+        commands: Vec<LedgerCommand>,
+    ) -> Result<()> {
+        if commands.is_empty() {
+            return Ok(());
+        }
+        if mode == LeaderMode::Fallback {
+            let mut side = self.shared.side.lock().await;
+            if side.fallback().notifications().next().is_some() {
+                side.apply_fallback(&commands)?;
+                return Ok(());
+            }
+            if side.pending_len() > 0 {
+                return side.add_pending(commands);
+            }
+        }
+        self.write(commands).await
     }
 
     /// Applies ledger commands through this partition's leader, wherever it is.
     pub async fn write(&self, commands: Vec<LedgerCommand>) -> Result<()> {
         let status = self.status();
         if status.is_me {
-            return self.write_here(commands).await;
+            return self.write_here(commands).await.map(drop);
         }
         let leader = status
             .leader
