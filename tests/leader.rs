@@ -7,65 +7,13 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
+use common::leaders::{agreed_raft_leader, leader, logs, names};
 use common::{wait_for, Agent, Cluster};
 use serde_json::Value;
 
 const FALLBACK_CONFIG: &str = "[election]\nfallback_after = \"3s\"\n";
-
-fn leader(agent: &Agent) -> Option<Value> {
-    agent.get_json("/v1/leader")
-}
-
-fn leader_name(status: &Value) -> Option<String> {
-    status["leader"].as_str().map(String::from)
-}
-
-fn names(status: &Value, field: &str) -> BTreeSet<String> {
-    status[field]
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The Raft leader every agent in `observers` agrees on, with `voters` voters, if they agree.
-fn agreed_raft_leader(cluster: &Cluster, observers: &[usize], voters: usize) -> Option<String> {
-    let statuses: Vec<Value> = observers
-        .iter()
-        .map(|i| leader(&cluster.agents[*i]))
-        .collect::<Option<_>>()?;
-    let first = leader_name(&statuses[0])?;
-    let agreed = statuses.iter().all(|s| {
-        s["mode"] == "raft"
-            && leader_name(s).as_deref() == Some(first.as_str())
-            && names(s, "voters").len() == voters
-    });
-    let claimants = statuses.iter().filter(|s| s["is_me"] == true).count();
-    (agreed && claimants == 1).then_some(first)
-}
-
-fn logs(cluster: &Cluster) -> String {
-    cluster
-        .agents
-        .iter()
-        .map(|a| {
-            let log = a.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            format!(
-                "--- {} ---\n{}",
-                a.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn elects_exactly_one_leader(size: usize) {
     let cluster = Cluster::start(size);

@@ -175,6 +175,13 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 Format::Text => say!("{}", super::leader_output::leader_table(&status)),
             }
         }
+        Command::Incidents => {
+            let view: crate::leadership::LedgerView = client.get("/v1/incidents").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&view)?),
+                Format::Text => say!("{}", super::incidents_output::incidents_tables(&view)),
+            }
+        }
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             match cli.format {

@@ -4,6 +4,7 @@
 
 mod commands;
 mod history_output;
+mod incidents_output;
 mod leader_output;
 mod table;
 
@@ -75,6 +76,8 @@ pub enum Command {
     Info,
     /// The notification leader and how it was chosen (raft term, or minority fallback).
     Leader,
+    /// Open and recent incidents and what was notified, when, on which channel, by whom.
+    Incidents,
     /// Print a new cluster key (one base64 line).
     Keygen,
     /// Every alert the agent knows (own team and other teams), with origin and path.

@@ -197,7 +197,8 @@ async fn notify<D: Deliver>(
             (channel, items, result)
         });
     }
-    let mut outcomes = Vec::new();
+    // Each channel's outcome is recorded as soon as that channel is done, so a slow channel
+    // never leaves a delivered message looking pending (a successor would send it again).
     while let Some(joined) = sends.join_next().await {
         let (channel, items, result) = joined?;
         let at_ms = unix_ms();
@@ -217,17 +218,22 @@ async fn notify<D: Deliver>(
                 }
             }
         };
-        for (incident, phase) in items {
-            outcomes.push(LedgerCommand::Complete {
+        let outcomes = items
+            .into_iter()
+            .map(|(incident, phase)| LedgerCommand::Complete {
                 incident: incident.id,
                 phase,
                 channel: channel.clone(),
                 outcome: outcome.clone(),
-            });
+            })
+            .collect();
+        if let Err(e) = context
+            .leadership
+            .record_outcomes(sender.mode, outcomes)
+            .await
+        {
+            tracing::error!(%channel, error = %format!("{e:#}"), "cannot record a notification's outcome; it stays pending");
         }
     }
-    context
-        .leadership
-        .record_outcomes(sender.mode, outcomes)
-        .await
+    Ok(())
 }

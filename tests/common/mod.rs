@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod leaders;
+
 use rover_membership::MemberInfo;
 use serde_json::Value;
 
