@@ -172,7 +172,8 @@ pub struct EmailConfig {
     pub from: Mailbox,
     /// Recipients (at least one).
     pub to: Vec<Mailbox>,
-    /// Bound on each SMTP command (default 10 s).
+    /// Bound on each attempt, from connecting to the server's answer to the message
+    /// (default 10 s).
     pub timeout: Duration,
 }
 
