@@ -621,6 +621,19 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
     }
 
     #[test]
+    fn the_readme_example_config_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let config = resolve_with(Some(text), &[], Layer::default()).unwrap();
+        assert_eq!(
+            config.notify.names(),
+            ["console", "ops-mail", "pushover", "webhook", "exec"]
+        );
+    }
+
+    #[test]
     fn seeds_default_to_port_7900_and_reject_garbage() {
         assert_eq!(
             parse_seed("127.0.0.1").unwrap(),
