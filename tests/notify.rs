@@ -45,6 +45,28 @@ fn message(title: &str, body: &str, priority: Priority) -> Message {
     }
 }
 
+/// Sends a plain message through `channel`; why it was refused (panics on any other outcome).
+async fn refusal(notifiers: &Notifiers, channel: &str) -> String {
+    match notifiers
+        .send(channel, &message("t", "b", Priority::Normal))
+        .await
+    {
+        Err(NotifyError::Refused(why)) => why,
+        other => panic!("expected {channel} to refuse, got {other:?}"),
+    }
+}
+
+/// Sends a plain message through `channel`; why it gave up (panics on any other outcome).
+async fn give_up(notifiers: &Notifiers, channel: &str) -> String {
+    match notifiers
+        .send(channel, &message("t", "b", Priority::Normal))
+        .await
+    {
+        Err(NotifyError::GaveUp(why)) => why,
+        other => panic!("expected {channel} to give up, got {other:?}"),
+    }
+}
+
 fn email_config(port: u16, tls: &str, extra: &str) -> String {
     format!(
         "[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {port}\ntls = \"{tls}\"\n\
@@ -101,17 +123,11 @@ async fn an_email_reaches_a_real_smtp_server_with_subject_body_and_every_recipie
 async fn starttls_against_a_server_without_it_is_refused_with_a_clear_error() {
     let sink = SmtpSink::start();
     let notifiers = notifiers(&email_config(sink.port(), "starttls", ""));
-    let error = notifiers
-        .send("email", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::Refused(why) => assert!(
-            why.contains("does not offer STARTTLS") && why.contains(&sink.port().to_string()),
-            "{why}"
-        ),
-        other => panic!("expected Refused, got {other:?}"),
-    }
+    let why = refusal(&notifiers, "email").await;
+    assert!(
+        why.contains("does not offer STARTTLS") && why.contains(&sink.port().to_string()),
+        "{why}"
+    );
     assert!(sink.messages().is_empty());
 }
 
@@ -122,17 +138,11 @@ async fn a_permanent_550_is_refused_without_a_retry() {
         ..SmtpSinkOptions::default()
     });
     let notifiers = notifiers(&email_config(sink.port(), "none", ""));
-    let error = notifiers
-        .send("email", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::Refused(why) => assert!(
-            why.contains("550") && why.contains("refused by the test sink"),
-            "{why}"
-        ),
-        other => panic!("expected Refused, got {other:?}"),
-    }
+    let why = refusal(&notifiers, "email").await;
+    assert!(
+        why.contains("550") && why.contains("refused by the test sink"),
+        "{why}"
+    );
     assert_eq!(sink.messages().len(), 1, "a 5xx is never retried");
 }
 
@@ -156,14 +166,8 @@ async fn smtp_login_is_used_when_configured_and_a_wrong_password_is_refused() {
         "none",
         "username = \"rover\"\npassword = \"wrong\"\n",
     ));
-    let error = bad
-        .send("email", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, NotifyError::Refused(why) if why.contains("535")),
-        "{error:?}"
-    );
+    let why = refusal(&bad, "email").await;
+    assert!(why.contains("535"), "{why}");
     assert_eq!(sink.messages().len(), 1);
 }
 
@@ -172,14 +176,8 @@ async fn an_smtp_server_that_is_not_there_is_tried_three_times_then_given_up() {
     let nobody = free_tcp_port();
     let notifiers = notifiers(&email_config(nobody.port(), "none", ""));
     let started = Instant::now();
-    let error = notifiers
-        .send("email", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::GaveUp(why) => assert!(why.contains("3 attempts"), "{why}"),
-        other => panic!("expected GaveUp, got {other:?}"),
-    }
+    let why = give_up(&notifiers, "email").await;
+    assert!(why.contains("3 attempts"), "{why}");
     // Three attempts 5 s then 10 s apart: the waits are a property of the retry policy.
     assert!(
         started.elapsed() >= Duration::from_secs(15),
@@ -275,14 +273,8 @@ async fn a_high_message_with_priority_high_2_is_an_emergency_with_retry_and_expi
 async fn a_400_from_pushover_is_refused_at_once_with_its_errors() {
     let sink = PushoverSink::start();
     let notifiers = notifiers(&pushover_config(&sink.url(), "wrongUser123", ""));
-    let error = notifiers
-        .send("pushover", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::Refused(why) => assert!(why.contains("user identifier is invalid"), "{why}"),
-        other => panic!("expected Refused, got {other:?}"),
-    }
+    let why = refusal(&notifiers, "pushover").await;
+    assert!(why.contains("user identifier is invalid"), "{why}");
     assert_eq!(sink.requests().len(), 1, "a 4xx is never retried");
 }
 
@@ -325,14 +317,8 @@ async fn a_429_asking_for_longer_than_the_send_budget_gives_up_naming_the_429() 
     let sink = PushoverSink::start();
     sink.rate_limit_next(Some(3600));
     let notifiers = notifiers(&pushover_config(&sink.url(), USER, ""));
-    let error = notifiers
-        .send("pushover", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::GaveUp(why) => assert!(why.contains("429") && why.contains("budget"), "{why}"),
-        other => panic!("expected GaveUp, got {other:?}"),
-    }
+    let why = give_up(&notifiers, "pushover").await;
+    assert!(why.contains("429") && why.contains("budget"), "{why}");
     assert_eq!(sink.requests().len(), 1);
 }
 
@@ -446,14 +432,8 @@ async fn a_webhook_answering_4xx_is_refused_and_not_retried() {
         "[[notify.webhook]]\nurl = \"{}\"\n",
         hook.url("/h")
     ));
-    let error = notifiers
-        .send("webhook", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, NotifyError::Refused(why) if why.contains("403") && why.contains("forbidden")),
-        "{error:?}"
-    );
+    let why = refusal(&notifiers, "webhook").await;
+    assert!(why.contains("403") && why.contains("forbidden"), "{why}");
     assert_eq!(hook.seen().len(), 1);
 }
 
@@ -515,14 +495,8 @@ async fn an_exec_still_running_at_its_timeout_is_killed_with_its_children() {
         "1s",
     ));
     let started = Instant::now();
-    let error = notifiers
-        .send("exec", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&error, NotifyError::GaveUp(why) if why.contains("killed")),
-        "{error:?}"
-    );
+    let why = give_up(&notifiers, "exec").await;
+    assert!(why.contains("killed"), "{why}");
     assert!(started.elapsed() < Duration::from_secs(10));
     let pids = std::fs::read_to_string(&pids).unwrap();
     for pid in pids.split_whitespace() {
@@ -551,31 +525,20 @@ async fn an_exec_exiting_non_zero_is_refused_with_the_code_and_its_first_stderr_
         ],
         "10s",
     ));
-    let error = notifiers
-        .send("exec", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
-    match error {
-        NotifyError::Refused(why) => assert!(
-            why.contains("exit code 3")
-                && why.contains("no route to pager")
-                && !why.contains("second"),
-            "{why}"
-        ),
-        other => panic!("expected Refused, got {other:?}"),
-    }
+    let why = refusal(&notifiers, "exec").await;
+    assert!(
+        why.contains("exit code 3") && why.contains("no route to pager") && !why.contains("second"),
+        "{why}"
+    );
 }
 
 #[tokio::test]
 async fn an_exec_program_that_does_not_exist_is_refused() {
     let notifiers = notifiers(&exec_config(&["/nonexistent/page-me"], "10s"));
-    let error = notifiers
-        .send("exec", &message("t", "b", Priority::Normal))
-        .await
-        .unwrap_err();
+    let why = refusal(&notifiers, "exec").await;
     assert!(
-        matches!(&error, NotifyError::Refused(why) if why.contains("not found") && why.contains("/nonexistent/page-me")),
-        "{error:?}"
+        why.contains("not found") && why.contains("/nonexistent/page-me"),
+        "{why}"
     );
 }
 

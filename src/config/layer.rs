@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::notify::{EmailEntry, ExecEntry, NotifyChannelsFile, PushoverEntry, WebhookEntry};
+use super::channel_tables::{
+    EmailEntry, ExecEntry, NotifyChannelsFile, PushoverEntry, WebhookEntry,
+};
 use super::ConfigError;
 
 /// One layer of settings, every value optional (the TOML file, the environment or the flags).

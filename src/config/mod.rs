@@ -2,6 +2,7 @@
 //! merged as text and validated once into [`Config`]. Every error names the key, the bad value
 //! and where the value came from.
 
+mod channel_tables;
 mod election;
 mod layer;
 pub mod notify;

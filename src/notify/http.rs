@@ -71,6 +71,18 @@ impl HttpAnswer {
     }
 }
 
+#[cfg(test)]
+impl HttpAnswer {
+    /// An answer without `Retry-After`.
+    pub(crate) fn of(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+}
+
 /// Sends `request` and reads the answer; a request that fails (connect, timeout) is a
 /// retryable [`Attempt::Failed`].
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<HttpAnswer, Attempt> {
@@ -138,9 +150,8 @@ mod tests {
 
     fn answer(status: u16, retry_after: Option<u64>, body: &str) -> HttpAnswer {
         HttpAnswer {
-            status,
             retry_after: retry_after.map(Duration::from_secs),
-            body: body.into(),
+            ..HttpAnswer::of(status, body)
         }
     }
 

@@ -185,14 +185,6 @@ mod tests {
         }
     }
 
-    fn answer(status: u16, body: &str) -> HttpAnswer {
-        HttpAnswer {
-            status,
-            retry_after: None,
-            body: body.into(),
-        }
-    }
-
     #[test]
     fn the_form_has_pushovers_fields() {
         let fields = form(
@@ -246,13 +238,13 @@ mod tests {
     #[test]
     fn success_gives_the_request_id_or_the_emergency_receipt() {
         assert_eq!(
-            classify(&answer(200, r#"{"status":1,"request":"abc"}"#)),
+            classify(&HttpAnswer::of(200, r#"{"status":1,"request":"abc"}"#)),
             Attempt::Delivered(Delivery {
                 reference: Some("abc".into())
             })
         );
         assert_eq!(
-            classify(&answer(
+            classify(&HttpAnswer::of(
                 200,
                 r#"{"status":1,"request":"abc","receipt":"rcpt"}"#
             )),
@@ -266,20 +258,23 @@ mod tests {
     fn a_400_is_refused_with_pushovers_errors() {
         let body = r#"{"user":"invalid","errors":["user identifier is invalid"],"status":0,"request":"r1"}"#;
         assert_eq!(
-            classify(&answer(400, body)),
+            classify(&HttpAnswer::of(400, body)),
             Attempt::Refused("Pushover: HTTP 400: user identifier is invalid (request r1)".into())
         );
         assert!(matches!(
-            classify(&answer(404, "<html>not here</html>")),
+            classify(&HttpAnswer::of(404, "<html>not here</html>")),
             Attempt::Refused(why) if why.contains("not a Pushover answer")
         ));
     }
 
     #[test]
     fn server_errors_and_429_are_retried() {
-        assert!(matches!(classify(&answer(500, "")), Attempt::Failed { .. }));
         assert!(matches!(
-            classify(&answer(429, "")),
+            classify(&HttpAnswer::of(500, "")),
+            Attempt::Failed { .. }
+        ));
+        assert!(matches!(
+            classify(&HttpAnswer::of(429, "")),
             Attempt::Failed {
                 wait_at_least: Some(_),
                 ..

@@ -155,14 +155,6 @@ mod tests {
         }
     }
 
-    fn answer(status: u16, body: &str) -> HttpAnswer {
-        HttpAnswer {
-            status,
-            retry_after: None,
-            body: body.into(),
-        }
-    }
-
     #[test]
     fn the_json_body_has_title_body_priority_and_details() {
         let (headers, body) = json_request(&message("n3 is down", Priority::High));
@@ -204,21 +196,24 @@ mod tests {
     #[test]
     fn answers_map_to_delivered_refused_or_retry() {
         assert_eq!(
-            classify(WebhookFormat::Ntfy, &answer(200, r#"{"id":"hwQ2YpKdmg"}"#)),
+            classify(
+                WebhookFormat::Ntfy,
+                &HttpAnswer::of(200, r#"{"id":"hwQ2YpKdmg"}"#)
+            ),
             Attempt::Delivered(Delivery {
                 reference: Some("hwQ2YpKdmg".into())
             })
         );
         assert_eq!(
-            classify(WebhookFormat::Json, &answer(204, "")),
+            classify(WebhookFormat::Json, &HttpAnswer::of(204, "")),
             Attempt::Delivered(Delivery { reference: None })
         );
         assert_eq!(
-            classify(WebhookFormat::Json, &answer(403, "forbidden")),
+            classify(WebhookFormat::Json, &HttpAnswer::of(403, "forbidden")),
             Attempt::Refused("the webhook answered HTTP 403: forbidden".into())
         );
         assert!(matches!(
-            classify(WebhookFormat::Json, &answer(502, "")),
+            classify(WebhookFormat::Json, &HttpAnswer::of(502, "")),
             Attempt::Failed { .. }
         ));
     }
