@@ -17,6 +17,7 @@ TEST_PACKAGES=(
     "iproute2:ip" # `ip netns`, for the network-namespace tests
     "procps:ps"   # `ps`, to find and check agent processes
     "monitoring-plugins-basic:/usr/lib/nagios/plugins/check_tcp" # real Nagios plugins for the checks tests
+    "python3-aiosmtpd:aiosmtpd" # a real SMTP server for the email notifier tests (tests/common/smtp.rs)
 )
 # ---------------------------------------------------------------------------------------------
 

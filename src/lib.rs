@@ -19,3 +19,10 @@ pub mod node_key;
 pub mod notify;
 pub mod peer;
 pub mod status;
+
+/// Makes ring rustls's process-wide crypto provider, once; reqwest (built without a provider of
+/// its own) panics building a client otherwise. Safe to call many times.
+pub fn install_tls_provider() {
+    // An error means a provider is already installed, which is all we need.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use super::ErrorBody;
 
+/// How long a request may take, unless a command says otherwise.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A client for one agent's local API.
 #[derive(Debug, Clone)]
 pub struct ApiClient {
@@ -20,8 +23,9 @@ pub struct ApiClient {
 impl ApiClient {
     /// A client for the agent at `addr`; `token` is needed for changes only.
     pub fn new(addr: SocketAddr, token: Option<String>) -> Result<Self> {
+        crate::install_tls_provider();
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(REQUEST_TIMEOUT)
             .no_proxy()
             .build()?;
         Ok(Self { addr, http, token })
@@ -74,6 +78,16 @@ impl ApiClient {
 
     /// `POST path` with a JSON body and the token.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        self.post_within(path, body, REQUEST_TIMEOUT).await
+    }
+
+    /// `POST path` like [`ApiClient::post`], for a change that may take up to `timeout`.
+    pub async fn post_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        timeout: Duration,
+    ) -> Result<T> {
         let token = self.token.as_deref().ok_or_else(|| {
             anyhow!("no token: this change needs the agent's token file (--data-dir DIR or ROVER_TOKEN_FILE)")
         })?;
@@ -82,6 +96,7 @@ impl ApiClient {
             .post(self.url(path))
             .bearer_auth(token)
             .json(body)
+            .timeout(timeout)
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;

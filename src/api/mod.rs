@@ -6,6 +6,7 @@ mod alert_routes;
 pub mod client;
 mod history_routes;
 pub mod leader_routes;
+mod notify_routes;
 pub mod server;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
@@ -171,4 +172,47 @@ pub struct StorageResponse {
     pub members: usize,
     /// Everything written before this time (unix ms) has been flushed to disk.
     pub flushed_before_ms: u64,
+}
+
+/// Answer of `POST /v1/notify/test`: one result per channel, in channel order.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NotifyTestResponse {
+    /// The channels' results.
+    pub channels: Vec<ChannelTestResult>,
+}
+
+/// How one channel's test message went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChannelTestResult {
+    /// Channel name.
+    pub channel: String,
+    /// Delivered, refused or failed.
+    pub outcome: TestOutcome,
+    /// The provider's reference for a delivered message, if it gave one.
+    pub reference: Option<String>,
+    /// Why it was not delivered.
+    pub error: Option<String>,
+}
+
+/// The outcome of one test send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TestOutcome {
+    /// Delivered.
+    Ok,
+    /// Refused by the provider (config or message problem; not retried).
+    Refused,
+    /// Not delivered after the retries the send budget allows.
+    Failed,
+}
+
+impl TestOutcome {
+    /// `ok`, `refused` or `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TestOutcome::Ok => "ok",
+            TestOutcome::Refused => "refused",
+            TestOutcome::Failed => "failed",
+        }
+    }
 }

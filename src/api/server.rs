@@ -51,6 +51,8 @@ pub struct ApiState {
     pub peer_rejected: Arc<std::sync::atomic::AtomicU64>,
     /// The Raft group and leadership.
     pub leadership: crate::leadership::LeadershipHandle,
+    /// The notification channels (shared with the incident engine).
+    pub notifiers: Arc<crate::notify::Notifiers>,
 }
 
 /// The API's routes.
@@ -70,6 +72,7 @@ pub fn router(state: ApiState) -> Router {
             "/v1/incidents",
             get(super::leader_routes::incidents).post(super::leader_routes::open),
         )
+        .route("/v1/notify/test", post(super::notify_routes::test))
         .route("/metrics", get(metrics))
         .with_state(state)
 }

@@ -92,7 +92,7 @@ fn spawn_failure(program: &str, error: &io::Error) -> String {
 }
 
 /// Reads up to `cap` bytes, then reads on to the end and drops the rest; read errors end it.
-async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> Vec<u8> {
+pub(crate) async fn read_capped<R: AsyncRead + Unpin>(reader: Option<R>, cap: usize) -> Vec<u8> {
     let mut kept = Vec::new();
     let Some(mut reader) = reader else {
         return kept;
@@ -156,7 +156,7 @@ fn cap_chars(text: &str, max: usize) -> String {
 }
 
 /// Kills the plugin's process group (its pid), so its own children die with it.
-fn kill_group(pid: Option<u32>) {
+pub(crate) fn kill_group(pid: Option<u32>) {
     let Some(pid) = pid.and_then(|pid| i32::try_from(pid).ok()) else {
         return;
     };

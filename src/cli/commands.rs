@@ -8,12 +8,15 @@ use rover_membership::runtime::unix_ms;
 use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
 
 use super::history_output::{alerts_table, host_timeline, hosts_table};
+use super::notify_output::{failures, notify_test_table};
 use super::table::{ago, render};
-use super::{AgentArgs, AlertCommand, Cli, Command, Format, SeverityArg, StatusFilter};
+use super::{
+    AgentArgs, AlertCommand, Cli, Command, Format, NotifyCommand, SeverityArg, StatusFilter,
+};
 use crate::api::client::ApiClient;
 use crate::api::{
     ClearRequest, HistoryResponse, HostSummary, InfoResponse, JoinRequest, JoinResponse,
-    RaiseRequest,
+    NotifyTestResponse, RaiseRequest,
 };
 use crate::config::{self, Layer};
 use crate::daemon::{signals, Daemon};
@@ -238,6 +241,29 @@ async fn run_client(cli: &Cli) -> Result<()> {
                         Format::Text => say!("{}", hosts_table(&hosts)),
                     }
                 }
+            }
+        }
+        Command::Notify(NotifyCommand::Test) => {
+            // Each channel may retry for up to the send budget; the channels run at once.
+            let wait = crate::notify::SEND_BUDGET + std::time::Duration::from_secs(15);
+            let answer: NotifyTestResponse = client
+                .post_within("/v1/notify/test", &serde_json::json!({}), wait)
+                .await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&answer)?),
+                Format::Text => say!("{}", notify_test_table(&answer)),
+            }
+            let failed = failures(&answer);
+            if answer.channels.is_empty() {
+                return Err(anyhow!(
+                    "nothing to test: no notification channel is configured"
+                ));
+            }
+            if failed > 0 {
+                return Err(anyhow!(
+                    "{failed} of {} channels did not deliver",
+                    answer.channels.len()
+                ));
             }
         }
         Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),

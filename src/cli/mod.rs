@@ -6,6 +6,7 @@ mod commands;
 mod history_output;
 mod incidents_output;
 mod leader_output;
+mod notify_output;
 mod table;
 
 use std::path::PathBuf;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Raise or clear a manual alert of this host.
     #[command(subcommand)]
     Alert(AlertCommand),
+    /// Check the notification channels.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Recorded status samples, alerts and membership changes.
     History {
         /// Only this host (default: a summary of every host).
@@ -115,6 +119,14 @@ pub enum AlertCommand {
         /// Alert name.
         name: String,
     },
+}
+
+/// `notify` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send a test message through every configured channel; one line per channel (exit 1 if
+    /// any channel did not deliver).
+    Test,
 }
 
 /// Severities accepted by `alert raise`.

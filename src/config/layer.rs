@@ -6,6 +6,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use super::channel_tables::{
+    EmailEntry, ExecEntry, NotifyChannelsFile, PushoverEntry, WebhookEntry,
+};
 use super::ConfigError;
 
 /// One layer of settings, every value optional (the TOML file, the environment or the flags).
@@ -49,6 +52,12 @@ pub struct Layer {
     pub voter_reap_after: Option<String>,
     /// `election.fallback_after`
     pub fallback_after: Option<String>,
+    /// `notify.group_wait`
+    pub group_wait: Option<String>,
+    /// `notify.repeat_interval`
+    pub repeat_interval: Option<String>,
+    /// The console switch and the channel tables of `[notify]` (config file only).
+    pub notify: Option<NotifyChannelsFile>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -65,6 +74,7 @@ struct FileConfig {
     history: FileHistory,
     #[serde(default)]
     election: FileElection,
+    notify: Option<FileNotify>,
     check: Option<toml::Value>,
     /// Sections read by later features; accepted so that one config file serves every version.
     #[serde(flatten)]
@@ -113,6 +123,22 @@ struct FileElection {
     fallback_after: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileNotify {
+    group_wait: Option<String>,
+    repeat_interval: Option<String>,
+    console: Option<bool>,
+    #[serde(default)]
+    email: Vec<EmailEntry>,
+    #[serde(default)]
+    pushover: Vec<PushoverEntry>,
+    #[serde(default)]
+    webhook: Vec<WebhookEntry>,
+    #[serde(default)]
+    exec: Vec<ExecEntry>,
+}
+
 /// A TOML number or string, as the text the resolver parses.
 fn as_text(value: Option<toml::Value>) -> Option<String> {
     value.map(|v| match v {
@@ -128,7 +154,7 @@ struct FileApi {
 }
 
 /// Sections a config file may hold besides `node`, `gossip` and `api`.
-const LATER_SECTIONS: &[&str] = &["notify", "check", "teams", "topology"];
+const LATER_SECTIONS: &[&str] = &["check", "teams", "topology"];
 
 impl Layer {
     /// Reads the TOML config file.
@@ -156,6 +182,20 @@ impl Layer {
                 message: format!("unknown section or key `{unknown}`"),
             });
         }
+        let (group_wait, repeat_interval, notify) = match file.notify {
+            Some(section) => (
+                section.group_wait,
+                section.repeat_interval,
+                Some(NotifyChannelsFile {
+                    console: section.console,
+                    email: section.email,
+                    pushover: section.pushover,
+                    webhook: section.webhook,
+                    exec: section.exec,
+                }),
+            ),
+            None => (None, None, None),
+        };
         Ok(Self {
             node_name: file.node.name,
             team: file.node.team,
@@ -176,6 +216,9 @@ impl Layer {
             max_voters: as_text(file.election.max_voters),
             voter_reap_after: file.election.voter_reap_after,
             fallback_after: file.election.fallback_after,
+            group_wait,
+            repeat_interval,
+            notify,
         })
     }
 
@@ -207,6 +250,9 @@ impl Layer {
             max_voters: get("ROVER_MAX_VOTERS"),
             voter_reap_after: get("ROVER_VOTER_REAP_AFTER"),
             fallback_after: get("ROVER_FALLBACK_AFTER"),
+            group_wait: get("ROVER_GROUP_WAIT"),
+            repeat_interval: get("ROVER_REPEAT_INTERVAL"),
+            notify: None,
         }
     }
 }

@@ -2,8 +2,10 @@
 //! merged as text and validated once into [`Config`]. Every error names the key, the bad value
 //! and where the value came from.
 
+mod channel_tables;
 mod election;
 mod layer;
+pub mod notify;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 pub use self::election::ElectionConfig;
 pub use self::layer::Layer;
+pub use self::notify::NotifyConfig;
 use crate::checks::config::CheckConfig;
 use rover_membership::Profile;
 
@@ -56,6 +59,8 @@ pub struct Config {
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
     pub election: ElectionConfig,
+    /// Grouping, repeats and the notification channels.
+    pub notify: NotifyConfig,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -87,6 +92,18 @@ pub enum ConfigError {
         /// Where it came from.
         origin: Source,
         /// What is wrong with it.
+        problem: String,
+    },
+    /// A `[[notify.*]]` channel lacks a key or has a wrong value.
+    #[error("{key}{} (from {origin}): {problem}", value.as_ref().map(|v| format!(" = {v:?}")).unwrap_or_default())]
+    Channel {
+        /// The entry and key, e.g. `notify.email[1] ("ops").to`.
+        key: String,
+        /// The bad value, if one was given (secrets are never shown).
+        value: Option<String>,
+        /// Where it came from.
+        origin: Source,
+        /// What is wrong (or `missing`).
         problem: String,
     },
 }
@@ -319,6 +336,7 @@ pub fn resolve(
     };
 
     let election = election::resolve(&layers)?;
+    let notify = notify::resolve(&layers)?;
     Ok(Config {
         node_name,
         team,
@@ -336,6 +354,7 @@ pub fn resolve(
         retention,
         checks,
         election,
+        notify,
     })
 }
 
@@ -572,7 +591,18 @@ bind = "127.0.0.1:7901"
 group_wait = "5s"
 [[notify.email]]
 smtp_host = "127.0.0.1"
+smtp_port = 25
+tls = "none"
+from = "rover@example.org"
 to = ["ops@example.org"]
+[[notify.pushover]]
+token = "azGDORePK8gMaC0QOYAMyEEuzJnyUi"
+user = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"
+api_url = "https://api.pushover.net"
+[[notify.webhook]]
+url = "http://127.0.0.1:8080/hook"
+[[notify.exec]]
+command = ["/usr/local/bin/page-me"]
 [[check]]
 name = "disk-root"
 command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
@@ -584,6 +614,24 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
             vec!["192.0.2.11:7900".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(config.advertise, "192.0.2.10:7900".parse().unwrap());
+        assert_eq!(config.notify.group_wait, Duration::from_secs(5));
+        assert_eq!(
+            config.notify.names(),
+            ["email", "pushover", "webhook", "exec"]
+        );
+    }
+
+    #[test]
+    fn the_readme_example_config_parses() {
+        let readme = include_str!("../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let text = &section[start..start + section[start..].find("```").unwrap()];
+        let config = resolve_with(Some(text), &[], Layer::default()).unwrap();
+        assert_eq!(
+            config.notify.names(),
+            ["console", "ops-mail", "pushover", "webhook", "exec"]
+        );
     }
 
     #[test]

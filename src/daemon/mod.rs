@@ -90,6 +90,12 @@ impl Daemon {
         .await
         .context("starting the raft node")?;
 
+        let notifiers = Arc::new(
+            crate::notify::Notifiers::from_config(&config.notify)
+                .context("setting up the notifiers")?,
+        );
+        tracing::info!(channels = ?notifiers.names(), "notifiers ready");
+
         let peer_rejected = Arc::new(AtomicU64::new(0));
         let mut background: Vec<JoinHandle<()>> = vec![
             tokio::spawn(
@@ -158,6 +164,7 @@ impl Daemon {
             status_interval: config.status_interval,
             peer_rejected,
             leadership: leadership.clone(),
+            notifiers: notifiers.clone(),
             token: Arc::from(token.as_str()),
             team: config.team.clone(),
             data_dir: data_dir.root().display().to_string(),

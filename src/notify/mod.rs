@@ -8,9 +8,20 @@
 //! A notifier retries what its provider says is worth retrying (within a bounded time) and
 //! returns either a [`Delivery`] or a [`NotifyError`] saying whether the failure is permanent.
 
+mod channels;
+mod console;
+mod email;
+mod exec;
+mod http;
+pub mod pushover;
+mod retry;
+mod webhook;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+pub use self::channels::Notifiers;
 
 /// How urgent a message is; notifiers map it to their own scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -22,6 +33,17 @@ pub enum Priority {
     Normal,
     /// Something critical happened (a host down, a critical alert).
     High,
+}
+
+impl Priority {
+    /// `low`, `normal` or `high`, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Low => "low",
+            Priority::Normal => "normal",
+            Priority::High => "high",
+        }
+    }
 }
 
 /// One message about one or more incidents.

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod pushover;
+pub mod smtp;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

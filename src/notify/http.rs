@@ -1,0 +1,191 @@
+//! HTTP plumbing the Pushover and webhook channels share: one client, reading an answer
+//! (status, `Retry-After`, a capped body), and what a status means for a retry.
+
+use std::time::Duration;
+
+use reqwest::header::RETRY_AFTER;
+
+use super::retry::Attempt;
+
+/// Bytes of an answer's body kept (for references and error messages); the rest is dropped.
+const BODY_CAP: usize = 64 * 1024;
+/// How long to wait after a 429 that does not say (Pushover asks for no less).
+pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// At most this many characters of a body go into an error message.
+const BODY_IN_ERRORS: usize = 200;
+
+/// The HTTP client every channel shares (no proxy from the environment, no cookies).
+pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
+    crate::install_tls_provider();
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("rover-agent/", env!("CARGO_PKG_VERSION")))
+        .no_proxy()
+        .build()?)
+}
+
+/// What a server answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HttpAnswer {
+    /// Status code.
+    pub status: u16,
+    /// `Retry-After`, when given in seconds.
+    pub retry_after: Option<Duration>,
+    /// The body (at most [`BODY_CAP`] bytes, lossy UTF-8).
+    pub body: String,
+}
+
+impl HttpAnswer {
+    /// The start of the body, on one line, for error messages.
+    pub(crate) fn body_excerpt(&self) -> String {
+        let line: String = self.body.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.chars().count() <= BODY_IN_ERRORS {
+            return line;
+        }
+        let mut cut: String = line.chars().take(BODY_IN_ERRORS).collect();
+        cut.push('…');
+        cut
+    }
+
+    /// The retry a 429 or a 5xx calls for; `None` for any other status. `who` names the
+    /// provider in the reason.
+    pub(crate) fn retryable(&self, who: &str) -> Option<Attempt> {
+        let reason = |what: &str| {
+            let excerpt = self.body_excerpt();
+            if excerpt.is_empty() {
+                format!("{who} answered HTTP {} ({what})", self.status)
+            } else {
+                format!("{who} answered HTTP {} ({what}): {excerpt}", self.status)
+            }
+        };
+        match self.status {
+            429 => Some(Attempt::Failed {
+                reason: reason("too many requests"),
+                wait_at_least: Some(self.retry_after.unwrap_or(DEFAULT_RETRY_AFTER)),
+            }),
+            500..=599 => Some(Attempt::Failed {
+                reason: reason("server error"),
+                wait_at_least: self.retry_after,
+            }),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+impl HttpAnswer {
+    /// An answer without `Retry-After`.
+    pub(crate) fn of(status: u16, body: &str) -> Self {
+        Self {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+}
+
+/// Sends `request` and reads the answer; a request that fails (connect, timeout) is a
+/// retryable [`Attempt::Failed`].
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<HttpAnswer, Attempt> {
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| Attempt::failed(describe(&e)))?;
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = BODY_CAP.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            Ok(None) => break,
+            Err(e) if status < 300 => {
+                return Err(Attempt::failed(format!(
+                    "HTTP {status}, then the answer broke off: {}",
+                    describe(&e)
+                )))
+            }
+            // A failing answer's status is what counts; its body is only for the message.
+            Err(_) => break,
+        }
+    }
+    Ok(HttpAnswer {
+        status,
+        retry_after,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A reqwest error with its causes, e.g. `cannot connect to http://127.0.0.1:9/...: ...`.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "cannot connect"
+    } else {
+        "request failed"
+    };
+    let mut text = match error.url() {
+        Some(url) => format!("{what} ({url})"),
+        None => what.to_owned(),
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, retry_after: Option<u64>, body: &str) -> HttpAnswer {
+        HttpAnswer {
+            retry_after: retry_after.map(Duration::from_secs),
+            ..HttpAnswer::of(status, body)
+        }
+    }
+
+    #[test]
+    fn a_429_waits_for_retry_after_or_a_minute() {
+        assert_eq!(
+            answer(429, Some(7), "").retryable("x"),
+            Some(Attempt::Failed {
+                reason: "x answered HTTP 429 (too many requests)".into(),
+                wait_at_least: Some(Duration::from_secs(7)),
+            })
+        );
+        let Some(Attempt::Failed { wait_at_least, .. }) = answer(429, None, "").retryable("x")
+        else {
+            panic!("a 429 is retryable");
+        };
+        assert_eq!(wait_at_least, Some(DEFAULT_RETRY_AFTER));
+    }
+
+    #[test]
+    fn server_errors_retry_and_client_errors_do_not() {
+        assert!(matches!(
+            answer(503, None, "busy").retryable("x"),
+            Some(Attempt::Failed { reason, wait_at_least: None }) if reason.ends_with(": busy")
+        ));
+        assert_eq!(answer(400, None, "").retryable("x"), None);
+        assert_eq!(answer(200, None, "").retryable("x"), None);
+    }
+
+    #[test]
+    fn a_long_body_is_cut_for_errors() {
+        let long = "word ".repeat(100);
+        let excerpt = answer(500, None, &long).body_excerpt();
+        assert_eq!(excerpt.chars().count(), BODY_IN_ERRORS + 1);
+        assert!(excerpt.ends_with('…'));
+    }
+}
