@@ -211,6 +211,20 @@ pub enum LedgerCommand {
     },
 }
 
+impl LedgerCommand {
+    /// The incident this command is about (`None` for a merge).
+    pub fn incident_id(&self) -> Option<&str> {
+        match self {
+            Self::Open(incident) => Some(&incident.id),
+            Self::Intend { record } => Some(&record.incident),
+            Self::Complete { incident, .. }
+            | Self::Resolve { incident, .. }
+            | Self::Reassign { incident, .. } => Some(incident),
+            Self::Merge(_) => None,
+        }
+    }
+}
+
 /// What applying a command did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Applied {
@@ -345,6 +359,22 @@ impl Ledger {
             }
         }
         commands
+    }
+
+    /// The commands that rebuild one incident and its records elsewhere.
+    pub fn commands_of(&self, id: &str) -> Vec<LedgerCommand> {
+        self.as_commands()
+            .into_iter()
+            .filter(|c| c.incident_id() == Some(id))
+            .collect()
+    }
+
+    /// This ledger with `base` folded under it: what `base` holds and this one does not is
+    /// added; where both hold something, this one wins.
+    pub fn over(&self, base: &Ledger) -> Ledger {
+        let mut combined = self.clone();
+        combined.apply(&LedgerCommand::Merge(base.as_commands()));
+        combined
     }
 
     fn open(&mut self, incident: &Incident) -> Applied {
@@ -668,6 +698,29 @@ mod tests {
         assert_eq!((record.by_node.as_str(), record.intent_at_ms), ("n2", 300));
         ledger.apply(&sent(id, Phase::Opened, "email"));
         assert!(matches!(ledger.apply(&take("n5")), Applied::Refused(_)));
+    }
+
+    #[test]
+    fn a_ledger_over_a_base_adds_what_only_the_base_has_and_keeps_its_own_where_both_do() {
+        let mut base = Ledger::default();
+        base.apply(&LedgerCommand::Open(incident("a")));
+        base.apply(&intent("a", Phase::Opened, "email"));
+        base.apply(&LedgerCommand::Open(incident("b")));
+        let mut own = Ledger::default();
+        for c in base.commands_of("a") {
+            own.apply(&c);
+        }
+        own.apply(&sent("a", Phase::Opened, "email"));
+        let combined = own.over(&base);
+        assert_eq!(combined.incidents().count(), 2);
+        assert_eq!(
+            combined.incident("a").unwrap().state,
+            IncidentState::Notified
+        );
+        assert_eq!(
+            base.commands_of("b"),
+            vec![LedgerCommand::Open(incident("b"))]
+        );
     }
 
     #[test]

@@ -23,10 +23,23 @@ use crate::alerts::{self, AlertsContext};
 use crate::api::server::{self, ApiState, Control};
 use crate::config::Config;
 use crate::data_dir::{DataDir, KeyringOrigin};
+use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
 use crate::node_key::NodeKey;
 use crate::peer::server::PeerServer;
 use crate::status::Sampler;
+use rover_election::policy::DueRules;
+
+/// When messages fall due, from `[notify]`: a notification pending twice as long as a send may
+/// take is taken over even from a holder that still looks alive.
+fn due_rules(notify: &crate::config::notify::NotifyConfig) -> DueRules {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    DueRules {
+        group_wait_ms: ms(notify.group_wait),
+        repeat_interval_ms: notify.repeat_interval.map_or(0, ms),
+        orphan_after_ms: ms(crate::notify::SEND_BUDGET * 2),
+    }
+}
 
 /// File in the data dir holding the API address the agent listens on.
 pub const API_ADDR_FILE: &str = "api-addr";
@@ -138,6 +151,15 @@ impl Daemon {
                 .run(),
             ),
         ];
+        background.push(tokio::spawn(crate::incidents::run(EngineContext {
+            me: config.node_name.clone(),
+            membership: membership.clone(),
+            alerts: alerts.clone(),
+            storage: storage.clone(),
+            leadership: leadership.clone(),
+            notifiers: notifiers.clone(),
+            rules: due_rules(&config.notify),
+        })));
         background.extend(crate::checks::runner::spawn(
             config.checks.clone(),
             check_tx,

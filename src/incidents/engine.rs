@@ -43,6 +43,16 @@ pub trait Deliver: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Delivery, NotifyError>> + Send;
 }
 
+impl Deliver for crate::notify::Notifiers {
+    fn channels(&self) -> Vec<String> {
+        self.names()
+    }
+
+    async fn deliver(&self, channel: &str, message: &Message) -> Result<Delivery, NotifyError> {
+        self.send(channel, message).await
+    }
+}
+
 /// What the engine reads and writes.
 pub struct EngineContext<D> {
     /// This node's name.

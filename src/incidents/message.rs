@@ -22,8 +22,12 @@ pub struct Sender {
     pub unseen: Vec<String>,
 }
 
-/// One message about `items` (incident and which of its messages), sent by `sender`.
+/// One message about `items` (incident and which of its messages), sent by `sender`. News
+/// come before endings, and subjects in name order.
 pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
+    let mut items = items.to_vec();
+    items.sort_by(|(a, pa), (b, pb)| (pa, &a.subject, &a.id).cmp(&(pb, &b.subject, &b.id)));
+    let items = items.as_slice();
     let title = format!("rover: {}", title_parts(items).join("; "));
     let mut body: Vec<String> = items.iter().map(|(i, phase)| line(i, *phase)).collect();
     body.push(String::new());

@@ -47,9 +47,26 @@ impl SideLedgers {
         &self.fallback
     }
 
-    /// Applies commands to the fallback ledger and stores it.
-    pub fn apply_fallback(&mut self, commands: &[LedgerCommand]) -> Result<Vec<Applied>> {
-        let applied = commands.iter().map(|c| self.fallback.apply(c)).collect();
+    /// Applies commands to the fallback ledger and stores it. A command about an incident
+    /// only `base` (this node's copy of the Raft ledger) knows first copies that incident and
+    /// its records over, so the fallback leader continues what the Raft side started instead
+    /// of announcing it again.
+    pub fn apply_fallback(
+        &mut self,
+        commands: &[LedgerCommand],
+        base: &Ledger,
+    ) -> Result<Vec<Applied>> {
+        let mut applied = Vec::with_capacity(commands.len());
+        for command in commands {
+            if let Some(id) = command.incident_id() {
+                if self.fallback.incident(id).is_none() && base.incident(id).is_some() {
+                    for copied in base.commands_of(id) {
+                        self.fallback.apply(&copied);
+                    }
+                }
+            }
+            applied.push(self.fallback.apply(command));
+        }
         self.save()?;
         Ok(applied)
     }

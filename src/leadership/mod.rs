@@ -254,7 +254,13 @@ impl LeadershipHandle {
             );
         }
         if status.mode == "fallback" {
-            return self.shared.side.lock().await.apply_fallback(&commands);
+            let base = self.raft_ledger();
+            return self
+                .shared
+                .side
+                .lock()
+                .await
+                .apply_fallback(&commands, &base);
         }
         let node = self
             .shared
@@ -283,10 +289,11 @@ impl LeadershipHandle {
         }
         match status.mode.as_str() {
             "raft" => Some((LeaderMode::Raft, self.shared.current()?.reader.ledger())),
-            "fallback" => Some((
-                LeaderMode::Fallback,
-                self.shared.side.lock().await.fallback().clone(),
-            )),
+            "fallback" => {
+                let base = self.raft_ledger();
+                let side = self.shared.side.lock().await;
+                Some((LeaderMode::Fallback, side.fallback().over(&base)))
+            }
             _ => None,
         }
     }
@@ -306,7 +313,7 @@ impl LeadershipHandle {
         if mode == LeaderMode::Fallback {
             let mut side = self.shared.side.lock().await;
             if side.fallback().notifications().next().is_some() {
-                side.apply_fallback(&commands)?;
+                side.apply_fallback(&commands, &self.raft_ledger())?;
                 return Ok(());
             }
             if side.pending_len() > 0 {
@@ -346,6 +353,14 @@ impl LeadershipHandle {
         if let Some(node) = self.shared.current() {
             let _ = node.raft.shutdown().await;
         }
+    }
+
+    /// This node's copy of the Raft ledger (as applied here; empty without a Raft node).
+    fn raft_ledger(&self) -> Ledger {
+        self.shared
+            .current()
+            .map(|n| n.reader.ledger())
+            .unwrap_or_default()
     }
 
     /// The Raft ledger as applied here, and this node's unmerged fallback incidents.
