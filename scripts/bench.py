@@ -8,10 +8,14 @@ issue):
   alert    `alert raise` on one agent of N until every agent lists it (10 runs)
   leader   kill -9 of the Raft leader of 5 until every survivor names one new Raft leader;
            3 agents, kill 2: seconds until the survivor leads as fallback (default 20 s delay)
+  notify   kill -9 of a non-leader of 3 agents until its `rover: DOWN <name>` email reaches a
+           real SMTP server (aiosmtpd, in this process; default group_wait 5 s), and how many
+           emails arrive from the kill until 10 s after that one (5 runs)
 
 Every process started is recorded by PID and stopped by that PID; every wait is bounded.
 """
-import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
+import argparse, email, email.policy, json, os, shutil, signal, socket, statistics, subprocess, sys, \
+    tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -43,11 +47,16 @@ def free_gossip_port():
 
 
 class Agents:
-    def __init__(self, binary, n, profile=None):
+    def __init__(self, binary, n, profile=None, config=None):
         self.binary, self.dir = binary, tempfile.mkdtemp(prefix="rover-bench-")
         self.key = os.path.join(self.dir, "key")
         with open(self.key, "w") as f:
             f.write(subprocess.check_output([binary, "keygen"], text=True))
+        config_file = None
+        if config is not None:
+            config_file = os.path.join(self.dir, "config.toml")
+            with open(config_file, "w") as f:
+                f.write(config)
         self.procs, self.apis, self.names = [], [], []
         seed = None
         for i in range(n):
@@ -57,6 +66,8 @@ class Agents:
                    "--key-file", self.key]
             if profile:
                 cmd += ["--profile", profile]
+            if config_file:
+                cmd += ["--config", config_file]
             if seed:
                 cmd += ["--join", seed]
             log = open(os.path.join(self.dir, name + ".log"), "w")
@@ -280,11 +291,105 @@ def fallback(binary, runs):
          max=round(max(times), 3), runs=runs, fallback_after="20s")
 
 
+class SmtpSink:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 in this process; records every message's
+    arrival (time.monotonic()) and subject."""
+
+    def __init__(self):
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError:
+            raise SystemExit("the notify scenario needs aiosmtpd (Debian: python3-aiosmtpd); "
+                             f"{sys.executable} cannot import it")
+        self.lock, self.messages = threading.Lock(), []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                arrived = time.monotonic()
+                raw = envelope.original_content or envelope.content
+                subject = str(email.message_from_bytes(raw, policy=email.policy.default).get("subject", ""))
+                with sink.lock:
+                    sink.messages.append((arrived, subject))
+                return "250 2.0.0 Ok: queued"
+
+        last = None
+        for _ in range(20):
+            self.port = free_port(socket.SOCK_STREAM)
+            self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port,
+                                         ready_timeout=10)
+            try:
+                self.controller.start()
+                return
+            except Exception as e:  # the port was taken between free_port and start
+                last = e
+                self.controller.stop(no_assert=True)
+        raise SystemExit(f"the SMTP sink did not start: {last}")
+
+    def since(self, t):
+        with self.lock:
+            return [(at, subject) for at, subject in self.messages if at >= t]
+
+    def stop(self):
+        self.controller.stop()
+
+
+def notify(binary, runs):
+    """kill -9 of a non-leader of 3 until the `rover: DOWN <name>` email reaches the SMTP sink."""
+    sink = SmtpSink()
+    config = f"""[[notify.email]]
+smtp_host = "127.0.0.1"
+smtp_port = {sink.port}
+tls = "none"
+from = "rover@example.org"
+to = ["ops@example.org"]
+"""
+    times, counts = [], []
+    try:
+        for run in range(runs):
+            agents = Agents(binary, 3, config=config)
+            try:
+                live = [0, 1, 2]
+                if agents.wait(lambda: agents.converged(live) and agreed_leader(agents, live), 60) is None:
+                    raise SystemExit("no leader\n" + agents.tails())
+                leader = agreed_leader(agents, live)
+                victim = next(i for i in live if agents.names[i] != leader)
+                name = agents.names[victim]
+                before = len(sink.since(0))  # the sink is emptied after every run
+                agents.procs[victim].send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                agents.procs[victim].wait()
+                wanted = f"rover: DOWN {name}"
+                if agents.wait(lambda: any(s == wanted for _, s in sink.since(killed)), 60) is None:
+                    got = [s for _, s in sink.since(killed)]
+                    raise SystemExit(f"no {wanted!r} email within 60 s (got {got})\n" + agents.tails(30))
+                arrived = min(at for at, s in sink.since(killed) if s == wanted)
+                took = arrived - killed
+                time.sleep(max(0.0, arrived + 10 - time.monotonic()))  # the 10 s counting window
+                window = [(at, s) for at, s in sink.since(killed) if at <= arrived + 10]
+                times.append(took)
+                counts.append(len(window))
+                emit("notify_run", 3, took, "s", run=run, leader=leader, killed=name,
+                     messages=len(window), subjects=[s for _, s in window], messages_before_kill=before)
+            finally:
+                agents.stop()
+            with sink.lock:
+                sink.messages.clear()
+    finally:
+        sink.stop()
+    print(json.dumps({"scenario": "notify", "metric": "kill_to_email_s", "n": 3, "tool": "rover-agent",
+                      "median": round(statistics.median(times), 4), "min": round(min(times), 4),
+                      "max": round(max(times), 4), "runs": runs, "messages_per_kill": counts,
+                      "group_wait": "5s", "cores": os.cpu_count()}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--binary", default=os.path.join(ROOT, "target/release/rover-agent"))
+    # cargo's own CARGO_TARGET_DIR, when set, is where bench.sh's build put the binary.
+    target = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+    parser.add_argument("--binary", default=os.path.join(target, "release/rover-agent"))
     parser.add_argument("--quick", action="store_true", help="fewer runs, shorter idle window")
-    parser.add_argument("--scenario", choices=["failure", "idle", "alert", "leader", "all"], default="all")
+    parser.add_argument("--scenario", choices=["failure", "idle", "alert", "leader", "notify", "all"], default="all")
     args = parser.parse_args()
     runs, window = (3, 15) if args.quick else (5, 60)
     if args.scenario in ("failure", "all"):
@@ -296,6 +401,8 @@ def main():
     if args.scenario in ("leader", "all"):
         leader_failover(args.binary, 5, runs)
         fallback(args.binary, 1 if args.quick else 3)
+    if args.scenario in ("notify", "all"):
+        notify(args.binary, 3 if args.quick else 5)
 
 
 if __name__ == "__main__":
