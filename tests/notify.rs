@@ -437,6 +437,16 @@ async fn a_webhook_answering_4xx_is_refused_and_not_retried() {
     assert_eq!(hook.seen().len(), 1);
 }
 
+#[tokio::test]
+async fn an_https_webhook_whose_server_does_not_speak_tls_is_refused_at_once() {
+    let hook = HookSink::start(200, "");
+    let url = hook.url("/h").replacen("http://", "https://", 1);
+    let notifiers = notifiers(&format!("[[notify.webhook]]\nurl = \"{url}\"\n"));
+    let why = refusal(&notifiers, "webhook").await;
+    assert!(why.contains("TLS"), "{why}");
+    assert!(hook.seen().is_empty());
+}
+
 // ----------------------------------------------------------------------------------- exec
 
 fn exec_config(command: &[&str], timeout: &str) -> String {

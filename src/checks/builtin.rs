@@ -337,6 +337,8 @@ pub async fn check_tcp(address: &str, timeout: Duration) -> CheckOutcome {
 /// The HTTP check: a GET of `url` (redirects not followed, proxies ignored) answered within
 /// `timeout` with the expected status is OK; another status or no answer is CRITICAL.
 pub async fn check_http(url: &str, expect: Option<u16>, timeout: Duration) -> CheckOutcome {
+    // reqwest has no TLS provider of its own: without one installed, building a client panics.
+    crate::install_tls_provider();
     let client = reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -83,13 +83,17 @@ impl HttpAnswer {
     }
 }
 
-/// Sends `request` and reads the answer; a request that fails (connect, timeout) is a
-/// retryable [`Attempt::Failed`].
+/// Sends `request` and reads the answer. A request that fails to connect or times out is a
+/// retryable [`Attempt::Failed`]; one whose TLS handshake fails (a bad certificate, a server
+/// that does not speak TLS) is [`Attempt::Refused`], as trying again cannot help.
 pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<HttpAnswer, Attempt> {
-    let mut response = request
-        .send()
-        .await
-        .map_err(|e| Attempt::failed(describe(&e)))?;
+    let mut response = request.send().await.map_err(|e| {
+        if is_tls_failure(&e) {
+            Attempt::Refused(format!("TLS failed: {}", describe(&e)))
+        } else {
+            Attempt::failed(describe(&e))
+        }
+    })?;
     let status = response.status().as_u16();
     let retry_after = response
         .headers()
@@ -120,6 +124,25 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<HttpAnswer,
         retry_after,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
+}
+
+/// Whether a rustls error is among the causes of `error`. An io error is looked into (its
+/// `source` skips the error it wraps), and hyper wraps rustls's in two of them.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if current.is::<rustls::Error>() {
+            return true;
+        }
+        cause = match current
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            Some(wrapped) => Some(wrapped),
+            None => current.source(),
+        };
+    }
+    false
 }
 
 /// A reqwest error with its causes, e.g. `cannot connect to http://127.0.0.1:9/...: ...`.
