@@ -207,6 +207,7 @@ fn start_lab(fabric: Fabric) -> Lab {
             join: (i > 0).then_some(seed),
             env: &[("ROVER_FALLBACK_AFTER", "5s"), ("ROVER_LOG", "info")],
             log: &log,
+            config: None,
         });
         let ready = agent.wait_ready(Duration::from_secs(20));
         let pid = agent.pid();

@@ -249,6 +249,8 @@ pub struct NsLaunch<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// Where stderr goes.
     pub log: &'a Path,
+    /// A config file, if any.
+    pub config: Option<&'a Path>,
 }
 
 /// One `rover-agent agent` process running in a host namespace.
@@ -273,8 +275,11 @@ impl NsAgent {
     pub fn spawn(launch: &NsLaunch<'_>) -> Self {
         std::fs::create_dir_all(launch.data_dir).unwrap();
         let mut cmd = in_ns(launch.ns, launch.binary);
-        cmd.arg("agent")
-            .args(["--node", launch.name])
+        cmd.arg("agent");
+        if let Some(config) = launch.config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd.args(["--node", launch.name])
             .args(["--bind", &launch.bind.to_string()])
             .args(["--api", launch.api])
             .arg("--data-dir")
