@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use openraft::{BasicNode, Raft};
 use rover_election::config::raft_config;
 use rover_election::disk::MemoryDisk;
-use rover_election::ledger::{Applied, Incident, IncidentKind, IncidentState, LedgerCommand};
+use rover_election::ledger::{Applied, Incident, IncidentKind, LedgerCommand};
 use rover_election::log_store::LogStore;
 use rover_election::network::{
     serve, Network, RaftReply, RaftRequest, RaftTransport, TransportError,
@@ -184,12 +184,7 @@ async fn a_two_node_group_that_loses_one_has_no_raft_leader() {
 async fn a_committed_ledger_entry_reaches_every_node_and_a_repeat_changes_nothing() {
     let group = Group::start(3).await;
     let (leader, _) = group.wait_leader(Duration::from_secs(15)).await.unwrap();
-    let open = LedgerCommand::Open(Incident::new(
-        "down/n9/1".into(),
-        IncidentKind::HostDown,
-        "n9".into(),
-        1,
-    ));
+    let open = LedgerCommand::Open(Incident::new("down/n9/1", IncidentKind::HostDown, "n9", 1));
     let raft = group.router.raft(leader);
     raft.ensure_linearizable().await.unwrap();
     assert_eq!(

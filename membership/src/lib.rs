@@ -23,6 +23,7 @@ pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod keyring;
+pub mod member;
 pub mod profile;
 pub mod runtime;
 pub mod sealed_stream;
