@@ -287,7 +287,12 @@ impl Ledger {
             LedgerCommand::Merge(commands) => {
                 let changed = commands
                     .iter()
-                    .map(|c| self.apply(c))
+                    .map(|c| match c {
+                        // What the other side sent was sent: keep its record even where this
+                        // side would no longer accept a new intent (it closed the incident).
+                        LedgerCommand::Intend { record } => self.record_intent(record),
+                        other => self.apply(other),
+                    })
                     .filter(|a| *a == Applied::Changed)
                     .count();
                 if changed > 0 {
@@ -403,6 +408,15 @@ impl Ledger {
                 "{} is {:?}: no {:?} message is due",
                 record.incident, incident.state, record.phase
             ));
+        }
+        self.record_intent(record)
+    }
+
+    /// Adds an intent record for a known incident unless one exists for its message and
+    /// channel.
+    fn record_intent(&mut self, record: &Notification) -> Applied {
+        if !self.incidents.contains_key(&record.incident) {
+            return Applied::Refused(format!("no incident {}", record.incident));
         }
         let key = (
             record.incident.clone(),
@@ -721,6 +735,22 @@ mod tests {
             base.commands_of("b"),
             vec![LedgerCommand::Open(incident("b"))]
         );
+    }
+
+    #[test]
+    fn a_merge_keeps_what_the_other_side_sent_even_for_an_incident_this_side_closed_as_a_flap() {
+        let mut majority = Ledger::default();
+        majority.apply(&LedgerCommand::Open(incident("a")));
+        majority.apply(&LedgerCommand::Resolve {
+            incident: "a".into(),
+            at_ms: 150,
+        });
+        let mut minority = Ledger::default();
+        minority.apply(&LedgerCommand::Open(incident("a")));
+        minority.apply(&intent("a", Phase::Opened, "email"));
+        minority.apply(&sent("a", Phase::Opened, "email"));
+        majority.apply(&LedgerCommand::Merge(minority.as_commands()));
+        assert_eq!(majority.notifications().count(), 1);
     }
 
     #[test]

@@ -108,5 +108,10 @@ fn outcome(outcome: &Outcome) -> String {
 }
 
 fn clock(ms: u64) -> String {
+    // humantime cannot print years past 9999 (a peer's clock may say anything).
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return format!("{ms} ms after 1970");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }

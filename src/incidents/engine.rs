@@ -31,6 +31,11 @@ use crate::notify::{Delivery, Message, NotifyError};
 /// How often the engine looks.
 pub const TICK: Duration = Duration::from_millis(500);
 
+/// Recording an outcome is tried this often, [`OUTCOME_RETRY`] apart (an election takes a few
+/// seconds; a successor takes over a pending record only after minutes).
+const OUTCOME_ATTEMPTS: u32 = 15;
+const OUTCOME_RETRY: Duration = Duration::from_secs(2);
+
 /// Where messages go: the configured notifiers, by channel name.
 pub trait Deliver: Send + Sync + 'static {
     /// Channel names, the same on every node with the same config.
@@ -210,7 +215,12 @@ async fn notify<D: Deliver>(
     // Each channel's outcome is recorded as soon as that channel is done, so a slow channel
     // never leaves a delivered message looking pending (a successor would send it again).
     while let Some(joined) = sends.join_next().await {
-        let (channel, items, result) = joined?;
+        let Ok((channel, items, result)) = joined else {
+            // A panicking channel leaves its own records pending (a successor retries them
+            // after `orphan_after`); the other channels go on.
+            tracing::error!("a notifier panicked; its notifications stay pending");
+            continue;
+        };
         let at_ms = unix_ms();
         let outcome = match result {
             Ok(delivery) => {
@@ -237,13 +247,33 @@ async fn notify<D: Deliver>(
                 outcome: outcome.clone(),
             })
             .collect();
-        if let Err(e) = context
-            .leadership
-            .record_outcomes(sender.mode, outcomes)
-            .await
-        {
-            tracing::error!(%channel, error = %format!("{e:#}"), "cannot record a notification's outcome; it stays pending");
-        }
+        record_outcomes(context, sender, &channel, outcomes).await;
     }
     Ok(())
+}
+
+/// Records outcomes, retrying while the ledger cannot take them (an election under way): a
+/// delivered message left pending would be sent again by a successor.
+async fn record_outcomes<D: Deliver>(
+    context: &EngineContext<D>,
+    sender: &Sender,
+    channel: &str,
+    outcomes: Vec<LedgerCommand>,
+) {
+    for attempt in 1..=OUTCOME_ATTEMPTS {
+        let recorded = context
+            .leadership
+            .record_outcomes(sender.mode, outcomes.clone())
+            .await;
+        match recorded {
+            Ok(()) => return,
+            Err(e) if attempt == OUTCOME_ATTEMPTS => {
+                tracing::error!(%channel, error = %format!("{e:#}"), "cannot record a notification's outcome; it stays pending");
+            }
+            Err(e) => {
+                tracing::warn!(%channel, error = %format!("{e:#}"), attempt, "recording an outcome failed; retrying");
+                tokio::time::sleep(OUTCOME_RETRY).await;
+            }
+        }
+    }
 }

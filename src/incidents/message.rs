@@ -160,6 +160,11 @@ fn mode_name(mode: LeaderMode) -> &'static str {
 
 /// A unix time in milliseconds as RFC 3339 UTC, to the second.
 fn clock(ms: u64) -> String {
+    // humantime cannot print years past 9999 (a peer's clock may say anything).
+    const YEAR_10000_MS: u64 = 253_402_300_800_000;
+    if ms >= YEAR_10000_MS {
+        return format!("{ms} ms after 1970");
+    }
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
@@ -246,5 +251,12 @@ mod tests {
         assert!(mixed.body.contains("; over at 1970-01-01T00:01:30Z"));
         let ending = compose(&[(&back, Phase::Resolved)], &raft_sender());
         assert_eq!(ending.priority, Priority::Low);
+    }
+
+    #[test]
+    fn a_host_whose_clock_says_year_ten_thousand_is_printed_not_a_panic() {
+        let far = down("n9", u64::MAX - 10_000);
+        let message = compose(&[(&far, Phase::Opened)], &raft_sender());
+        assert!(message.body.contains(" ms after 1970"), "{}", message.body);
     }
 }

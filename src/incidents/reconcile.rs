@@ -130,9 +130,11 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
             IncidentKind::HostDown => hosts.get(incident.subject.as_str()).is_some_and(|h| {
                 h.status == MemberStatus::Left
                     || (h.status == MemberStatus::Alive
-                        && h.generation >= incident.host_generation.unwrap_or(0))
+                        && h.generation > incident.host_generation.unwrap_or(0))
             }),
-            IncidentKind::AlertFiring => !firing.contains_key(&incident.id),
+            IncidentKind::AlertFiring => {
+                !firing.contains_key(&incident.id) && alert_moved_on(incident, &observed.alerts)
+            }
             IncidentKind::TeamLinkLost | IncidentKind::SwitchUnreachable | IncidentKind::Manual => {
                 false
             }
@@ -145,6 +147,27 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
         }
     }
     commands
+}
+
+/// Whether the alert of an alert incident is known and no longer the firing it announced:
+/// resolved, or firing anew (a later first-seen time). An alert this node has not heard of is
+/// no evidence (its table may still be filling), so the incident stays open.
+fn alert_moved_on(incident: &Incident, alerts: &[Alert]) -> bool {
+    let of_this_alert = |a: &&Alert| {
+        incident
+            .id
+            .strip_prefix(&alert_prefix(a))
+            .is_some_and(|first_seen| first_seen.chars().all(|c| c.is_ascii_digit()))
+    };
+    alerts
+        .iter()
+        .find(of_this_alert)
+        .is_some_and(|a| a.state == AlertState::Resolved || alert_id(a) != incident.id)
+}
+
+/// `alert/<team>/<host>/<name>/`: every incident of one alert starts with it.
+fn alert_prefix(alert: &Alert) -> String {
+    format!("alert/{}/{}/{}/", alert.team, alert.host, alert.name)
 }
 
 #[cfg(test)]
@@ -239,6 +262,14 @@ mod tests {
             ]
         );
         assert!(reconcile(&Observed::default(), &ledger, 5_000).is_empty());
+        let stale = Observed {
+            hosts: vec![host("n2", 7, MemberStatus::Alive)],
+            alerts: vec![],
+        };
+        assert!(
+            reconcile(&stale, &ledger, 5_000).is_empty(),
+            "the generation that died, seen alive, is a view that missed the death"
+        );
     }
 
     #[test]
@@ -257,6 +288,11 @@ mod tests {
             alerts: vec![alert("disk", AlertState::Resolved, 100)],
         };
         assert_eq!(reconcile(&cleared, &ledger, 3_000).len(), 1);
+        let not_heard_of = Observed::default();
+        assert!(
+            reconcile(&not_heard_of, &ledger, 3_000).is_empty(),
+            "an alert missing from the table is no evidence that it is over"
+        );
         let again = Observed {
             hosts: vec![],
             alerts: vec![alert("disk", AlertState::Firing, 2_500)],

@@ -288,7 +288,15 @@ impl LeadershipHandle {
             return None;
         }
         match status.mode.as_str() {
-            "raft" => Some((LeaderMode::Raft, self.shared.current()?.reader.ledger())),
+            "raft" => {
+                // What this node recorded as fallback leader must be in the Raft ledger
+                // before it works from that ledger, or it would announce it again.
+                let side = self.shared.side.lock().await;
+                if side.pending_len() > 0 || side.fallback().incidents().next().is_some() {
+                    return None;
+                }
+                Some((LeaderMode::Raft, self.shared.current()?.reader.ledger()))
+            }
             "fallback" => {
                 let base = self.raft_ledger();
                 let side = self.shared.side.lock().await;
