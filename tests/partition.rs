@@ -23,11 +23,10 @@ mod netns;
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use common::wait_for;
-use netns::{Fabric, NsAgent, NsLaunch};
+use netns::{Fabric, NsLab};
 use serde_json::Value;
 
 const HOSTS: usize = 5;
@@ -37,49 +36,10 @@ const API: &str = "127.0.0.1:7001";
 /// The agent that bootstraps the group, hence the Raft leader when the network splits.
 const BOOTSTRAP: &str = "n1";
 
-/// The agents and the network they run on. Dropping it (also while unwinding from a panic)
-/// kills the agents first, then deletes the namespaces.
-struct Lab {
-    agents: Vec<NsAgent>,
-    fabric: Fabric,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for agent in &mut self.agents {
-            agent.kill();
-        }
-        // `fabric` is dropped after this: its namespaces are empty by then.
-    }
-}
-
 /// One poll of every agent's `leader`, by name (None: no answer).
 type Round = BTreeMap<String, Option<Value>>;
 
-impl Lab {
-    fn agent(&self, name: &str) -> &NsAgent {
-        self.agents.iter().find(|a| a.name == name).unwrap()
-    }
-
-    /// Panics with `message` and the tail of every agent's log.
-    fn fail(&self, message: &str) -> ! {
-        let mut text = format!("{message}\n(test dir {})\n", self.dir.path().display());
-        for agent in &self.agents {
-            text.push_str(&format!(
-                "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
-                agent.name,
-                agent.pid(),
-                agent.ns,
-                agent.log_tail(40)
-            ));
-            for panic in agent.logged_panics() {
-                text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
-            }
-        }
-        panic!("{text}");
-    }
-
+impl NsLab {
     /// Every agent's `leader` JSON, asked of all agents at once so the answers are close in
     /// time.
     fn leaders(&self) -> Round {
@@ -174,56 +134,6 @@ fn host_index(name: &str) -> usize {
         - 1
 }
 
-/// Starts the five agents in their namespaces; the first bootstraps, the rest join it.
-fn start_lab(fabric: Fabric) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_rover-agent");
-    let key_file = dir.path().join("cluster.key");
-    let key = std::process::Command::new(binary)
-        .arg("keygen")
-        .output()
-        .unwrap();
-    assert!(key.status.success(), "keygen failed");
-    std::fs::write(&key_file, &key.stdout).unwrap();
-    let mut lab = Lab {
-        agents: Vec::new(),
-        fabric,
-        dir,
-    };
-    let seed = SocketAddrV4::new(lab.fabric.host(0).ip, PORT);
-    for i in 0..HOSTS {
-        let name = format!("n{}", i + 1);
-        let host = lab.fabric.host(i).clone();
-        let data_dir = lab.dir.path().join(&name);
-        let log = lab.dir.path().join(format!("{name}.log"));
-        let mut agent = NsAgent::spawn(&NsLaunch {
-            binary,
-            name: &name,
-            ns: &host.ns,
-            bind: SocketAddrV4::new(host.ip, PORT),
-            api: API,
-            data_dir: &data_dir,
-            key_file: &key_file,
-            join: (i > 0).then_some(seed),
-            env: &[("ROVER_FALLBACK_AFTER", "5s"), ("ROVER_LOG", "info")],
-            log: &log,
-            config: None,
-        });
-        let ready = agent.wait_ready(Duration::from_secs(20));
-        let pid = agent.pid();
-        lab.agents.push(agent);
-        if !ready {
-            lab.fail(&format!("{name} did not come up in {}", host.ns));
-        }
-        // `ip netns exec` execs the agent: the PID we kill is the agent's own.
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-        if comm.trim() != "rover-agent" {
-            lab.fail(&format!("pid {pid} of {name} is {comm:?}, not rover-agent"));
-        }
-    }
-    lab
-}
-
 #[test]
 fn a_split_leaving_the_raft_leader_on_the_majority_keeps_it_there_falls_back_to_n4_and_merges_on_heal(
 ) {
@@ -258,7 +168,13 @@ fn split_and_heal(tag: &str, majority: [&str; 3], minority: [&str; 2], fallback_
         }
     };
     let started = Instant::now();
-    let lab = start_lab(fabric);
+    let lab = NsLab::start(
+        fabric,
+        PORT,
+        API,
+        &[("ROVER_FALLBACK_AFTER", "5s"), ("ROVER_LOG", "info")],
+        None,
+    );
     let mut all: Vec<&str> = majority.iter().chain(&minority).copied().collect();
     all.sort_unstable();
     all.dedup();
@@ -332,7 +248,7 @@ fn split_and_heal(tag: &str, majority: [&str; 3], minority: [&str; 2], fallback_
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut minority_fell_back = false;
     let minority_raft_until: Cell<Option<Duration>> = Cell::new(None);
-    let mut check_round = |lab: &Lab, fell_back: bool| -> Round {
+    let mut check_round = |lab: &NsLab, fell_back: bool| -> Round {
         let round = lab.leaders();
         let at = split_at.elapsed();
         for side in [&majority[..], &minority[..]] {

@@ -15,12 +15,11 @@ mod common;
 mod netns;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::wait_for;
-use netns::{Fabric, NsAgent, NsLaunch};
+use netns::{Fabric, NsLab};
 use serde_json::Value;
 
 const HOSTS: usize = 5;
@@ -68,75 +67,42 @@ fn sent_messages(dir: &Path) -> Vec<Sent> {
         .collect()
 }
 
-/// The agents, killed on drop (also while unwinding) before the fabric is deleted.
-struct Lab {
-    agents: Vec<NsAgent>,
-    fabric: Fabric,
-    dir: tempfile::TempDir,
+/// Where the exec channel saves messages.
+fn messages_dir(lab: &NsLab) -> PathBuf {
+    lab.dir.path().join("messages")
 }
 
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for agent in &mut self.agents {
-            agent.kill();
-        }
-    }
+/// Fails with the messages saved so far and the agents' logs.
+fn fail(lab: &NsLab, message: &str) -> ! {
+    lab.fail(&format!(
+        "{message}\nmessages: {:#?}",
+        sent_messages(&messages_dir(lab))
+    ))
 }
 
-impl Lab {
-    fn agent(&self, name: &str) -> &NsAgent {
-        self.agents.iter().find(|a| a.name == name).unwrap()
-    }
-
-    fn messages_dir(&self) -> PathBuf {
-        self.dir.path().join("messages")
-    }
-
-    fn fail(&self, message: &str) -> ! {
-        let mut text = format!(
-            "{message}\nmessages: {:#?}\n",
-            sent_messages(&self.messages_dir())
-        );
-        for agent in &self.agents {
-            text.push_str(&format!(
-                "\n===== {} =====\n{}\n",
-                agent.name,
-                agent.log_tail(30)
-            ));
-        }
-        panic!("{text}");
-    }
-
-    fn leader_of(&self, name: &str) -> Option<Value> {
-        self.agent(name).cli_json(&["leader"])
-    }
-
-    /// The Raft leader `names` agree on, if they do.
-    fn agreed_raft_leader(&self, names: &[&str]) -> Option<String> {
-        let views: Vec<Value> = names
-            .iter()
-            .map(|n| self.leader_of(n))
-            .collect::<Option<_>>()?;
-        let first = views[0]["leader"].as_str()?.to_owned();
-        views
-            .iter()
-            .all(|v| v["mode"] == "raft" && v["leader"] == first.as_str())
-            .then_some(first)
-    }
+/// `name`'s `leader` answer.
+fn leader_of(lab: &NsLab, name: &str) -> Option<Value> {
+    lab.agent(name).cli_json(&["leader"])
 }
 
-fn start_lab(fabric: Fabric) -> Lab {
-    let dir = tempfile::tempdir().unwrap();
-    let binary = env!("CARGO_BIN_EXE_rover-agent");
-    let key_file = dir.path().join("cluster.key");
-    let key = std::process::Command::new(binary)
-        .arg("keygen")
-        .output()
-        .unwrap();
-    std::fs::write(&key_file, &key.stdout).unwrap();
-    let messages = dir.path().join("messages");
+/// The Raft leader `names` agree on, if they do.
+fn agreed_raft_leader(lab: &NsLab, names: &[&str]) -> Option<String> {
+    let views: Vec<Value> = names
+        .iter()
+        .map(|n| leader_of(lab, n))
+        .collect::<Option<_>>()?;
+    let first = views[0]["leader"].as_str()?.to_owned();
+    views
+        .iter()
+        .all(|v| v["mode"] == "raft" && v["leader"] == first.as_str())
+        .then_some(first)
+}
+
+/// An exec channel whose script saves each message's JSON as its own file in `messages/`.
+fn exec_channel_saving_messages(dir: &Path) -> String {
+    let messages = dir.join("messages");
     std::fs::create_dir_all(&messages).unwrap();
-    let script = dir.path().join("save-message.sh");
+    let script = dir.join("save-message.sh");
     std::fs::write(
         &script,
         format!(
@@ -146,44 +112,7 @@ fn start_lab(fabric: Fabric) -> Lab {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let config = dir.path().join("agent.toml");
-    std::fs::write(
-        &config,
-        format!("[[notify.exec]]\ncommand = [\"{}\"]\n", script.display()),
-    )
-    .unwrap();
-    let mut lab = Lab {
-        agents: Vec::new(),
-        fabric,
-        dir,
-    };
-    let seed = SocketAddrV4::new(lab.fabric.host(0).ip, PORT);
-    for i in 0..HOSTS {
-        let name = format!("n{}", i + 1);
-        let host = lab.fabric.host(i).clone();
-        let mut agent = NsAgent::spawn(&NsLaunch {
-            binary,
-            name: &name,
-            ns: &host.ns,
-            bind: SocketAddrV4::new(host.ip, PORT),
-            api: API,
-            data_dir: &lab.dir.path().join(&name),
-            key_file: &key_file,
-            join: (i > 0).then_some(seed),
-            env: &[
-                ("ROVER_FALLBACK_AFTER", "5s"),
-                ("ROVER_LOG", "info,openraft=warn"),
-            ],
-            log: &lab.dir.path().join(format!("{name}.log")),
-            config: Some(&config),
-        });
-        let ready = agent.wait_ready(Duration::from_secs(20));
-        lab.agents.push(agent);
-        if !ready {
-            lab.fail(&format!("{name} did not come up"));
-        }
-    }
-    lab
+    format!("[[notify.exec]]\ncommand = [\"{}\"]\n", script.display())
 }
 
 #[test]
@@ -201,18 +130,27 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
             return;
         }
     };
-    let mut lab = start_lab(fabric);
+    let mut lab = NsLab::start(
+        fabric,
+        PORT,
+        API,
+        &[
+            ("ROVER_FALLBACK_AFTER", "5s"),
+            ("ROVER_LOG", "info,openraft=warn"),
+        ],
+        Some(&exec_channel_saving_messages),
+    );
     let all: Vec<&str> = MAJORITY.iter().chain(&MINORITY).copied().collect();
     let mut leader = None;
     wait_for(Duration::from_secs(60), || {
-        leader = lab.agreed_raft_leader(&all);
+        leader = agreed_raft_leader(&lab, &all);
         leader.is_some()
             && all.iter().all(|n| {
-                lab.leader_of(n)
+                leader_of(&lab, n)
                     .is_some_and(|v| v["voters"].as_array().is_some_and(|a| a.len() == HOSTS))
             })
     })
-    .unwrap_or_else(|| lab.fail("no raft leader with 5 voters"));
+    .unwrap_or_else(|| fail(&lab, "no raft leader with 5 voters"));
     let leader = leader.unwrap();
 
     // Split, and a host of the 3 side that is not its leader dies right after.
@@ -238,7 +176,7 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
     };
     let on = |side: &[&str], sent: &Sent| side.contains(&sent.by.as_str());
     let told = wait_for(Duration::from_secs(90), || {
-        let sent = sent_messages(&lab.messages_dir());
+        let sent = sent_messages(&messages_dir(&lab));
         sent.iter()
             .any(|s| about_victim(s) && on(&MAJORITY, s) && s.mode == "fallback")
             && sent
@@ -246,7 +184,7 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
                 .any(|s| about_victim(s) && on(&MINORITY, s) && s.mode == "fallback")
     });
     if told.is_none() {
-        lab.fail("both sides did not tell about the victim within 90 s");
+        fail(&lab, "both sides did not tell about the victim within 90 s");
     }
 
     // Heal; wait for one Raft leader for the four living agents and nothing left to merge.
@@ -254,12 +192,12 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
         lab.fabric
             .attach(name[1..].parse::<usize>().unwrap() - 1, "br0");
     }
-    let before_heal = sent_messages(&lab.messages_dir()).len();
+    let before_heal = sent_messages(&messages_dir(&lab)).len();
     let living: Vec<&str> = all.iter().copied().filter(|n| *n != victim).collect();
     let merged = wait_for(Duration::from_secs(90), || {
-        lab.agreed_raft_leader(&living).is_some()
+        agreed_raft_leader(&lab, &living).is_some()
             && living.iter().all(|n| {
-                lab.leader_of(n).is_some_and(|v| v["pending_merge"] == 0)
+                leader_of(&lab, n).is_some_and(|v| v["pending_merge"] == 0)
                     && lab.agent(n).get_json("/v1/incidents").is_some_and(|l| {
                         l["fallback_incidents"]
                             .as_array()
@@ -268,12 +206,12 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
             })
     });
     if merged.is_none() {
-        lab.fail("the ledgers did not merge within 90 s of the heal");
+        fail(&lab, "the ledgers did not merge within 90 s of the heal");
     }
     // Watch for a resend for several group_waits after the merge: a message after the heal
     // announcing what was announced before it, or anything announced twice on one side.
     let repeated = || -> Option<String> {
-        let sent = sent_messages(&lab.messages_dir());
+        let sent = sent_messages(&messages_dir(&lab));
         let mut opened_per_side: BTreeMap<(String, &str), usize> = BTreeMap::new();
         for message in &sent {
             let side = if on(&MAJORITY, message) {
@@ -306,9 +244,9 @@ fn a_host_dying_on_the_majority_during_a_split_is_told_at_most_once_per_side_and
         })
     };
     if wait_for(Duration::from_secs(20), || repeated().is_some()).is_some() {
-        lab.fail(&repeated().unwrap_or_default());
+        fail(&lab, &repeated().unwrap_or_default());
     }
-    let sent = sent_messages(&lab.messages_dir());
+    let sent = sent_messages(&messages_dir(&lab));
     eprintln!("messages: {sent:#?}");
     let victim_total = sent.iter().filter(|s| about_victim(s)).count();
     assert!(

@@ -420,3 +420,106 @@ impl Drop for NsAgent {
         self.kill();
     }
 }
+
+/// Agents of one cluster, one per host of a [`Fabric`], in a temp dir of their own. Dropping
+/// it (also while unwinding from a panic) kills the agents first, then deletes the namespaces.
+pub struct NsLab {
+    /// The agents, `n1` first.
+    pub agents: Vec<NsAgent>,
+    /// The network they run on.
+    pub fabric: Fabric,
+    /// Key, config, data dirs and logs.
+    pub dir: tempfile::TempDir,
+}
+
+impl Drop for NsLab {
+    fn drop(&mut self) {
+        for agent in &mut self.agents {
+            agent.kill();
+        }
+        // `fabric` is dropped after this: its namespaces are empty by then.
+    }
+}
+
+impl NsLab {
+    /// Starts one agent per host of `fabric` (`n1` bootstraps, the rest join it) on `port`,
+    /// with their API on `api` inside each namespace, the extra environment `env`, and the
+    /// config file `config` makes (given the lab's dir), if any.
+    pub fn start(
+        fabric: Fabric,
+        port: u16,
+        api: &str,
+        env: &[(&str, &str)],
+        config: Option<&dyn Fn(&Path) -> String>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = env!("CARGO_BIN_EXE_rover-agent");
+        let key_file = dir.path().join("cluster.key");
+        let key = Command::new(binary).arg("keygen").output().unwrap();
+        assert!(key.status.success(), "keygen failed");
+        std::fs::write(&key_file, &key.stdout).unwrap();
+        let config_file = config.map(|make| {
+            let path = dir.path().join("agent.toml");
+            std::fs::write(&path, make(dir.path())).unwrap();
+            path
+        });
+        let mut lab = Self {
+            agents: Vec::new(),
+            fabric,
+            dir,
+        };
+        let seed = SocketAddrV4::new(lab.fabric.host(0).ip, port);
+        for i in 0..lab.fabric.hosts.len() {
+            let name = format!("n{}", i + 1);
+            let host = lab.fabric.host(i).clone();
+            let mut agent = NsAgent::spawn(&NsLaunch {
+                binary,
+                name: &name,
+                ns: &host.ns,
+                bind: SocketAddrV4::new(host.ip, port),
+                api,
+                data_dir: &lab.dir.path().join(&name),
+                key_file: &key_file,
+                join: (i > 0).then_some(seed),
+                env,
+                log: &lab.dir.path().join(format!("{name}.log")),
+                config: config_file.as_deref(),
+            });
+            let ready = agent.wait_ready(Duration::from_secs(20));
+            let pid = agent.pid();
+            lab.agents.push(agent);
+            if !ready {
+                lab.fail(&format!("{name} did not come up in {}", host.ns));
+            }
+            // `ip netns exec` execs the agent: the PID we kill is the agent's own.
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() != "rover-agent" {
+                lab.fail(&format!("pid {pid} of {name} is {comm:?}, not rover-agent"));
+            }
+        }
+        lab
+    }
+
+    /// The agent named `name`.
+    pub fn agent(&self, name: &str) -> &NsAgent {
+        self.agents.iter().find(|a| a.name == name).unwrap()
+    }
+
+    /// Panics with `message`, the tail of every agent's log and any panic an agent logged.
+    pub fn fail(&self, message: &str) -> ! {
+        let mut text = format!("{message}\n(test dir {})\n", self.dir.path().display());
+        for agent in &self.agents {
+            text.push_str(&format!(
+                "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
+                agent.name,
+                agent.pid(),
+                agent.ns,
+                agent.log_tail(40)
+            ));
+            for panic in agent.logged_panics() {
+                text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
+            }
+        }
+        panic!("{text}");
+    }
+}
