@@ -1,7 +1,8 @@
 //! The notification leader with real agent processes on loopback: clusters of 1, 2, 3 and 5
 //! elect exactly one Raft leader; kill -9 of the leader gives a new one; a lone survivor leads
 //! as fallback after `fallback_after` and its ledger merges into the Raft ledger once quorum is
-//! back; two clusters started apart end as one group with both ledgers.
+//! back; two clusters started apart end as one group with both ledgers; five lone agents joined
+//! at once end as one group.
 
 #![allow(clippy::unwrap_used)]
 
@@ -177,6 +178,42 @@ fn two_clusters_started_apart_end_as_one_group_with_both_ledgers() {
     assert!(
         joined.is_some(),
         "the two groups did not become one with both ledgers:\n{}",
+        logs(&cluster)
+    );
+}
+
+#[test]
+fn five_agents_started_alone_and_joined_at_once_end_as_one_group_with_one_leader() {
+    // Each lone agent bootstraps a group of one; four `join`s at once make four group merges
+    // race (the benchmark's join scenario found groups stranded with voters taken by another).
+    let mut cluster = Cluster::new();
+    for _ in 0..5 {
+        cluster.add_lone_agent();
+    }
+    let seed = cluster.agents[0].gossip.to_string();
+    std::thread::scope(|scope| {
+        for agent in &cluster.agents[1..] {
+            let seed = seed.clone();
+            scope.spawn(move || {
+                let out = agent.cli(&["join", &seed]);
+                assert!(out.status.success(), "{out:?}");
+            });
+        }
+    });
+    let all = [0, 1, 2, 3, 4];
+    let one_group = wait_for(Duration::from_secs(90), || {
+        let groups: Vec<Value> = all
+            .iter()
+            .filter_map(|i| leader(&cluster.agents[*i]))
+            .map(|s| s["cluster_id"].clone())
+            .collect();
+        agreed_raft_leader(&cluster, &all, 5).is_some()
+            && groups.len() == 5
+            && groups.iter().all(|g| *g == groups[0])
+    });
+    assert!(
+        one_group.is_some(),
+        "five agents joined at once did not end as one group with one leader:\n{}",
         logs(&cluster)
     );
 }

@@ -173,23 +173,27 @@ pub fn plan(
     changes
 }
 
-/// A Raft group's identity as its nodes tell each other: which group, and how many nodes.
+/// A Raft group's identity as its nodes tell each other: which group, how many nodes, and
+/// whether it works (has a Raft leader).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterStamp {
     /// Random id chosen when the group was bootstrapped.
     pub id: u64,
     /// Voters plus learners.
     pub size: u32,
+    /// Whether the node telling it follows (or is) a Raft leader of the group right now.
+    pub led: bool,
 }
 
-/// Whether a node of group `mine` should yield to group `theirs` when the two meet: the
-/// smaller group yields; on a tie, the group with the higher id does. A group never yields to
-/// itself.
+/// Whether a node of group `mine` should yield to group `theirs` when the two meet: a group
+/// without a Raft leader yields to one with a leader (its size may count voters that left it
+/// for another group: nothing else would ever end such a group); otherwise the smaller group
+/// yields, and on a tie the group with the higher id does. A group never yields to itself.
 pub fn should_yield(mine: ClusterStamp, theirs: ClusterStamp) -> bool {
     if mine.id == theirs.id {
         return false;
     }
-    (mine.size, Reverse(mine.id)) < (theirs.size, Reverse(theirs.id))
+    (mine.led, mine.size, Reverse(mine.id)) < (theirs.led, theirs.size, Reverse(theirs.id))
 }
 
 #[cfg(test)]
@@ -375,14 +379,35 @@ mod tests {
 
     #[test]
     fn the_smaller_group_yields_and_a_tie_goes_to_the_lower_id() {
-        let small = ClusterStamp { id: 1, size: 2 };
-        let big = ClusterStamp { id: 9, size: 3 };
+        let stamp = |id, size| ClusterStamp {
+            id,
+            size,
+            led: true,
+        };
+        let (small, big) = (stamp(1, 2), stamp(9, 3));
         assert!(should_yield(small, big));
         assert!(!should_yield(big, small));
-        let low = ClusterStamp { id: 3, size: 2 };
-        let high = ClusterStamp { id: 7, size: 2 };
+        let (low, high) = (stamp(3, 2), stamp(7, 2));
         assert!(should_yield(high, low));
         assert!(!should_yield(low, high));
         assert!(!should_yield(low, low));
+    }
+
+    #[test]
+    fn a_bigger_group_without_a_leader_yields_to_a_smaller_one_with_a_leader() {
+        // Five lone agents joined at once: r3 and r4 were voters of r0's group, then left it
+        // for r1's; r0's group still counts 4 nodes but can never elect a leader again.
+        let stranded = ClusterStamp {
+            id: 1,
+            size: 4,
+            led: false,
+        };
+        let working = ClusterStamp {
+            id: 9,
+            size: 3,
+            led: true,
+        };
+        assert!(should_yield(stranded, working));
+        assert!(!should_yield(working, stranded));
     }
 }

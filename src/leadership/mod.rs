@@ -18,7 +18,7 @@ pub mod node;
 pub mod transport;
 pub mod watch_loop;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -109,6 +109,8 @@ pub(crate) struct Shared {
     directory: Directory,
     keyring: RwLock<Keyring>,
     confirmed_at_ms: AtomicU64,
+    /// Whether the last tick saw a Raft leader of this node's group (mode `raft`).
+    raft_led: AtomicBool,
     side: tokio::sync::Mutex<SideLedgers>,
 }
 
@@ -130,6 +132,7 @@ impl Shared {
         Some(ClusterStamp {
             id: node.cluster?,
             size: u32::try_from(size).unwrap_or(u32::MAX),
+            led: self.raft_led.load(Ordering::Relaxed),
         })
     }
 

@@ -6,17 +6,19 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rover_election::network::{RaftReply, RaftRequest, RaftTransport, TransportError};
 use rover_membership::Keyring;
 
 use crate::peer::{PeerConnection, PeerMessage};
 
-/// Node name to current cluster address, from the SWIM view.
+/// Node name to current cluster address, from the SWIM view; and which peers lately refused
+/// our Raft RPCs because they are in another group.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     addrs: Arc<RwLock<HashMap<String, SocketAddr>>>,
+    refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Directory {
@@ -30,6 +32,22 @@ impl Directory {
     /// The address of `name`, if SWIM knows it.
     pub fn get(&self, name: &str) -> Option<SocketAddr> {
         self.addrs.read().ok()?.get(name).copied()
+    }
+
+    /// Records that `name` refused a Raft RPC: it is in another group.
+    pub fn note_refusal(&self, name: &str) {
+        if let Ok(mut refused) = self.refused.lock() {
+            refused.insert(name.to_owned(), Instant::now());
+        }
+    }
+
+    /// The peers that refused a Raft RPC within `within`.
+    pub fn refused_within(&self, within: Duration) -> Vec<String> {
+        let Ok(mut refused) = self.refused.lock() else {
+            return Vec::new();
+        };
+        refused.retain(|_, at| at.elapsed() < within);
+        refused.keys().cloned().collect()
     }
 }
 
@@ -129,6 +147,7 @@ impl RaftTransport for PeerTransport {
         match self.exchange(&mut slot, name, &message, timeout).await {
             Ok(PeerMessage::RaftAnswer(reply)) => Ok(reply),
             Ok(PeerMessage::RaftRefused(theirs)) => {
+                self.directory.note_refusal(name);
                 Err(failed(format!("not in our group (theirs: {theirs:?})")))
             }
             Ok(_) => {

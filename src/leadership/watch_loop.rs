@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,7 @@ pub async fn spawn(
         directory: Directory::default(),
         keyring: RwLock::new(keyring),
         confirmed_at_ms: AtomicU64::new(unix_ms()),
+        raft_led: AtomicBool::new(false),
         side: tokio::sync::Mutex::new(SideLedgers::load(storage.clone())?),
     });
     let transport = PeerTransport::new(
@@ -234,6 +235,9 @@ impl WatchLoop {
             LeadershipMode::Fallback { leader } => ("fallback", Some(leader.clone())),
             LeadershipMode::Waiting => ("none", None),
         };
+        self.shared
+            .raft_led
+            .store(mode == "raft", Ordering::Relaxed);
         let key = format!("{mode}/{}", leader.as_deref().unwrap_or("-"));
         let now = unix_ms();
         if key != self.stable.0 {
@@ -315,7 +319,21 @@ impl WatchLoop {
         for (id, name) in &reading.names {
             self.ids.entry(name.clone()).or_insert(*id);
         }
-        let in_group: BTreeSet<&String> = reading.names.values().collect();
+        // Outside the group: alive members not in its configuration, and members in it that
+        // refuse its RPCs because they went to another group (a voter taken away by another
+        // group's leader while it waited to be added here). Greeting them settles which group
+        // wins.
+        let refusing: BTreeSet<String> = self
+            .shared
+            .directory
+            .refused_within(GREET_EVERY * 5)
+            .into_iter()
+            .collect();
+        let in_group: BTreeSet<&String> = reading
+            .names
+            .values()
+            .filter(|name| !refusing.contains(*name))
+            .collect();
         let outside: Vec<(String, SocketAddr)> = reading
             .members
             .values()
