@@ -46,51 +46,9 @@ command -v cargo >/dev/null 2>&1 || {
     exit 1
 }
 
-package_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
-install_packages() {
-    local entry pkg cmd missing=()
-    for entry in "${TEST_PACKAGES[@]}"; do
-        pkg=${entry%%:*}
-        cmd=${entry#*:}
-        [[ $entry == *:* ]] || cmd=
-        if [[ -n $cmd ]] && command -v "$cmd" >/dev/null 2>&1; then
-            continue
-        fi
-        package_installed "$pkg" || missing+=("$pkg")
-    done
-    [[ ${#missing[@]} -eq 0 ]] && return 0
-
-    step "installing system packages: ${missing[*]}"
-    local sudo=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo=(sudo -n)
-        else
-            echo "missing packages ${missing[*]}, and not root (no sudo) to install them" >&2
-            return 1
-        fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "missing packages ${missing[*]}, and no apt-get: install them by hand" >&2
-        return 1
-    fi
-    local log
-    log=$(mktemp)
-    if ! "${sudo[@]}" apt-get -qq update >"$log" 2>&1 ||
-        ! "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-            apt-get -qq install -y --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
-        cat "$log" >&2
-        rm -f "$log"
-        echo "apt-get failed to install: ${missing[*]}" >&2
-        return 1
-    fi
-    rm -f "$log"
-}
-
-install_packages
+# shellcheck source=scripts/packages.sh
+. scripts/packages.sh
+install_packages "${TEST_PACKAGES[@]}"
 
 step "cargo fmt --check"
 if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then

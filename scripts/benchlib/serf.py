@@ -1,0 +1,217 @@
+"""A cluster of HashiCorp Serf agents (Debian package `serf`) on 127.0.0.1, with their traffic
+encrypted like rover-agent's, read through Serf's msgpack RPC, and their own byte counters
+(memberlist.udp.sent, memberlist.tcp.sent) received as statsd lines on a loopback UDP port."""
+import json, os, shutil, signal, socket, subprocess, tempfile, threading, time
+
+import msgpack
+
+from .common import Processes, free_port, free_udp_tcp_port, wait_until
+
+TOOL = "serf"
+
+
+class SerfRpc:
+    """One RPC connection to a serf agent (the protocol of `serf members`, `serf event`...)."""
+
+    def __init__(self, addr, timeout=5):
+        self.sock = socket.create_connection(addr, timeout=timeout)
+        self.unpacker = msgpack.Unpacker(raw=False, unicode_errors="surrogateescape")
+        self.seq = 0
+        self.call("handshake", {"Version": 1}, has_body=False)
+
+    def send(self, command, body=None):
+        self.seq += 1
+        data = msgpack.packb({"Command": command, "Seq": self.seq}, use_bin_type=False)
+        if body is not None:
+            data += msgpack.packb(body, use_bin_type=False)
+        self.sock.sendall(data)
+        return self.seq
+
+    def next_object(self):
+        while True:
+            for obj in self.unpacker:
+                return obj
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("serf closed the RPC connection")
+            self.unpacker.feed(chunk)
+
+    def call(self, command, body=None, has_body=True):
+        seq = self.send(command, body)
+        header = self.next_object()
+        if header.get("Seq") != seq:
+            raise ConnectionError(f"serf RPC answered seq {header.get('Seq')} to {seq}")
+        if header.get("Error"):
+            raise RuntimeError(f"serf {command}: {header['Error']}")
+        return self.next_object() if has_body else {}
+
+    def close(self):
+        self.sock.close()
+
+
+class StatsdCounters:
+    """A statsd listener on 127.0.0.1 summing the counters one agent sends it."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.totals, self.lock, self.running = {}, threading.Lock(), True
+        self.thread = threading.Thread(target=self.receive, daemon=True)
+        self.thread.start()
+
+    def receive(self):
+        while self.running:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            for line in data.decode(errors="replace").splitlines():
+                name, _, rest = line.partition(":")
+                value, _, kind = rest.partition("|")
+                if kind.startswith("c"):
+                    try:
+                        number = float(value)
+                    except ValueError:
+                        continue
+                    with self.lock:
+                        self.totals[name] = self.totals.get(name, 0.0) + number
+
+    def total(self, suffix):
+        with self.lock:
+            return sum(v for k, v in self.totals.items() if k.endswith(suffix))
+
+    def stop(self):
+        self.running = False
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+class SerfCluster:
+    tool = TOOL
+
+    def __init__(self, n, handlers=()):
+        """Starts `n` serf agents, each alone, on the default `lan` profile, encrypted with one
+        key. `handlers` are `-event-handler` values given to every agent."""
+        self.dir = tempfile.mkdtemp(prefix="serf-bench-")
+        self.processes = Processes()
+        key = subprocess.check_output(["serf", "keygen"], text=True).strip()
+        self.procs, self.names, self.bind, self.rpc_addrs, self.rpcs, self.stats = [], [], [], [], [], []
+        for i in range(n):
+            name, port, rpc = f"s{i}", free_udp_tcp_port(), free_port()
+            stats = StatsdCounters()
+            config = os.path.join(self.dir, name + ".json")
+            with open(config, "w") as f:
+                json.dump({"statsd_addr": f"127.0.0.1:{stats.port}"}, f)
+            cmd = ["serf", "agent", "-node", name, "-bind", f"127.0.0.1:{port}", "-rpc-addr",
+                   f"127.0.0.1:{rpc}", "-encrypt", key, "-config-file", config]
+            for handler in handlers:
+                cmd += ["-event-handler", handler]
+            self.procs.append(self.processes.start(cmd, os.path.join(self.dir, name + ".log")))
+            self.names.append(name)
+            self.bind.append(f"127.0.0.1:{port}")
+            self.rpc_addrs.append(("127.0.0.1", rpc))
+            self.rpcs.append(None)
+            self.stats.append(stats)
+
+    def pid(self, i):
+        return self.procs[i].pid
+
+    def rpc(self, i, command, body=None, has_body=True):
+        """One RPC call to agent `i`, over its kept connection; None if it cannot answer."""
+        for attempt in (0, 1):
+            try:
+                if self.rpcs[i] is None:
+                    self.rpcs[i] = SerfRpc(self.rpc_addrs[i])
+                return self.rpcs[i].call(command, body, has_body)
+            except (OSError, ConnectionError, ValueError, msgpack.UnpackException):
+                if self.rpcs[i] is not None:
+                    self.rpcs[i].close()
+                self.rpcs[i] = None
+        return None
+
+    def up(self, i):
+        return self.rpc(i, "members") is not None
+
+    def statuses(self, i):
+        answer = self.rpc(i, "members")
+        return {m["Name"]: m["Status"] for m in answer["Members"]} if answer else {}
+
+    def join(self, i, seed):
+        return self.rpc(i, "join", {"Existing": [self.bind[seed]], "Replay": False}) is not None
+
+    def send_event(self, i, name):
+        return self.rpc(i, "event", {"Name": name, "Payload": b"bench", "Coalesce": False},
+                        has_body=False) is not None
+
+    def bytes_out(self, i):
+        """Bytes this agent has sent (UDP and TCP), from memberlist's own counters."""
+        return self.stats[i].total("memberlist.udp.sent") + self.stats[i].total("memberlist.tcp.sent")
+
+    def wait_up(self, timeout=60):
+        return wait_until(lambda: all(self.up(i) for i in range(len(self.procs))), timeout, every=0.05)
+
+    def kill(self, i, sig=signal.SIGKILL):
+        self.processes.kill(self.procs[i], sig)
+
+    def signal(self, i, sig):
+        os.kill(self.procs[i].pid, sig)
+
+    def tails(self, lines=15):
+        out = []
+        for name in self.names:
+            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
+                out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
+        return "\n".join(out)
+
+    def stop(self):
+        for rpc in self.rpcs:
+            if rpc is not None:
+                rpc.close()
+        self.processes.stop_all()
+        for stats in self.stats:
+            stats.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class UserEventWatch:
+    """Serf's `stream` RPC on every agent of a cluster: the monotonic time each agent received
+    each user event."""
+
+    def __init__(self, cluster):
+        self.arrivals, self.lock, self.threads, self.rpcs = {}, threading.Lock(), [], []
+        for i, addr in enumerate(cluster.rpc_addrs):
+            rpc = SerfRpc(addr, timeout=None)
+            rpc.call("stream", {"Type": "user"}, has_body=False)
+            self.rpcs.append(rpc)
+            thread = threading.Thread(target=self.listen, args=(i, rpc), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def listen(self, i, rpc):
+        try:
+            while True:
+                rpc.next_object()  # the header of the streamed record
+                event = rpc.next_object()
+                at = time.monotonic()
+                with self.lock:
+                    self.arrivals.setdefault(event.get("Name"), {}).setdefault(i, at)
+        except (OSError, ConnectionError, ValueError):
+            return
+
+    def received(self, name):
+        with self.lock:
+            return dict(self.arrivals.get(name, {}))
+
+    def stop(self):
+        for rpc in self.rpcs:
+            try:
+                rpc.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            rpc.close()
+        for thread in self.threads:
+            thread.join(timeout=2)
