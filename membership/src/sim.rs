@@ -6,12 +6,16 @@
 //! event the invariants of [`SimNetwork::check_invariants`] are checked, unless a benchmark
 //! turns that off ([`SimNetwork::check_invariants_after_each_event`]).
 //!
+//! A cluster forms either by joining (every node announces to a seed, as in production) or,
+//! for large benchmarks, already converged ([`SimNetwork::add_converged_nodes`]).
+//!
 //! Nodes get addresses in 127.0.0.0/8; nothing is ever sent on a real network.
 
 mod invariants;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -81,6 +85,12 @@ enum SimEvent {
         node: NodeId,
         life: u32,
         timer: CoreTimer,
+    },
+    /// The node learns the roster as members it has always known (see `add_converged_nodes`).
+    LearnRoster {
+        node: NodeId,
+        life: u32,
+        roster: Arc<[NodeIdentity]>,
     },
 }
 
@@ -188,6 +198,39 @@ impl SimNetwork {
     /// Adds `count` nodes and returns their ids.
     pub fn add_nodes(&mut self, count: usize) -> Vec<NodeId> {
         (0..count).map(|_| self.add_node()).collect()
+    }
+
+    /// Adds `count` nodes that form one cluster with the running nodes without joining: each
+    /// running node (old and new) learns every other as an alive member it has always known
+    /// ([`MembershipCore::handle_known_members`]: nothing is gossiped, no `Up` event is
+    /// reported). Each node learns at its own random instant within the next probe period,
+    /// so that probe timers do not tick in lockstep; once a probe period has passed the
+    /// network is [converged](Self::converged).
+    ///
+    /// foca looks each member up in a list, so this costs O(N²) per node, O(N³) in all.
+    pub fn add_converged_nodes(&mut self, count: usize) -> Vec<NodeId> {
+        let added = self.add_nodes(count);
+        let roster: Arc<[NodeIdentity]> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.core.as_ref())
+            .map(|core| core.identity().clone())
+            .collect();
+        let period = self.tunables.foca_config(roster.len()).probe_period;
+        let period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
+        for node in 0..self.nodes.len() {
+            if !self.is_running(node) {
+                continue;
+            }
+            let at = self.now + Duration::from_nanos(self.rng.random_range(0..period_ns));
+            let event = SimEvent::LearnRoster {
+                node,
+                life: self.nodes[node].life,
+                roster: Arc::clone(&roster),
+            };
+            self.queue.push(at, event);
+        }
+        added
     }
 
     /// Node `id` announces itself to node `seed`.
@@ -306,23 +349,36 @@ impl SimNetwork {
             .map(|m| m.status)
     }
 
+    /// Number of nodes running.
+    pub fn running_count(&self) -> usize {
+        self.nodes.iter().filter(|node| node.core.is_some()).count()
+    }
+
     /// Whether every running node lists every running node as alive and no other node as
-    /// alive or suspect.
+    /// alive or suspect. Costs one member list per running node.
     pub fn converged(&self) -> bool {
-        let running: Vec<NodeId> = (0..self.nodes.len())
-            .filter(|i| self.is_running(*i))
+        let running: HashSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|node| node.core.is_some())
+            .map(|node| node.name.as_str())
             .collect();
-        running.iter().all(|observer| {
-            let list = self.members_of(*observer);
-            let alive = list
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            alive == running.len()
-                && running
+        self.nodes
+            .iter()
+            .filter_map(|node| node.core.as_ref())
+            .all(|core| {
+                let list = core.members();
+                let alive: HashSet<&str> = list
                     .iter()
-                    .all(|s| self.status(*observer, *s) == Some(MemberStatus::Alive))
-        })
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let listed_alive = list
+                    .iter()
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .count();
+                listed_alive == running.len() && running.iter().all(|name| alive.contains(name))
+            })
     }
 
     /// Events observed so far.
@@ -379,7 +435,7 @@ impl SimNetwork {
         let now_ms = self.now_ms();
         let target = match &event {
             SimEvent::Deliver { to, .. } => *to,
-            SimEvent::Timer { node, .. } => *node,
+            SimEvent::Timer { node, .. } | SimEvent::LearnRoster { node, .. } => *node,
         };
         let _span =
             tracing::debug_span!("sim", node = %self.nodes[target].name, t = ?self.now).entered();
@@ -398,6 +454,19 @@ impl SimNetwork {
                 if self.nodes[node].life == life {
                     if let Some(core) = self.nodes[node].core.as_mut() {
                         core.handle_timer(now_ms, timer);
+                    }
+                }
+                node
+            }
+            SimEvent::LearnRoster { node, life, roster } => {
+                if self.nodes[node].life == life {
+                    if let Some(core) = self.nodes[node].core.as_mut() {
+                        if let Err(e) = core.handle_known_members(now_ms, roster.iter().cloned()) {
+                            panic!(
+                                "{} refused the roster: {e} (seed {})",
+                                self.nodes[node].name, self.seed
+                            );
+                        }
                     }
                 }
                 node

@@ -51,6 +51,31 @@ fn fifty_nodes_joined_through_one_seed_converge() {
 }
 
 #[test]
+fn fifty_nodes_started_converged_are_converged_within_one_probe_period() {
+    let mut sim = network();
+    let nodes = sim.add_converged_nodes(50);
+    assert_eq!(nodes.len(), 50);
+    sim.run_for(SECOND);
+    assert!(
+        sim.converged(),
+        "50 nodes started converged are not (seed {})",
+        sim.seed()
+    );
+    sim.run_for(30 * SECOND);
+    assert!(
+        sim.converged(),
+        "50 nodes started converged fell apart (seed {})",
+        sim.seed()
+    );
+    let failures = sim
+        .observed()
+        .iter()
+        .filter(|e| matches!(e.event, MemberEvent::Failed(_) | MemberEvent::Rejoined(_)))
+        .count();
+    assert_eq!(failures, 0, "a false failure (seed {})", sim.seed());
+}
+
+#[test]
 fn a_killed_node_is_declared_down_by_every_other_node() {
     let mut sim = joined_cluster(20);
     sim.kill(7);
