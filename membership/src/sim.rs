@@ -7,11 +7,13 @@
 //! turns that off ([`SimNetwork::check_invariants_after_each_event`]).
 //!
 //! A cluster forms either by joining (every node announces to a seed, as in production) or,
-//! for large benchmarks, already converged ([`SimNetwork::add_converged_nodes`]).
+//! for large benchmarks, already converged ([`SimNetwork::add_converged_nodes`]). What nodes
+//! learn about a node of interest is tracked from their events ([`SimNetwork::watch`]).
 //!
 //! Nodes get addresses in 127.0.0.0/8; nothing is ever sent on a real network.
 
 mod invariants;
+mod watch;
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,6 +31,8 @@ use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 use crate::profile::Tunables;
 use crate::timer_queue::TimerQueue;
+use watch::Watches;
+pub use watch::{Heard, WatchedNode};
 
 /// Index of a node in the simulation.
 pub type NodeId = usize;
@@ -120,6 +124,7 @@ pub struct SimNetwork {
     traffic: Traffic,
     keep_events: bool,
     check_each_event: bool,
+    watches: Watches,
 }
 
 impl SimNetwork {
@@ -143,6 +148,7 @@ impl SimNetwork {
             traffic: Traffic::default(),
             keep_events: true,
             check_each_event: true,
+            watches: Watches::default(),
         }
     }
 
@@ -166,7 +172,8 @@ impl SimNetwork {
         self.nodes.is_empty()
     }
 
-    /// Stop recording observed events (saves memory in very large runs).
+    /// Stop recording observed events (saves memory in very large runs). Watches
+    /// ([`Self::watch`]) go on regardless.
     pub fn record_events(&mut self, keep: bool) {
         self.keep_events = keep;
     }
@@ -381,6 +388,32 @@ impl SimNetwork {
             })
     }
 
+    /// Starts tracking what the nodes report about node `subject` from now on (forgetting
+    /// what was tracked before): see [`WatchedNode`].
+    pub fn watch(&mut self, subject: NodeId) {
+        let name = self.nodes[subject].name.clone();
+        self.watches.watch(name);
+    }
+
+    /// What the nodes reported about `subject` since [`Self::watch`], if it is watched.
+    pub fn watched(&self, subject: NodeId) -> Option<&WatchedNode> {
+        self.watches.get(&self.nodes[subject].name)
+    }
+
+    /// If every running node other than `subject` last reported `heard` about it (since
+    /// [`Self::watch`]), when the last of them did; otherwise `None`. O(N).
+    pub fn heard_by_all_at(&self, subject: NodeId, heard: Heard) -> Option<Duration> {
+        let watched = self.watched(subject)?;
+        let mut last = Duration::ZERO;
+        for observer in (0..self.nodes.len()).filter(|o| *o != subject && self.is_running(*o)) {
+            match watched.heard.get(&observer) {
+                Some((said, at)) if *said == heard => last = last.max(*at),
+                _ => return None,
+            }
+        }
+        Some(last)
+    }
+
     /// Events observed so far.
     pub fn observed(&self) -> &[ObservedEvent] {
         &self.observed
@@ -490,6 +523,7 @@ impl SimNetwork {
             match output {
                 Output::Send { to, packet } => self.send(id, to, packet),
                 Output::Schedule { after, timer } => {
+                    self.watches.on_schedule(self.now, &timer);
                     let life = self.nodes[id].life;
                     self.queue.push(
                         self.now + after,
@@ -504,6 +538,7 @@ impl SimNetwork {
                     if let MemberEvent::Rejoined(identity) = &event {
                         self.nodes[id].last_generation = identity.generation;
                     }
+                    self.watches.on_event(self.now, id, &event);
                     if self.keep_events {
                         self.observed.push(ObservedEvent {
                             at: self.now,
