@@ -26,6 +26,8 @@ pub use crate::member::{MemberEvent, MemberInfo, MemberStatus};
 use crate::profile::Tunables;
 use crate::stale_suspicion::StaleSuspicions;
 
+mod known_members;
+
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between two re-announcements while idle.

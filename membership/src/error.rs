@@ -69,6 +69,15 @@ pub enum BroadcastError {
     Refused(String),
 }
 
+/// Why a list of already-known members was not fully applied.
+#[derive(Debug, Error)]
+pub enum KnownMembersError {
+    /// foca refused one of the members; those before it in the list were applied, the rest
+    /// were not.
+    #[error("member list refused by SWIM: {0}")]
+    Refused(String),
+}
+
 /// Why the runtime stopped or a command could not be delivered.
 #[derive(Debug, Error)]
 pub enum RuntimeError {

@@ -3,12 +3,21 @@
 //! Datagrams and timers are events in one ordered queue; links have loss and delay; nodes can
 //! be partitioned, healed, killed and restarted. Every random choice comes from one seed, so a
 //! failing run is replayed exactly by its seed (printed in every failure message). After each
-//! event the invariants of [`SimNetwork::check_invariants`] are checked.
+//! event the invariants of [`SimNetwork::check_invariants`] are checked, unless a benchmark
+//! turns that off ([`SimNetwork::check_invariants_after_each_event`]).
+//!
+//! A cluster forms either by joining (every node announces to a seed, as in production) or,
+//! for large benchmarks, already converged ([`SimNetwork::add_converged_nodes`]). What nodes
+//! learn about a node of interest is tracked from their events ([`SimNetwork::watch`]).
 //!
 //! Nodes get addresses in 127.0.0.0/8; nothing is ever sent on a real network.
 
-use std::collections::HashMap;
+mod invariants;
+mod watch;
+
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -22,6 +31,8 @@ use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 use crate::profile::Tunables;
 use crate::timer_queue::TimerQueue;
+use watch::Watches;
+pub use watch::{Heard, WatchedNode};
 
 /// Index of a node in the simulation.
 pub type NodeId = usize;
@@ -79,6 +90,12 @@ enum SimEvent {
         life: u32,
         timer: CoreTimer,
     },
+    /// The node learns the roster as members it has always known (see `add_converged_nodes`).
+    LearnRoster {
+        node: NodeId,
+        life: u32,
+        roster: Arc<[NodeIdentity]>,
+    },
 }
 
 struct SimNode {
@@ -106,6 +123,8 @@ pub struct SimNetwork {
     observed: Vec<ObservedEvent>,
     traffic: Traffic,
     keep_events: bool,
+    check_each_event: bool,
+    watches: Watches,
 }
 
 impl SimNetwork {
@@ -128,6 +147,8 @@ impl SimNetwork {
             observed: Vec::new(),
             traffic: Traffic::default(),
             keep_events: true,
+            check_each_event: true,
+            watches: Watches::default(),
         }
     }
 
@@ -151,9 +172,17 @@ impl SimNetwork {
         self.nodes.is_empty()
     }
 
-    /// Stop recording observed events (saves memory in very large runs).
+    /// Stop recording observed events (saves memory in very large runs). Watches
+    /// ([`Self::watch`]) go on regardless.
     pub fn record_events(&mut self, keep: bool) {
         self.keep_events = keep;
+    }
+
+    /// Whether to check the invariants of the node that handled each event (on by default).
+    /// The check lists the node's members, O(N) per event; benchmarks of thousands of nodes
+    /// turn it off.
+    pub fn check_invariants_after_each_event(&mut self, check: bool) {
+        self.check_each_event = check;
     }
 
     /// Adds a running node named `n<index>` with an address in 127.0.0.0/8.
@@ -176,6 +205,39 @@ impl SimNetwork {
     /// Adds `count` nodes and returns their ids.
     pub fn add_nodes(&mut self, count: usize) -> Vec<NodeId> {
         (0..count).map(|_| self.add_node()).collect()
+    }
+
+    /// Adds `count` nodes that form one cluster with the running nodes without joining: each
+    /// running node (old and new) learns every other as an alive member it has always known
+    /// ([`MembershipCore::handle_known_members`]: nothing is gossiped, no `Up` event is
+    /// reported). Each node learns at its own random instant within the next probe period,
+    /// so that probe timers do not tick in lockstep; once a probe period has passed the
+    /// network is [converged](Self::converged).
+    ///
+    /// foca looks each member up in a list, so this costs O(N²) per node, O(N³) in all.
+    pub fn add_converged_nodes(&mut self, count: usize) -> Vec<NodeId> {
+        let added = self.add_nodes(count);
+        let roster: Arc<[NodeIdentity]> = self
+            .nodes
+            .iter()
+            .filter_map(|node| node.core.as_ref())
+            .map(|core| core.identity().clone())
+            .collect();
+        let period = self.tunables.foca_config(roster.len()).probe_period;
+        let period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
+        for node in 0..self.nodes.len() {
+            if !self.is_running(node) {
+                continue;
+            }
+            let at = self.now + Duration::from_nanos(self.rng.random_range(0..period_ns));
+            let event = SimEvent::LearnRoster {
+                node,
+                life: self.nodes[node].life,
+                roster: Arc::clone(&roster),
+            };
+            self.queue.push(at, event);
+        }
+        added
     }
 
     /// Node `id` announces itself to node `seed`.
@@ -294,23 +356,62 @@ impl SimNetwork {
             .map(|m| m.status)
     }
 
+    /// Number of nodes running.
+    pub fn running_count(&self) -> usize {
+        self.nodes.iter().filter(|node| node.core.is_some()).count()
+    }
+
     /// Whether every running node lists every running node as alive and no other node as
-    /// alive or suspect.
+    /// alive or suspect. Costs one member list per running node.
     pub fn converged(&self) -> bool {
-        let running: Vec<NodeId> = (0..self.nodes.len())
-            .filter(|i| self.is_running(*i))
+        let running: HashSet<&str> = self
+            .nodes
+            .iter()
+            .filter(|node| node.core.is_some())
+            .map(|node| node.name.as_str())
             .collect();
-        running.iter().all(|observer| {
-            let list = self.members_of(*observer);
-            let alive = list
-                .iter()
-                .filter(|m| m.status == MemberStatus::Alive)
-                .count();
-            alive == running.len()
-                && running
+        self.nodes
+            .iter()
+            .filter_map(|node| node.core.as_ref())
+            .all(|core| {
+                let list = core.members();
+                let alive: HashSet<&str> = list
                     .iter()
-                    .all(|s| self.status(*observer, *s) == Some(MemberStatus::Alive))
-        })
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                let listed_alive = list
+                    .iter()
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .count();
+                listed_alive == running.len() && running.iter().all(|name| alive.contains(name))
+            })
+    }
+
+    /// Starts tracking what the nodes report about node `subject` from now on (forgetting
+    /// what was tracked before): see [`WatchedNode`].
+    pub fn watch(&mut self, subject: NodeId) {
+        let name = self.nodes[subject].name.clone();
+        self.watches.watch(name);
+    }
+
+    /// What the nodes reported about `subject` since [`Self::watch`], if it is watched.
+    pub fn watched(&self, subject: NodeId) -> Option<&WatchedNode> {
+        self.watches.get(&self.nodes[subject].name)
+    }
+
+    /// If every running node other than `subject` last reported `heard` about it (since
+    /// [`Self::watch`]), when the last of them did; otherwise `None`. O(N).
+    pub fn heard_by_all_at(&self, subject: NodeId, heard: Heard) -> Option<Duration> {
+        let watched = self.watched(subject)?;
+        let mut last = Duration::ZERO;
+        for observer in (0..self.nodes.len()).filter(|o| *o != subject && self.is_running(*o)) {
+            match watched.heard.get(&observer) {
+                Some((said, at)) if *said == heard => last = last.max(*at),
+                _ => return None,
+            }
+        }
+        Some(last)
     }
 
     /// Events observed so far.
@@ -326,61 +427,6 @@ impl SimNetwork {
     /// The name of node `id`.
     pub fn name(&self, id: NodeId) -> &str {
         &self.nodes[id].name
-    }
-
-    /// Panics, naming the seed, if an invariant does not hold:
-    /// - each running node lists itself exactly once, as alive, under its own generation;
-    /// - no node lists a name twice or lists a seed stand-in;
-    /// - a node's generation never decreases.
-    pub fn check_invariants(&self) {
-        for id in 0..self.nodes.len() {
-            self.check_node_invariants(id);
-        }
-    }
-
-    /// The invariants of [`Self::check_invariants`] for one node; run after each event on the
-    /// node that handled it (the only one whose state changed).
-    pub fn check_node_invariants(&self, id: NodeId) {
-        {
-            let node = &self.nodes[id];
-            let Some(core) = node.core.as_ref() else {
-                return;
-            };
-            let list = core.members();
-            let mut names: Vec<&str> = list.iter().map(|m| m.name.as_str()).collect();
-            names.sort_unstable();
-            let before = names.len();
-            names.dedup();
-            assert_eq!(
-                before,
-                names.len(),
-                "{} lists a name twice (seed {})",
-                node.name,
-                self.seed
-            );
-            assert!(
-                names.iter().all(|n| !n.is_empty()),
-                "{} lists a seed stand-in (seed {})",
-                node.name,
-                self.seed
-            );
-            let me = core.identity();
-            assert!(
-                me.generation >= node.last_generation,
-                "{} generation went back (seed {})",
-                node.name,
-                self.seed
-            );
-            let own = list.iter().find(|m| m.name == node.name);
-            assert!(
-                own.is_some_and(
-                    |m| m.generation == me.generation && m.status == MemberStatus::Alive
-                ),
-                "{} does not list itself as alive (seed {})",
-                node.name,
-                self.seed
-            );
-        }
     }
 
     fn now_ms(&self) -> u64 {
@@ -422,7 +468,7 @@ impl SimNetwork {
         let now_ms = self.now_ms();
         let target = match &event {
             SimEvent::Deliver { to, .. } => *to,
-            SimEvent::Timer { node, .. } => *node,
+            SimEvent::Timer { node, .. } | SimEvent::LearnRoster { node, .. } => *node,
         };
         let _span =
             tracing::debug_span!("sim", node = %self.nodes[target].name, t = ?self.now).entered();
@@ -445,9 +491,24 @@ impl SimNetwork {
                 }
                 node
             }
+            SimEvent::LearnRoster { node, life, roster } => {
+                if self.nodes[node].life == life {
+                    if let Some(core) = self.nodes[node].core.as_mut() {
+                        if let Err(e) = core.handle_known_members(now_ms, roster.iter().cloned()) {
+                            panic!(
+                                "{} refused the roster: {e} (seed {})",
+                                self.nodes[node].name, self.seed
+                            );
+                        }
+                    }
+                }
+                node
+            }
         };
         self.flush(node);
-        self.check_node_invariants(node);
+        if self.check_each_event {
+            self.check_node_invariants(node);
+        }
         true
     }
 
@@ -462,6 +523,7 @@ impl SimNetwork {
             match output {
                 Output::Send { to, packet } => self.send(id, to, packet),
                 Output::Schedule { after, timer } => {
+                    self.watches.on_schedule(self.now, &timer);
                     let life = self.nodes[id].life;
                     self.queue.push(
                         self.now + after,
@@ -476,6 +538,7 @@ impl SimNetwork {
                     if let MemberEvent::Rejoined(identity) = &event {
                         self.nodes[id].last_generation = identity.generation;
                     }
+                    self.watches.on_event(self.now, id, &event);
                     if self.keep_events {
                         self.observed.push(ObservedEvent {
                             at: self.now,

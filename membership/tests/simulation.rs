@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rover_membership::sim::{seed_from_env, LinkSpec, SimNetwork};
+use rover_membership::sim::{seed_from_env, Heard, LinkSpec, SimNetwork};
 use rover_membership::{BroadcastItem, MemberEvent, MemberStatus, Profile, Topic};
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -45,6 +45,87 @@ fn fifty_nodes_joined_through_one_seed_converge() {
             alive,
             50,
             "n{observer} sees {alive} alive (seed {})",
+            sim.seed()
+        );
+    }
+}
+
+#[test]
+fn fifty_nodes_started_converged_are_converged_within_one_probe_period() {
+    let mut sim = network();
+    let nodes = sim.add_converged_nodes(50);
+    assert_eq!(nodes.len(), 50);
+    sim.run_for(SECOND);
+    assert!(
+        sim.converged(),
+        "50 nodes started converged are not (seed {})",
+        sim.seed()
+    );
+    sim.run_for(30 * SECOND);
+    assert!(
+        sim.converged(),
+        "50 nodes started converged fell apart (seed {})",
+        sim.seed()
+    );
+    let failures = sim
+        .observed()
+        .iter()
+        .filter(|e| matches!(e.event, MemberEvent::Failed(_) | MemberEvent::Rejoined(_)))
+        .count();
+    assert_eq!(failures, 0, "a false failure (seed {})", sim.seed());
+}
+
+#[test]
+fn a_watched_join_and_death_are_heard_by_every_node_as_their_member_lists_say() {
+    let mut sim = network();
+    let members = sim.add_converged_nodes(30);
+    sim.run_for(SECOND);
+    let joiner = sim.add_node();
+    sim.watch(joiner);
+    sim.join(joiner, members[4]);
+    let joined = sim.run_until(Duration::from_secs(30), SECOND / 10, |sim| {
+        sim.heard_by_all_at(joiner, Heard::Up).is_some()
+    });
+    assert!(
+        joined.is_some(),
+        "the join was not heard (seed {})",
+        sim.seed()
+    );
+    for observer in &members {
+        assert_eq!(
+            sim.status(*observer, joiner),
+            Some(MemberStatus::Alive),
+            "n{observer} heard of the join but does not list it (seed {})",
+            sim.seed()
+        );
+    }
+
+    let victim = members[9];
+    sim.watch(victim);
+    let killed_at = sim.now();
+    sim.kill(victim);
+    let died = sim.run_until(Duration::from_secs(60), SECOND / 10, |sim| {
+        sim.heard_by_all_at(victim, Heard::Down).is_some()
+    });
+    assert!(
+        died.is_some(),
+        "the death was not heard (seed {})",
+        sim.seed()
+    );
+    let watched = sim.watched(victim).unwrap();
+    let suspected = watched.first_suspected_at.unwrap();
+    let down = watched.first_down_at.unwrap();
+    let everyone = sim.heard_by_all_at(victim, Heard::Down).unwrap();
+    assert!(
+        killed_at < suspected && suspected < down && down <= everyone,
+        "kill {killed_at:?}, suspicion {suspected:?}, down {down:?}, all {everyone:?} (seed {})",
+        sim.seed()
+    );
+    for observer in members.iter().chain([&joiner]).filter(|o| **o != victim) {
+        assert_eq!(
+            sim.status(*observer, victim),
+            Some(MemberStatus::Failed),
+            "n{observer} heard of the death but does not list it failed (seed {})",
             sim.seed()
         );
     }
