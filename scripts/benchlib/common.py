@@ -8,12 +8,21 @@ import json, os, signal, socket, statistics, subprocess, time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+# Ports handed out by this process: the kernel may offer a just-closed port again, and two
+# agents given one port would answer for each other.
+_handed_out = set()
+
+
 def free_port(kind=socket.SOCK_STREAM):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, kind)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise SystemExit("no free port that was not handed out already")
 
 
 def free_udp_tcp_port():
@@ -25,7 +34,10 @@ def free_udp_tcp_port():
         port = udp.getsockname()[1]
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
+            if port in _handed_out:
+                continue
             tcp.bind(("127.0.0.1", port))
+            _handed_out.add(port)
             return port
         except OSError:
             continue
@@ -48,6 +60,9 @@ class Processes:
         log.close()
         self.procs.append(proc)
         return proc
+
+    def all_running(self):
+        return all(proc.poll() is None for proc in self.procs)
 
     def kill(self, proc, sig=signal.SIGKILL):
         if proc.poll() is None:
@@ -75,11 +90,15 @@ def wait_until(condition, timeout, every=0.02):
 
 
 def proc_stats(pid):
-    """(CPU seconds used so far, RSS in KiB) of a running process, from /proc."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    """(CPU seconds used so far, RSS in KiB) of a running process, from /proc. CPU time comes
+    from schedstat (nanoseconds) where the kernel has it, else from stat (clock ticks)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            cpu = int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:

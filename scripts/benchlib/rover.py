@@ -104,7 +104,12 @@ class RoverCluster:
     # --- processes ---
 
     def wait_up(self, timeout=60):
-        return wait_until(lambda: all(self.up(i) for i in range(len(self.procs))), timeout, every=0.05)
+        """Seconds until every agent answers; None if one exited or `timeout` passed."""
+        def up():
+            if not self.processes.all_running():
+                raise SystemExit(f"{self.tool}: an agent exited at start\n" + self.tails())
+            return all(self.up(i) for i in range(len(self.procs)))
+        return wait_until(up, timeout, every=0.05)
 
     def kill(self, i, sig=signal.SIGKILL):
         self.processes.kill(self.procs[i], sig)
