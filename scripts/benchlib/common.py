@@ -90,15 +90,11 @@ def wait_until(condition, timeout, every=0.02):
 
 
 def proc_stats(pid):
-    """(CPU seconds used so far, RSS in KiB) of a running process, from /proc. CPU time comes
-    from schedstat (nanoseconds) where the kernel has it, else from stat (clock ticks)."""
-    try:
-        with open(f"/proc/{pid}/schedstat") as f:
-            cpu = int(f.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """(CPU seconds used so far by all its threads, RSS in KiB) of a running process, from
+    /proc (CPU in clock ticks, 10 ms: schedstat would be finer but counts only one thread)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     rss = 0
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -137,8 +133,8 @@ class Output:
         rover, serf = both.get("rover-agent"), both.get("serf")
         if rover is None or serf is None:
             return
-        value = rover / serf if serf else float("inf") if rover else 1.0
-        self.line(scenario=scenario, n=n, tool="rover/serf", value=round(value, 3), unit="ratio",
+        value = round(rover / serf, 3) if serf else None  # JSON has no infinity
+        self.line(scenario=scenario, n=n, tool="rover/serf", value=value, unit="ratio",
                   rover=round(rover, 4), serf=round(serf, 4), measured_in=unit)
 
     def table(self):

@@ -8,9 +8,9 @@ ratio of medians.
                survivor lists it failed
   dissemination  `alert raise` (rover-agent) vs `serf event` (Serf) on one agent: seconds until
                every agent has it
-  idle         per agent, over one window: RSS, CPU seconds, bytes sent per second (each tool's
-               own counters: rover-agent's gossip + cluster-port counters; memberlist's
-               udp.sent + tcp.sent via statsd)
+  idle         per agent, over one window (3 clusters of each tool idle side by side): RSS, CPU
+               seconds, bytes sent per second (each tool's own counters: rover-agent's gossip +
+               cluster-port counters; memberlist's udp.sent + tcp.sent via statsd)
 
 Agents are polled round-robin, one request at a time over kept-alive connections, so that the
 polling itself costs the agents little; a time is when the last agent was first seen to satisfy
@@ -157,31 +157,33 @@ def dissemination(out, binary, tool, n, events):
 
 
 def idle(out, binary, n, window, runs):
-    """Both tools' clusters run at once through each window (idle, they barely touch the CPU)."""
+    """`runs` clusters of each tool, all idle through one shared window (idle agents barely
+    touch the CPU, so running them at once changes nothing but the wall time)."""
     per_run = {tool: {"rss": [], "cpu": [], "bytes": []} for tool in TOOLS}
-    for run in range(runs):
-        clusters = {}
-        try:
+    clusters = []
+    try:
+        for run in range(runs):
             for tool in TOOLS:
-                clusters[tool] = start_joined(tool, binary, n)
-            rover = clusters["rover-agent"]
-            if wait_until(lambda: rover_settled(rover, n), 60, every=0.2) is None:
-                raise SystemExit("rover-agent: no Raft leader with its voters\n" + rover.tails())
-            before = {t: [(proc_stats(c.pid(i)), c.bytes_out(i)) for i in range(n)] for t, c in clusters.items()}
-            time.sleep(window)  # the measurement window itself, not a wait for a condition
-            for tool, cluster in clusters.items():
-                after = [(proc_stats(cluster.pid(i)), cluster.bytes_out(i)) for i in range(n)]
-                cpu = [a[0][0] - b[0][0] for a, b in zip(after, before[tool])]
-                rss = [a[0][1] for a in after]
-                rate = [(a[1] - b[1]) / window for a, b in zip(after, before[tool])]
-                for key, values, unit in (("rss", rss, "KiB"), ("cpu", cpu, f"cpu-s/{window}s"),
-                                          ("bytes", rate, "B/s")):
-                    median = statistics.median(values)
-                    per_run[tool][key].append(median)
-                    out.sample(f"idle_{key}", n, tool, median, unit, run=run, min=min(values), max=max(values))
-        finally:
-            for cluster in clusters.values():
-                cluster.stop()
+                clusters.append((run, tool, start_joined(tool, binary, n)))
+        for run, tool, cluster in clusters:
+            if tool == "rover-agent" and wait_until(lambda: rover_settled(cluster, n), 60, every=0.2) is None:
+                raise SystemExit("rover-agent: no Raft leader with its voters\n" + cluster.tails())
+        before = [[(proc_stats(c.pid(i)), c.bytes_out(i)) for i in range(n)] for _, _, c in clusters]
+        time.sleep(window)  # the measurement window itself, not a wait for a condition
+        for (run, tool, cluster), earlier in zip(clusters, before):
+            after = [(proc_stats(cluster.pid(i)), cluster.bytes_out(i)) for i in range(n)]
+            cpu = [a[0][0] - b[0][0] for a, b in zip(after, earlier)]
+            rss = [a[0][1] for a in after]
+            rate = [(a[1] - b[1]) / window for a, b in zip(after, earlier)]
+            for key, values, unit in (("rss", rss, "KiB"), ("cpu", cpu, f"cpu-s/{window}s"),
+                                      ("bytes", rate, "B/s")):
+                median = statistics.median(values)
+                per_run[tool][key].append(median)
+                out.sample(f"idle_{key}", n, tool, median, unit, run=run, min=round(min(values), 4),
+                           max=round(max(values), 4))
+    finally:
+        for _, _, cluster in clusters:
+            cluster.stop()
     for tool in TOOLS:
         out.summary("idle_rss", n, tool, per_run[tool]["rss"], "KiB")
         out.summary("idle_cpu", n, tool, per_run[tool]["cpu"], f"cpu-s/{window}s")
