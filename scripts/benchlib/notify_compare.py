@@ -70,7 +70,7 @@ message = EmailMessage()
 message["Subject"] = "serf: %s %s (seen by %s)" % (event, ", ".join(members), me)
 message["From"] = "serf@example.org"
 message["To"] = "ops@example.org"
-message.set_content("\\n".join(lines) + "\\n")
+message.set_content("Sent by %s, serf %s handler.\\n" % (me, event) + "\\n".join(lines) + "\\n")
 with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
     smtp.send_message(message, from_addr="serf@example.org", to_addrs=["ops@example.org"])
 '''
@@ -205,12 +205,14 @@ class Results:
     def __init__(self, out):
         self.out, self.rows = out, {}
 
-    def record(self, scenario, n, tool, incidents, mails, first, window, **extra):
+    def record(self, scenario, n, tool, incidents, t0, mails, first, window, **extra):
         emails = len(mails)
         per = round(emails / incidents, 3) if incidents else None
         self.out.line(scenario=scenario, n=n, tool=tool, value=emails, unit="emails", incidents=incidents,
                       emails_per_incident=per, first_email_s=None if first is None else round(first, 2),
-                      window_s=round(window, 1), subjects=[m["subject"] for m in mails], **extra)
+                      window_s=round(window, 1), subjects=[m["subject"] for m in mails],
+                      arrivals_s=[round(m["at"] - t0, 2) for m in mails], sent_by=[sent_by(m) for m in mails],
+                      **extra)
         row = self.rows.setdefault(scenario, {"n": n, "incidents": incidents})
         row[tool] = emails
         if ROVER in row and SERF in row:
@@ -231,6 +233,12 @@ class Results:
                          f"{per_incident(rover, incidents)} / {per_incident(serf, incidents)} | "
                          f"{ratio_text(rover, serf)} |")
         return "\n".join(lines)
+
+
+def sent_by(mail):
+    """The "Sent by ..." line of a message's body (rover-agent's names the leader and its mode;
+    the Serf handler's names the agent that ran it)."""
+    return next((line.strip() for line in mail["body"].splitlines() if line.startswith("Sent by")), "?")
 
 
 def show(value):
@@ -297,14 +305,14 @@ def kill_one(bench, tool, with_back):
         setup = bench.setup_emails(tool, started)
         t0 = kill(cluster, [victim])
         mails, first, window = count_window(bench.sink, tool, t0)
-        bench.results.record("notify_kill_one", n, tool, 1, mails, first, window, setup_emails=setup, **fields)
+        bench.results.record("notify_kill_one", n, tool, 1, t0, mails, first, window, setup_emails=setup, **fields)
         if with_back:
             seed = next(i for i in range(n) if i != victim)
             t0 = time.monotonic()
             restart(tool, cluster, victim, seed)
             mails, first, window = count_window(bench.sink, tool, t0)
             fields = {"restarted": cluster.names[victim], **({"handlers": fields["handlers"]} if tool == SERF else {})}
-            bench.results.record("notify_back", n, tool, 1, mails, first, window, **fields)
+            bench.results.record("notify_back", n, tool, 1, t0, mails, first, window, **fields)
     finally:
         cluster.stop()
 
@@ -324,7 +332,7 @@ def sigstop(bench, tool, pause=1.5):
             cluster.signal(victim, signal.SIGCONT)
         mails, first, window = count_window(bench.sink, tool, t0, fixed=QUIET_WINDOW)
         fields.pop("killed")
-        bench.results.record("notify_sigstop", n, tool, 0, mails, first, window, stopped=cluster.names[victim],
+        bench.results.record("notify_sigstop", n, tool, 0, t0, mails, first, window, stopped=cluster.names[victim],
                              pause_s=pause, **fields)
     finally:
         cluster.stop()
@@ -339,7 +347,7 @@ def kill_two(bench, tool):
         fields = bench.describe(tool, cluster, victims)
         t0 = kill(cluster, victims)
         mails, first, window = count_window(bench.sink, tool, t0)
-        bench.results.record("notify_kill_two", n, tool, 2, mails, first, window, **fields)
+        bench.results.record("notify_kill_two", n, tool, 2, t0, mails, first, window, **fields)
     finally:
         cluster.stop()
 
@@ -354,7 +362,7 @@ def kill_leader(bench, tool):
         fields = bench.describe(tool, cluster, [victim])
         t0 = kill(cluster, [victim])
         mails, first, window = count_window(bench.sink, tool, t0)
-        bench.results.record("notify_kill_leader", n, tool, 1, mails, first, window, **fields)
+        bench.results.record("notify_kill_leader", n, tool, 1, t0, mails, first, window, **fields)
     finally:
         cluster.stop()
 
@@ -372,7 +380,7 @@ def no_quorum(bench, tool):
             fields["fallback_after"] = FALLBACK_AFTER
         t0 = kill(cluster, victims)
         mails, first, window = count_window(bench.sink, tool, t0)
-        bench.results.record("notify_no_quorum", n, tool, 2, mails, first, window, **fields)
+        bench.results.record("notify_no_quorum", n, tool, 2, t0, mails, first, window, **fields)
     finally:
         cluster.stop()
 
