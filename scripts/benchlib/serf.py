@@ -93,13 +93,17 @@ class StatsdCounters:
 class SerfCluster:
     tool = TOOL
 
-    def __init__(self, n, handlers=()):
+    def __init__(self, n, handlers=(), directory=None):
         """Starts `n` serf agents, each alone, on the default `lan` profile, encrypted with one
-        key. `handlers` are `-event-handler` values given to every agent."""
-        self.dir = tempfile.mkdtemp(prefix="serf-bench-")
+        key. `handlers` are `-event-handler` values given to every agent. `directory`: the
+        cluster's temp dir, made by the caller (e.g. to hold a handler script; see
+        `temp_dir`), else made here; `stop` removes it either way. `commands[i]` is the command
+        that started agent `i`."""
+        self.dir = directory or temp_dir()
         self.processes = Processes()
         key = subprocess.check_output(["serf", "keygen"], text=True).strip()
         self.procs, self.names, self.bind, self.rpc_addrs, self.rpcs, self.stats = [], [], [], [], [], []
+        self.commands = []
         for i in range(n):
             name, port, rpc = f"s{i}", free_udp_tcp_port(), free_port()
             stats = StatsdCounters()
@@ -111,6 +115,7 @@ class SerfCluster:
             for handler in handlers:
                 cmd += ["-event-handler", handler]
             self.procs.append(self.processes.start(cmd, os.path.join(self.dir, name + ".log")))
+            self.commands.append(cmd)
             self.names.append(name)
             self.bind.append(f"127.0.0.1:{port}")
             self.rpc_addrs.append(("127.0.0.1", rpc))
@@ -180,6 +185,11 @@ class SerfCluster:
         for stats in self.stats:
             stats.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def temp_dir():
+    """A new temp dir for a SerfCluster (what it makes itself without `directory`)."""
+    return tempfile.mkdtemp(prefix="serf-bench-")
 
 
 class UserEventWatch:
