@@ -4,9 +4,10 @@
 # line on stdout, a Markdown table on stderr. Scenarios and the counting window: the docstring of
 # scripts/benchlib/notify_compare.py.
 #
-#   scripts/bench-notify.sh                       # all six scenarios (about 10 minutes)
+#   scripts/bench-notify.sh                       # all six scenarios (about 6 minutes)
 #   scripts/bench-notify.sh --quick               # kill_one and kill_two only
 #   scripts/bench-notify.sh --scenario sigstop --scenario no_quorum   # only these
+#   scripts/bench-notify.sh --keep-logs /tmp/notify-logs   # keep every agent's log
 #
 # Installs what it needs when missing (Debian packages serf, python3-msgpack, python3-aiosmtpd),
 # builds the release binary, then runs benchlib.notify_compare.

@@ -36,10 +36,10 @@ a Markdown table goes to stderr at the end.
 Every process started is recorded by PID and stopped by that PID; every wait is bounded;
 everything listens on 127.0.0.1.
 
-  python3 -m benchlib.notify_compare [--binary PATH] [--quick] [--scenario NAME ...]
-(run from scripts/, or through scripts/bench-notify.sh)
+  python3 -m benchlib.notify_compare [--binary PATH] [--quick] [--scenario NAME ...] [--keep-logs DIR]
+(run from scripts/, or through scripts/bench-notify.sh; --keep-logs keeps every agent's log)
 """
-import argparse, os, signal, sys, time
+import argparse, glob, os, shutil, signal, sys, time
 
 from .common import ROOT, Output, versions, wait_until
 from .rover import RoverCluster
@@ -263,9 +263,19 @@ class Bench:
     """What every scenario shares: the binary, the SMTP sink, the results, and the index the
     rover-agent run of a scenario killed (Serf's run of kill_leader kills the same one)."""
 
-    def __init__(self, binary, sink, results):
-        self.binary, self.sink, self.results = binary, sink, results
+    def __init__(self, binary, sink, results, keep_logs=None):
+        self.binary, self.sink, self.results, self.keep_logs = binary, sink, results, keep_logs
         self.rover_killed = {}
+
+    def stop(self, scenario, tool, cluster):
+        """Stops the cluster; with --keep-logs, first copies its agents' logs to
+        KEEP/<scenario>-<tool>/."""
+        if self.keep_logs:
+            kept = os.path.join(self.keep_logs, f"{scenario}-{tool}")
+            os.makedirs(kept, exist_ok=True)
+            for log in glob.glob(os.path.join(cluster.dir, "*.log")):
+                shutil.copy(log, kept)
+        cluster.stop()
 
     def cluster(self, tool, n, join_handler=False, extra_config=""):
         started = time.monotonic()
@@ -314,7 +324,7 @@ def kill_one(bench, tool, with_back):
             fields = {"restarted": cluster.names[victim], **({"handlers": fields["handlers"]} if tool == SERF else {})}
             bench.results.record("notify_back", n, tool, 1, t0, mails, first, window, **fields)
     finally:
-        cluster.stop()
+        bench.stop("kill_one", tool, cluster)
 
 
 def sigstop(bench, tool, pause=1.5):
@@ -335,7 +345,7 @@ def sigstop(bench, tool, pause=1.5):
         bench.results.record("notify_sigstop", n, tool, 0, t0, mails, first, window, stopped=cluster.names[victim],
                              pause_s=pause, **fields)
     finally:
-        cluster.stop()
+        bench.stop("sigstop", tool, cluster)
 
 
 def kill_two(bench, tool):
@@ -349,7 +359,7 @@ def kill_two(bench, tool):
         mails, first, window = count_window(bench.sink, tool, t0)
         bench.results.record("notify_kill_two", n, tool, 2, t0, mails, first, window, **fields)
     finally:
-        cluster.stop()
+        bench.stop("kill_two", tool, cluster)
 
 
 def kill_leader(bench, tool):
@@ -364,7 +374,7 @@ def kill_leader(bench, tool):
         mails, first, window = count_window(bench.sink, tool, t0)
         bench.results.record("notify_kill_leader", n, tool, 1, t0, mails, first, window, **fields)
     finally:
-        cluster.stop()
+        bench.stop("kill_leader", tool, cluster)
 
 
 def no_quorum(bench, tool):
@@ -382,7 +392,7 @@ def no_quorum(bench, tool):
         mails, first, window = count_window(bench.sink, tool, t0)
         bench.results.record("notify_no_quorum", n, tool, 2, t0, mails, first, window, **fields)
     finally:
-        cluster.stop()
+        bench.stop("no_quorum", tool, cluster)
 
 
 def run(bench, chosen):
@@ -410,6 +420,7 @@ def main():
     parser.add_argument("--quick", action="store_true", help="kill_one and kill_two only")
     parser.add_argument("--scenario", choices=SCENARIOS, action="append",
                         help="run only these (repeatable; back runs kill_one first); default: all")
+    parser.add_argument("--keep-logs", metavar="DIR", help="copy every cluster's agent logs to DIR/<scenario>-<tool>/")
     args = parser.parse_args()
     chosen = set(args.scenario or (QUICK if args.quick else SCENARIOS))
 
@@ -418,7 +429,7 @@ def main():
     results = Results(out)
     sink = SmtpSink()
     try:
-        run(Bench(args.binary, sink, results), chosen)
+        run(Bench(args.binary, sink, results, args.keep_logs), chosen)
     finally:
         sink.stop()
     print(results.table(), file=sys.stderr)
