@@ -102,6 +102,32 @@ def proc_stats(pid):
                 rss = int(line.split()[1])
     return cpu, rss
 
+class AgentProcesses:
+    """What a cluster of agent processes of either tool shares: `procs`, `names`, `dir` (with
+    `<name>.log` per agent), `processes` (a Processes) and `tool`; a subclass adds `up(i)`."""
+
+    def wait_up(self, timeout=60):
+        """Seconds until every agent answers; None if one exited or `timeout` passed."""
+        def up():
+            if not self.processes.all_running():
+                raise SystemExit(f"{self.tool}: an agent exited at start\n" + self.tails())
+            return all(self.up(i) for i in range(len(self.procs)))
+        return wait_until(up, timeout, every=0.05)
+
+    def kill(self, i, sig=signal.SIGKILL):
+        self.processes.kill(self.procs[i], sig)
+
+    def signal(self, i, sig):
+        os.kill(self.procs[i].pid, sig)
+
+    def tails(self, lines=15):
+        """The last lines of every agent's log, for a failure message."""
+        out = []
+        for name in self.names:
+            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
+                out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
+        return "\n".join(out)
+
 
 class Output:
     """JSON lines on stdout, each with the machine's cores and both tools' versions; keeps the

@@ -1,13 +1,13 @@
 """A cluster of rover-agent processes on 127.0.0.1, each read through its HTTP API over one
 kept-alive connection (so that polling costs the agents little)."""
-import http.client, json, os, shutil, signal, subprocess, tempfile, time
+import http.client, json, os, shutil, subprocess, tempfile
 
-from .common import Processes, free_port, free_udp_tcp_port, wait_until
+from .common import AgentProcesses, Processes, free_port, free_udp_tcp_port
 
 TOOL = "rover-agent"
 
 
-class RoverCluster:
+class RoverCluster(AgentProcesses):
     tool = TOOL
 
     def __init__(self, binary, n, join_at_start=True, config=None, profile=None):
@@ -100,29 +100,6 @@ class RoverCluster:
 
     def info(self, i):
         return self.request(i, "GET", "/v1/info") or {}
-
-    # --- processes ---
-
-    def wait_up(self, timeout=60):
-        """Seconds until every agent answers; None if one exited or `timeout` passed."""
-        def up():
-            if not self.processes.all_running():
-                raise SystemExit(f"{self.tool}: an agent exited at start\n" + self.tails())
-            return all(self.up(i) for i in range(len(self.procs)))
-        return wait_until(up, timeout, every=0.05)
-
-    def kill(self, i, sig=signal.SIGKILL):
-        self.processes.kill(self.procs[i], sig)
-
-    def signal(self, i, sig):
-        os.kill(self.procs[i].pid, sig)
-
-    def tails(self, lines=15):
-        out = []
-        for name in self.names:
-            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
-                out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
-        return "\n".join(out)
 
     def stop(self):
         for conn in self.conns:

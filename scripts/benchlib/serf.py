@@ -1,11 +1,11 @@
 """A cluster of HashiCorp Serf agents (Debian package `serf`) on 127.0.0.1, with their traffic
 encrypted like rover-agent's, read through Serf's msgpack RPC, and their own byte counters
 (memberlist.udp.sent, memberlist.tcp.sent) received as statsd lines on a loopback UDP port."""
-import json, os, shutil, signal, socket, subprocess, tempfile, threading, time
+import json, os, shutil, socket, subprocess, tempfile, threading, time
 
 import msgpack
 
-from .common import Processes, free_port, free_udp_tcp_port, wait_until
+from .common import AgentProcesses, Processes, free_port, free_udp_tcp_port
 
 TOOL = "serf"
 
@@ -90,7 +90,7 @@ class StatsdCounters:
         self.sock.close()
 
 
-class SerfCluster:
+class SerfCluster(AgentProcesses):
     tool = TOOL
 
     def __init__(self, n, handlers=(), directory=None):
@@ -155,27 +155,6 @@ class SerfCluster:
     def bytes_out(self, i):
         """Bytes this agent has sent (UDP and TCP), from memberlist's own counters."""
         return self.stats[i].total("memberlist.udp.sent") + self.stats[i].total("memberlist.tcp.sent")
-
-    def wait_up(self, timeout=60):
-        """Seconds until every agent answers; None if one exited or `timeout` passed."""
-        def up():
-            if not self.processes.all_running():
-                raise SystemExit(f"{self.tool}: an agent exited at start\n" + self.tails())
-            return all(self.up(i) for i in range(len(self.procs)))
-        return wait_until(up, timeout, every=0.05)
-
-    def kill(self, i, sig=signal.SIGKILL):
-        self.processes.kill(self.procs[i], sig)
-
-    def signal(self, i, sig):
-        os.kill(self.procs[i].pid, sig)
-
-    def tails(self, lines=15):
-        out = []
-        for name in self.names:
-            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
-                out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
-        return "\n".join(out)
 
     def stop(self):
         for rpc in self.rpcs:
