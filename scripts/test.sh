@@ -5,7 +5,8 @@
 #   scripts/test.sh -E 'test(sim)'  # extra arguments go to the test runner (nextest or cargo test)
 #
 # Steps: (1) install the missing system packages listed below (apt-get, quietly, only if
-# something is missing), (2) `cargo fmt --check`, (3) build every target, (4) run the tests with
+# something is missing), (2) `cargo fmt --check`, (3) clippy with warnings as errors (the
+# workspace lints, `unwrap_used` included), (4) build every target, (5) run the tests with
 # cargo-nextest if it is installed, else `cargo test`. Exits non-zero if any step fails.
 set -euo pipefail
 
@@ -55,6 +56,12 @@ if ! cargo fmt --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; t
     rustup component add rustfmt >/dev/null 2>&1 || true
 fi
 cargo fmt --all -- --check
+
+step "cargo clippy --workspace --all-targets -- -D warnings"
+if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add clippy >/dev/null 2>&1 || true
+fi
+cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets
