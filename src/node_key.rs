@@ -15,6 +15,7 @@ use ed25519_dalek::SigningKey;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
+use crate::data_dir::trust::{check_private_file, make_private, FileTrust};
 use crate::data_dir::write_private;
 
 /// File name of the node key inside the data dir.
@@ -38,6 +39,9 @@ impl NodeKey {
     /// Reads the key from `dir`, or makes and stores a new one on first start.
     pub fn load_or_create(dir: &Path) -> Result<Self> {
         let path = dir.join(NODE_KEY_FILE);
+        if let FileTrust::Readable(mode) = check_private_file(&path, "node key")? {
+            make_private(&path, "node key", mode)?;
+        }
         match fs::read_to_string(&path) {
             Ok(text) => Self::parse(text.trim())
                 .with_context(|| format!("node key file {} is damaged", path.display())),
