@@ -5,21 +5,24 @@ side-by-side scenario ends with a `rover/serf` line, the ratio of the medians). 
 of the medians and ratios goes to stderr at the end.
 
 Side by side (same N, loopback, default LAN timings for both; see benchlib/side_by_side.py):
-  join, failure, dissemination  at N = 5, 20, 50 (--quick: 5)
-  idle                          at N = 5: RSS, CPU seconds, bytes sent per second, per agent
+  join, failure, dissemination  at N = 5, 20, 50, 100 (--quick: 5)
+  idle                          at N = 5, 20, 50 (--quick: 5): RSS, CPU seconds, bytes sent per
+                                second, per agent (mean over the cluster)
 rover-agent alone (Serf has no leader nor notifier; see benchlib/rover_only.py):
   leader; notify (kill -9 to email, only when asked: scripts/bench-notify.sh counts the emails
   of both tools)
 The membership simulation at 1 000 and 10 000 nodes (sim; --quick: 1 000):
   periods until all know of a join and a death, traffic per node per period, next to theory
 
-Every process started is recorded by PID and stopped by that PID; every wait is bounded.
+Every process started is recorded by PID and stopped by that PID, also when the run aborts
+(an error, Ctrl-C, SIGTERM); an agent that finds its port taken by another program is started
+again on new ports; every wait is bounded.
 """
 import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import rover_only, side_by_side  # noqa: E402
-from benchlib.common import ROOT, Output, versions  # noqa: E402
+from benchlib.common import ROOT, Output, stop_on_exit, versions  # noqa: E402
 
 SCENARIOS = ["join", "failure", "dissemination", "idle", "leader", "notify", "sim"]
 
@@ -36,6 +39,10 @@ def simulation(out, target, quick):
             out.line(**fields)
 
 
+def numbers(text):
+    return [int(n) for n in text.split(",")]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # cargo's own CARGO_TARGET_DIR, when set, is where bench.sh's build put the binaries.
@@ -46,12 +53,15 @@ def main():
     parser.add_argument("--scenario", choices=SCENARIOS + ["all"], action="append",
                         help="run only these (repeatable); default: all")
     parser.add_argument("--sizes", default=None, help="comma-separated N for join/failure/dissemination")
+    parser.add_argument("--idle-sizes", default=None, help="comma-separated N for idle")
     args = parser.parse_args()
+    stop_on_exit()
     chosen = set(args.scenario or ["all"])
     if "all" in chosen:
         # notify is measured side by side with Serf handlers by bench-notify.sh
         chosen = set(SCENARIOS) - ({"leader", "notify"} if args.quick else {"notify"})
-    sizes = [int(n) for n in args.sizes.split(",")] if args.sizes else ([5] if args.quick else [5, 20, 50])
+    sizes = numbers(args.sizes) if args.sizes else ([5] if args.quick else [5, 20, 50, 100])
+    idle_sizes = numbers(args.idle_sizes) if args.idle_sizes else ([5] if args.quick else [5, 20, 50])
     runs, window = 3, (10 if args.quick else 60)
 
     started = time.monotonic()
@@ -66,7 +76,10 @@ def main():
                 measure(out, args.binary, tool, n, runs if scenario != "dissemination" else 5)
             out.ratio(side_by_side.NAMES[scenario], n, "s")
     if "idle" in chosen:
-        side_by_side.idle(out, args.binary, 5, window, runs)
+        for n in idle_sizes:
+            # Clusters of one size idle side by side: 3 of each tool at N = 5, fewer above (a run's
+            # figure is already a mean over its N agents).
+            side_by_side.idle(out, args.binary, n, window, runs if n <= 5 else (2 if n <= 20 else 1))
     if "leader" in chosen:
         rover_only.leader_failover(out, args.binary, 5, runs)
         rover_only.fallback(out, args.binary, 1)

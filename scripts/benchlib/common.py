@@ -3,7 +3,7 @@
 Every process a benchmark starts is recorded by PID in a `Processes` and stopped by that PID;
 every wait is bounded by a timeout and returns None when it runs out.
 """
-import json, os, signal, socket, statistics, subprocess, time
+import atexit, json, os, signal, socket, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -47,6 +47,44 @@ def free_udp_tcp_port():
     raise SystemExit("no port free for both UDP and TCP")
 
 
+# Every process any benchmark of this interpreter started, so that an abort anywhere (an
+# exception, Ctrl-C, SIGTERM) still stops them all, each by its own PID: see stop_on_exit.
+_every_process = []
+
+
+def port_taken(log_path):
+    """Whether an agent's log says it could not bind a port another program holds."""
+    try:
+        with open(log_path, errors="replace") as f:
+            text = f.read().lower()
+    except OSError:
+        return False
+    return any(sign in text for sign in ("address already in use", "os error 98", "eaddrinuse"))
+
+
+def stop_every_process():
+    """Stops every process still running that this interpreter started, by PID."""
+    for proc in list(_every_process):
+        if proc.poll() is None:
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+
+
+def stop_on_exit():
+    """Makes sure no agent outlives the benchmark: at interpreter exit (after an exception or
+    Ctrl-C too), and on SIGTERM or SIGHUP (turned into SystemExit, so `finally` blocks run),
+    every process started is stopped by PID."""
+    atexit.register(stop_every_process)
+
+    def leave(signum, _frame):
+        raise SystemExit(128 + signum)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
+
+
 class Processes:
     """Processes started by a benchmark, each stopped by its own PID."""
 
@@ -54,15 +92,12 @@ class Processes:
         self.procs = []
 
     def start(self, cmd, log_path, env=None):
-        log = open(log_path, "w")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-        log.close()
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
         self.procs.append(proc)
+        _every_process.append(proc)
         return proc
-
-    def all_running(self):
-        return all(proc.poll() is None for proc in self.procs)
 
     def kill(self, proc, sig=signal.SIGKILL):
         if proc.poll() is None:
@@ -76,6 +111,8 @@ class Processes:
     def stop_all(self):
         for proc in self.procs:
             self.kill(proc)
+            if proc in _every_process:
+                _every_process.remove(proc)
 
 
 def wait_until(condition, timeout, every=0.02):
@@ -104,15 +141,44 @@ def proc_stats(pid):
 
 class AgentProcesses:
     """What a cluster of agent processes of either tool shares: `procs`, `names`, `dir` (with
-    `<name>.log` per agent), `processes` (a Processes) and `tool`; a subclass adds `up(i)`."""
+    `<name>.log` per agent), `processes` (a Processes) and `tool`; a subclass adds `up(i)`,
+    `launch(i)` (start agent `i` from its fields) and `new_ports(i)` (pick fresh ports for it)."""
+
+    # An agent that exits at start because another program took its port is started again on
+    # new ports, this many times at most.
+    BIND_RETRIES = 3
+
+    def log_path(self, i):
+        return os.path.join(self.dir, self.names[i] + ".log")
 
     def wait_up(self, timeout=60):
-        """Seconds until every agent answers; None if one exited or `timeout` passed."""
+        """Seconds until every agent answers; None if `timeout` passed. An agent that exited
+        because its port was taken is started again on new ports; one that exited for any
+        other reason fails the run (SystemExit with every agent's log tail)."""
         def up():
-            if not self.processes.all_running():
-                raise SystemExit(f"{self.tool}: an agent exited at start\n" + self.tails())
+            for i, proc in enumerate(self.procs):
+                if proc.poll() is not None:
+                    self.rebind(i)
             return all(self.up(i) for i in range(len(self.procs)))
-        return wait_until(up, timeout, every=0.05)
+        took = wait_until(up, timeout, every=0.05)
+        if took is not None:
+            self.after_rebind()
+        return took
+
+    def rebind(self, i):
+        retries = getattr(self, "bind_retries", {})
+        self.bind_retries = retries
+        if not port_taken(self.log_path(i)) or retries.get(i, 0) >= self.BIND_RETRIES:
+            raise SystemExit(f"{self.tool}: agent {self.names[i]} exited at start\n" + self.tails())
+        retries[i] = retries.get(i, 0) + 1
+        os.replace(self.log_path(i), self.log_path(i) + f".port-taken-{retries[i]}")
+        print(f"{self.tool}: {self.names[i]} found its port taken; starting it again on new ports",
+              file=sys.stderr)
+        self.new_ports(i)
+        self.procs[i] = self.launch(i)
+
+    def after_rebind(self):
+        """Called once every agent answers (a subclass re-joins agents whose seed moved)."""
 
     def kill(self, i, sig=signal.SIGKILL):
         self.processes.kill(self.procs[i], sig)
@@ -124,7 +190,10 @@ class AgentProcesses:
         """The last lines of every agent's log, for a failure message."""
         out = []
         for name in self.names:
-            with open(os.path.join(self.dir, name + ".log"), errors="replace") as f:
+            path = os.path.join(self.dir, name + ".log")
+            if not os.path.exists(path):
+                continue
+            with open(path, errors="replace") as f:
                 out.append(f"--- {name} ---\n" + "".join(f.readlines()[-lines:]))
         return "\n".join(out)
 

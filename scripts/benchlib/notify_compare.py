@@ -41,11 +41,11 @@ everything listens on 127.0.0.1.
 """
 import argparse, glob, os, shutil, signal, sys, time
 
-from .common import ROOT, Output, versions, wait_until
+from .common import ROOT, Output, stop_on_exit, versions, wait_until
 from .rover import RoverCluster
 from .rover_only import email_config
 from .serf import SerfCluster, temp_dir
-from .side_by_side import converge, join_all
+from .side_by_side import converge, join_all, up_or_stopped
 from .smtp import SmtpSink
 
 ROVER, SERF = "rover-agent", "serf"
@@ -102,8 +102,7 @@ def start_joined(tool, binary, n, sink, join_handler=False, extra_config=""):
     rover-agent: with one Raft leader every agent names and every agent a voter."""
     cluster = start_rover(binary, n, sink, extra_config) if tool == ROVER else start_serf(n, sink, join_handler)
     try:
-        if cluster.wait_up(60) is None:
-            raise SystemExit(f"{tool}: agents did not come up\n" + cluster.tails())
+        up_or_stopped(cluster)
         join_all(cluster, n)
         converge(cluster, list(range(n)), timeout=90)
         if tool == ROVER and wait_until(lambda: rover_steady(cluster, n), 60, every=0.1) is None:
@@ -115,10 +114,7 @@ def start_joined(tool, binary, n, sink, join_handler=False, extra_config=""):
 
 
 def rover_steady(cluster, n):
-    views = [cluster.leader(i) for i in range(n)]
-    names = {v.get("leader") for v in views}
-    return (len(names) == 1 and None not in names and all(v.get("mode") == "raft" for v in views)
-            and all(len(v.get("voters") or []) == n for v in views))
+    return cluster.raft_leader(range(n), voters=n) is not None
 
 
 def rover_leader_index(cluster):
@@ -136,28 +132,13 @@ def non_leaders(tool, cluster, n):
 
 def restart_rover(cluster, i, seed):
     """Agent `i` started again as before (same name, ports, data dir, key, config), joining
-    through `seed`. RoverCluster keeps no command, so it is rebuilt from the cluster's fields
-    (profile: the default, as every cluster here uses)."""
-    cmd = [cluster.binary, "agent", "--node", cluster.names[i], "--bind", cluster.gossip[i],
-           "--api", "%s:%d" % cluster.apis[i], "--data-dir", cluster.data_dir(i), "--key-file", cluster.key]
-    config = os.path.join(cluster.dir, "config.toml")
-    if os.path.exists(config):
-        cmd += ["--config", config]
-    cmd += ["--join", cluster.gossip[seed]]
-    log = os.path.join(cluster.dir, cluster.names[i] + ".restart.log")
-    cluster.procs[i] = cluster.processes.start(cmd, log)
-    if cluster.conns[i] is not None:
-        cluster.conns[i].close()
-        cluster.conns[i] = None
+    through `seed`."""
+    cluster.restart(i, join=seed)
 
 
 def restart_serf(cluster, i, seed):
     """A new serf agent with agent `i`'s name, port and handlers, joined through `seed`."""
-    log = os.path.join(cluster.dir, cluster.names[i] + ".restart.log")
-    cluster.procs[i] = cluster.processes.start(cluster.commands[i], log)
-    if cluster.rpcs[i] is not None:
-        cluster.rpcs[i].close()
-        cluster.rpcs[i] = None
+    cluster.restart(i)
     if wait_until(lambda: cluster.up(i), 30, every=0.05) is None:
         raise SystemExit(f"serf: {cluster.names[i]} did not come back up\n" + cluster.tails())
     if not cluster.join(i, seed):
@@ -423,6 +404,7 @@ def main():
     parser.add_argument("--keep-logs", metavar="DIR", help="copy every cluster's agent logs to DIR/<scenario>-<tool>/")
     args = parser.parse_args()
     chosen = set(args.scenario or (QUICK if args.quick else SCENARIOS))
+    stop_on_exit()
 
     started = time.monotonic()
     out = Output(versions(args.binary))

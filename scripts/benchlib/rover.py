@@ -16,30 +16,67 @@ class RoverCluster(AgentProcesses):
         them."""
         self.binary, self.dir = binary, tempfile.mkdtemp(prefix="rover-bench-")
         self.processes = Processes()
+        self.join_at_start, self.profile = join_at_start, profile
         self.key = os.path.join(self.dir, "key")
         with open(self.key, "w") as f:
             f.write(subprocess.check_output([binary, "keygen"], text=True))
-        config_file = None
+        self.config_file = None
         if config is not None:
-            config_file = os.path.join(self.dir, "config.toml")
-            with open(config_file, "w") as f:
+            self.config_file = os.path.join(self.dir, "config.toml")
+            with open(self.config_file, "w") as f:
                 f.write(config)
         self.procs, self.apis, self.names, self.gossip, self.conns = [], [], [], [], []
+        self.seed_moved = False
         for i in range(n):
-            name, gossip, api = f"r{i}", free_udp_tcp_port(), free_port()
-            cmd = [binary, "agent", "--node", name, "--bind", f"127.0.0.1:{gossip}",
-                   "--api", f"127.0.0.1:{api}", "--data-dir", self.data_dir(i), "--key-file", self.key]
-            if profile:
-                cmd += ["--profile", profile]
-            if config_file:
-                cmd += ["--config", config_file]
-            if join_at_start and i > 0:
-                cmd += ["--join", self.gossip[0]]
-            self.procs.append(self.processes.start(cmd, os.path.join(self.dir, name + ".log")))
-            self.apis.append(("127.0.0.1", api))
-            self.names.append(name)
-            self.gossip.append(f"127.0.0.1:{gossip}")
+            self.names.append(f"r{i}")
+            self.gossip.append(None)
+            self.apis.append(None)
             self.conns.append(None)
+            self.new_ports(i)
+            self.procs.append(self.launch(i))
+
+    def command(self, i, join=None):
+        """The command line of agent `i` (joining through agent `join`, if given)."""
+        cmd = [self.binary, "agent", "--node", self.names[i], "--bind", self.gossip[i],
+               "--api", "%s:%d" % self.apis[i], "--data-dir", self.data_dir(i), "--key-file", self.key]
+        if self.profile:
+            cmd += ["--profile", self.profile]
+        if self.config_file:
+            cmd += ["--config", self.config_file]
+        if join is not None:
+            cmd += ["--join", self.gossip[join]]
+        return cmd
+
+    def launch(self, i, join=None, log_name=None):
+        if join is None and self.join_at_start and i > 0:
+            join = 0
+        log = os.path.join(self.dir, (log_name or self.names[i]) + ".log")
+        return self.processes.start(self.command(i, join), log)
+
+    def new_ports(self, i):
+        self.gossip[i] = f"127.0.0.1:{free_udp_tcp_port()}"
+        self.apis[i] = ("127.0.0.1", free_port())
+        self.forget_connection(i)
+        if i == 0 and self.join_at_start and len(self.procs) > 1:
+            self.seed_moved = True
+
+    def after_rebind(self):
+        """Agents started with `--join` the first agent's old port join its new one."""
+        if self.seed_moved:
+            self.seed_moved = False
+            for i in range(1, len(self.procs)):
+                self.join(i, 0)
+
+    def restart(self, i, join):
+        """Agent `i` started again as before (same name, ports, data dir, key, config), joining
+        through agent `join`; its log goes to `<name>.restart.log`."""
+        self.procs[i] = self.launch(i, join=join, log_name=self.names[i] + ".restart")
+        self.forget_connection(i)
+
+    def forget_connection(self, i):
+        if self.conns[i] is not None:
+            self.conns[i].close()
+            self.conns[i] = None
 
     def data_dir(self, i):
         return os.path.join(self.dir, f"r{i}")
@@ -100,6 +137,20 @@ class RoverCluster(AgentProcesses):
 
     def info(self, i):
         return self.request(i, "GET", "/v1/info") or {}
+
+    def raft_leader(self, live, voters=None):
+        """The Raft leader every agent of `live` names, once its group has all its voters
+        (`voters`, default: as many as live agents, at most `election.max_voters` = 5), as every
+        agent of `live` lists them; else None. A leader known before its voters were promoted
+        has nobody to hand over to."""
+        wanted = voters if voters is not None else min(len(live), 5)
+        views = [self.leader(i) for i in live]
+        names = {v.get("leader") for v in views}
+        if len(names) != 1 or None in names or any(v.get("mode") != "raft" for v in views):
+            return None
+        if any(len(v.get("voters") or []) < wanted for v in views):
+            return None
+        return names.pop()
 
     def stop(self):
         for conn in self.conns:

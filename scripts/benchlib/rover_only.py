@@ -11,6 +11,7 @@ import signal, time
 
 from .common import wait_until
 from .rover import RoverCluster
+from .side_by_side import up_or_stopped
 from .smtp import SmtpSink
 
 TOOL = "rover-agent"
@@ -21,26 +22,20 @@ def converged(cluster, live):
     return all(sum(1 for s in cluster.statuses(i).values() if s == "alive") == n for i in live)
 
 
-def agreed_leader(cluster, live):
-    """The Raft leader every agent of `live` names, or None."""
-    views = [cluster.leader(i) for i in live]
-    names = {v.get("leader") for v in views}
-    if len(names) == 1 and None not in names and all(v.get("mode") == "raft" for v in views):
-        return names.pop()
-    return None
-
-
 def settled(cluster, live, timeout=60):
-    took = wait_until(lambda: converged(cluster, live) and agreed_leader(cluster, live), timeout, every=0.1)
+    """The Raft leader every agent of `live` names once they all list each other alive and the
+    group has all its voters (killing a leader before its voters were promoted leaves the
+    survivors nobody to elect)."""
+    took = wait_until(lambda: converged(cluster, live) and cluster.raft_leader(live), timeout, every=0.1)
     if took is None:
-        raise SystemExit("rover-agent: no agreed Raft leader\n" + cluster.tails())
-    return agreed_leader(cluster, live)
+        raise SystemExit("rover-agent: no agreed Raft leader with all its voters\n" + cluster.tails())
+    return cluster.raft_leader(live)
 
 
 def leader_failover(out, binary, n, runs):
     values = []
     for run in range(runs):
-        cluster = RoverCluster(binary, n)
+        cluster = up_or_stopped(RoverCluster(binary, n))
         try:
             live = list(range(n))
             old = settled(cluster, live)
@@ -48,7 +43,7 @@ def leader_failover(out, binary, n, runs):
             cluster.kill(victim)
             t0 = time.monotonic()
             survivors = [i for i in live if i != victim]
-            if wait_until(lambda: agreed_leader(cluster, survivors) not in (None, old), 60) is None:
+            if wait_until(lambda: cluster.raft_leader(survivors, voters=0) not in (None, old), 60) is None:
                 raise SystemExit("rover-agent: no new leader\n" + cluster.tails())
             took = time.monotonic() - t0
             values.append(took)
@@ -61,7 +56,7 @@ def leader_failover(out, binary, n, runs):
 def fallback(out, binary, runs):
     values = []
     for run in range(runs):
-        cluster = RoverCluster(binary, 3)
+        cluster = up_or_stopped(RoverCluster(binary, 3))
         try:
             settled(cluster, [0, 1, 2])
             for i in (1, 2):
@@ -96,7 +91,7 @@ def notify(out, binary, runs):
     values, counts = [], []
     try:
         for run in range(runs):
-            cluster = RoverCluster(binary, 3, config=email_config(sink.port))
+            cluster = up_or_stopped(RoverCluster(binary, 3, config=email_config(sink.port)))
             try:
                 live = [0, 1, 2]
                 leader = settled(cluster, live)

@@ -101,26 +101,51 @@ class SerfCluster(AgentProcesses):
         that started agent `i`."""
         self.dir = directory or temp_dir()
         self.processes = Processes()
-        key = subprocess.check_output(["serf", "keygen"], text=True).strip()
+        self.key = subprocess.check_output(["serf", "keygen"], text=True).strip()
+        self.handlers = list(handlers)
         self.procs, self.names, self.bind, self.rpc_addrs, self.rpcs, self.stats = [], [], [], [], [], []
         self.commands = []
         for i in range(n):
-            name, port, rpc = f"s{i}", free_udp_tcp_port(), free_port()
+            name = f"s{i}"
             stats = StatsdCounters()
-            config = os.path.join(self.dir, name + ".json")
-            with open(config, "w") as f:
+            with open(os.path.join(self.dir, name + ".json"), "w") as f:
                 json.dump({"statsd_addr": f"127.0.0.1:{stats.port}"}, f)
-            cmd = ["serf", "agent", "-node", name, "-bind", f"127.0.0.1:{port}", "-rpc-addr",
-                   f"127.0.0.1:{rpc}", "-encrypt", key, "-config-file", config]
-            for handler in handlers:
-                cmd += ["-event-handler", handler]
-            self.procs.append(self.processes.start(cmd, os.path.join(self.dir, name + ".log")))
-            self.commands.append(cmd)
             self.names.append(name)
-            self.bind.append(f"127.0.0.1:{port}")
-            self.rpc_addrs.append(("127.0.0.1", rpc))
-            self.rpcs.append(None)
             self.stats.append(stats)
+            self.bind.append(None)
+            self.rpc_addrs.append(None)
+            self.rpcs.append(None)
+            self.commands.append(None)
+            self.new_ports(i)
+            self.procs.append(self.launch(i))
+
+    def new_ports(self, i):
+        """Fresh gossip (UDP and TCP) and RPC ports for agent `i`, and its command with them."""
+        port, rpc = free_udp_tcp_port(), free_port()
+        self.bind[i] = f"127.0.0.1:{port}"
+        self.rpc_addrs[i] = ("127.0.0.1", rpc)
+        self.forget_connection(i)
+        cmd = ["serf", "agent", "-node", self.names[i], "-bind", self.bind[i], "-rpc-addr",
+               f"127.0.0.1:{rpc}", "-encrypt", self.key, "-config-file",
+               os.path.join(self.dir, self.names[i] + ".json")]
+        for handler in self.handlers:
+            cmd += ["-event-handler", handler]
+        self.commands[i] = cmd
+
+    def launch(self, i, log_name=None):
+        log = os.path.join(self.dir, (log_name or self.names[i]) + ".log")
+        return self.processes.start(self.commands[i], log)
+
+    def restart(self, i):
+        """A new agent with agent `i`'s name, ports and handlers; its log goes to
+        `<name>.restart.log`."""
+        self.procs[i] = self.launch(i, log_name=self.names[i] + ".restart")
+        self.forget_connection(i)
+
+    def forget_connection(self, i):
+        if self.rpcs[i] is not None:
+            self.rpcs[i].close()
+            self.rpcs[i] = None
 
     def pid(self, i):
         return self.procs[i].pid

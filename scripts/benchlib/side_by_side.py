@@ -8,9 +8,10 @@ ratio of medians.
                survivor lists it failed
   dissemination  `alert raise` (rover-agent) vs `serf event` (Serf) on one agent: seconds until
                every agent has it
-  idle         per agent, over one window (3 clusters of each tool idle side by side): RSS, CPU
-               seconds, bytes sent per second (each tool's own counters: rover-agent's gossip +
-               cluster-port counters; memberlist's udp.sent + tcp.sent via statsd)
+  idle         per agent (mean over the cluster's agents), over one window (clusters of each tool
+               idle side by side): RSS, CPU seconds, bytes sent per second (each tool's own
+               counters: rover-agent's gossip + cluster-port counters; memberlist's udp.sent +
+               tcp.sent via statsd)
 
 Agents are polled round-robin, one request at a time over kept-alive connections, so that the
 polling itself costs the agents little; a time is when the last agent was first seen to satisfy
@@ -30,9 +31,17 @@ def start(tool, binary, n):
     """N agents of `tool`, each started alone (Serf's `-join` at start gives up at once when the
     seed is not listening yet), answering their API."""
     cluster = RoverCluster(binary, n, join_at_start=False) if tool == "rover-agent" else SerfCluster(n)
-    if cluster.wait_up(60) is None:
+    return up_or_stopped(cluster)
+
+
+def up_or_stopped(cluster, timeout=60):
+    """`cluster` once every agent answers; otherwise it is stopped and the run fails."""
+    try:
+        if cluster.wait_up(timeout) is None:
+            raise SystemExit(f"{cluster.tool}: agents did not come up in {timeout} s\n" + cluster.tails())
+    except BaseException:
         cluster.stop()
-        raise SystemExit(f"{tool}: agents did not come up")
+        raise
     return cluster
 
 
@@ -158,7 +167,9 @@ def dissemination(out, binary, tool, n, events):
 
 def idle(out, binary, n, window, runs):
     """`runs` clusters of each tool, all idle through one shared window (idle agents barely
-    touch the CPU, so running them at once changes nothing but the wall time)."""
+    touch the CPU, so running them at once changes nothing but the wall time). A run's figure
+    is the mean over its agents (a leader's extra traffic counts, as it costs the cluster);
+    each run's line also gives the median, min and max agent."""
     per_run = {tool: {"rss": [], "cpu": [], "bytes": []} for tool in TOOLS}
     clusters = []
     try:
@@ -166,7 +177,7 @@ def idle(out, binary, n, window, runs):
             for tool in TOOLS:
                 clusters.append((run, tool, start_joined(tool, binary, n)))
         for run, tool, cluster in clusters:
-            if tool == "rover-agent" and wait_until(lambda: rover_settled(cluster, n), 60, every=0.2) is None:
+            if tool == "rover-agent" and wait_until(lambda: cluster.raft_leader(range(n)), 60, every=0.2) is None:
                 raise SystemExit("rover-agent: no Raft leader with its voters\n" + cluster.tails())
         before = [[(proc_stats(c.pid(i)), c.bytes_out(i)) for i in range(n)] for _, _, c in clusters]
         time.sleep(window)  # the measurement window itself, not a wait for a condition
@@ -177,27 +188,18 @@ def idle(out, binary, n, window, runs):
             rate = [(a[1] - b[1]) / window for a, b in zip(after, earlier)]
             for key, values, unit in (("rss", rss, "KiB"), ("cpu", cpu, f"cpu-s/{window}s"),
                                       ("bytes", rate, "B/s")):
-                median = statistics.median(values)
-                per_run[tool][key].append(median)
-                out.sample(f"idle_{key}", n, tool, median, unit, run=run, min=round(min(values), 4),
+                mean = statistics.fmean(values)
+                per_run[tool][key].append(mean)
+                out.sample(f"idle_{key}", n, tool, mean, unit, run=run, per_agent="mean",
+                           median=round(statistics.median(values), 4), min=round(min(values), 4),
                            max=round(max(values), 4))
     finally:
         for _, _, cluster in clusters:
             cluster.stop()
-    for tool in TOOLS:
-        out.summary("idle_rss", n, tool, per_run[tool]["rss"], "KiB")
-        out.summary("idle_cpu", n, tool, per_run[tool]["cpu"], f"cpu-s/{window}s")
-        out.summary("idle_bytes", n, tool, per_run[tool]["bytes"], "B/s")
-    out.ratio("idle_rss", n, "KiB")
-    out.ratio("idle_cpu", n, f"cpu-s/{window}s")
-    out.ratio("idle_bytes", n, "B/s")
-
-
-def rover_settled(rover, n):
-    """One Raft leader named by every agent, with its voters promoted (the steady state)."""
-    views = [rover.leader(i) for i in range(n)]
-    names = {v.get("leader") for v in views}
-    return len(names) == 1 and None not in names and all(v.get("mode") == "raft" for v in views)
+    for key, unit in (("rss", "KiB"), ("cpu", f"cpu-s/{window}s"), ("bytes", "B/s")):
+        for tool in TOOLS:
+            out.summary(f"idle_{key}", n, tool, per_run[tool][key], unit, per_agent="mean")
+        out.ratio(f"idle_{key}", n, unit)
 
 
 # The scenario names in the output, by the names `--scenario` takes.
