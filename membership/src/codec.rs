@@ -8,7 +8,7 @@
 use bytes::{Buf, BufMut};
 use foca::{Codec, Header, Member, Message, PostcardCodec};
 
-use crate::identity::NodeIdentity;
+use crate::member_id::MemberId;
 
 /// Postcard encoding with seed stand-ins re-addressed to `own_name`.
 #[derive(Debug, Clone)]
@@ -25,34 +25,34 @@ impl WireCodec {
     }
 }
 
-impl Codec<NodeIdentity> for WireCodec {
+impl Codec<MemberId> for WireCodec {
     type Error = postcard::Error;
 
     fn encode_header(
         &mut self,
-        header: &Header<NodeIdentity>,
+        header: &Header<MemberId>,
         buf: impl BufMut,
     ) -> Result<(), Self::Error> {
         PostcardCodec.encode_header(header, buf)
     }
 
-    fn decode_header(&mut self, buf: impl Buf) -> Result<Header<NodeIdentity>, Self::Error> {
-        let mut header: Header<NodeIdentity> = PostcardCodec.decode_header(buf)?;
+    fn decode_header(&mut self, buf: impl Buf) -> Result<Header<MemberId>, Self::Error> {
+        let mut header: Header<MemberId> = PostcardCodec.decode_header(buf)?;
         if header.message == Message::Announce && header.dst.is_seed_placeholder() {
-            header.dst.name.clone_from(&self.own_name);
+            header.dst = header.dst.renamed(&self.own_name);
         }
         Ok(header)
     }
 
     fn encode_member(
         &mut self,
-        member: &Member<NodeIdentity>,
+        member: &Member<MemberId>,
         buf: impl BufMut,
     ) -> Result<(), Self::Error> {
         PostcardCodec.encode_member(member, buf)
     }
 
-    fn decode_member(&mut self, buf: impl Buf) -> Result<Member<NodeIdentity>, Self::Error> {
+    fn decode_member(&mut self, buf: impl Buf) -> Result<Member<MemberId>, Self::Error> {
         PostcardCodec.decode_member(buf)
     }
 }

@@ -23,6 +23,7 @@ use crate::error::{BroadcastError, PacketError};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 pub use crate::member::{MemberEvent, MemberInfo, MemberStatus};
+use crate::member_id::MemberId;
 use crate::profile::Tunables;
 use crate::stale_suspicion::StaleSuspicions;
 
@@ -33,8 +34,8 @@ pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
 /// The longest wait between two re-announcements while idle.
 pub const REANNOUNCE_MAX: Duration = Duration::from_secs(30);
 
-type SwimTimer = foca::Timer<NodeIdentity>;
-type SwimFoca = Foca<NodeIdentity, WireCodec, StdRng, BroadcastInbox>;
+type SwimTimer = foca::Timer<MemberId>;
+type SwimFoca = Foca<MemberId, WireCodec, StdRng, BroadcastInbox>;
 
 /// A timer the driver must hand back through [`MembershipCore::handle_timer`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +106,7 @@ pub struct CoreSettings {
 /// The membership state machine. See the module docs.
 pub struct MembershipCore {
     foca: SwimFoca,
-    runtime: AccumulatingRuntime<NodeIdentity>,
+    runtime: AccumulatingRuntime<MemberId>,
     news: mpsc::Receiver<BroadcastItem>,
     keyring: Keyring,
     nonce_rng: StdRng,
@@ -113,10 +114,13 @@ pub struct MembershipCore {
     sized_for: usize,
     seeds: BTreeSet<SocketAddr>,
     left_notices: HashMap<String, u64>,
+    /// When each member's status last changed here; members learnt in bulk
+    /// ([`Self::handle_known_members`]) have no entry and use `roster_since_ms`.
     status_since: HashMap<String, u64>,
+    roster_since_ms: Option<u64>,
     reannounce_armed: bool,
     reannounce_delay: Duration,
-    refuted_suspect: Option<NodeIdentity>,
+    refuted_suspect: Option<MemberId>,
     stale_suspicions: StaleSuspicions,
     sweep_armed: bool,
     has_left: bool,
@@ -131,7 +135,7 @@ impl MembershipCore {
         let (inbox, news) = BroadcastInbox::new();
         let codec = WireCodec::new(settings.identity.name.clone());
         let foca = Foca::with_custom_broadcast(
-            settings.identity,
+            MemberId::from(settings.identity),
             settings.tunables.foca_config(1),
             StdRng::seed_from_u64(settings.rng_seed),
             codec,
@@ -148,6 +152,7 @@ impl MembershipCore {
             seeds: BTreeSet::new(),
             left_notices: HashMap::new(),
             status_since: HashMap::new(),
+            roster_since_ms: None,
             reannounce_armed: false,
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
@@ -161,7 +166,12 @@ impl MembershipCore {
     }
 
     /// Our current identity (its generation changes when we rejoin).
-    pub fn identity(&self) -> &NodeIdentity {
+    pub fn identity(&self) -> NodeIdentity {
+        self.foca.identity().to_identity()
+    }
+
+    /// Our current identity in the compact form foca keeps (cheap to clone and share).
+    pub fn member_id(&self) -> &MemberId {
         self.foca.identity()
     }
 
@@ -249,13 +259,10 @@ impl MembershipCore {
     /// Announce ourselves to `seeds` and remember them for re-announcing when alone.
     pub fn handle_join(&mut self, now_ms: u64, seeds: &[SocketAddr]) {
         self.now_ms = now_ms;
-        let own = self.identity().addr;
+        let own = self.foca.identity().socket_addr();
         for seed in seeds.iter().filter(|s| **s != own) {
             self.seeds.insert(*seed);
-            if let Err(e) = self
-                .foca
-                .announce(NodeIdentity::seed(*seed), &mut self.runtime)
-            {
+            if let Err(e) = self.foca.announce(MemberId::seed(*seed), &mut self.runtime) {
                 tracing::debug!(%seed, error = %e, "announce failed");
             }
         }
@@ -276,11 +283,11 @@ impl MembershipCore {
         if let Err(e) = self.foca.set_config(farewell) {
             tracing::debug!(error = %e, "farewell config refused");
         }
-        let me = self.identity().clone();
+        let me = self.foca.identity();
         let notice = BroadcastItem {
             topic: Topic::Leave,
-            key: me.name.clone(),
-            version: me.generation,
+            key: me.name().to_owned(),
+            version: me.generation(),
             payload: Vec::new(),
         };
         if let Err(e) = self.foca.add_broadcast(&notice.encode()) {
@@ -316,12 +323,12 @@ impl MembershipCore {
 
     /// Every member we know, us included, sorted by name.
     pub fn members(&self) -> Vec<MemberInfo> {
-        let me = self.identity();
+        let me = self.foca.identity();
         let mut list = vec![MemberInfo {
-            name: me.name.clone(),
-            team: me.team.clone(),
-            addr: me.addr,
-            generation: me.generation,
+            name: me.name().to_owned(),
+            team: me.team().to_owned(),
+            addr: me.socket_addr(),
+            generation: me.generation(),
             incarnation: 0,
             status: if self.has_left {
                 MemberStatus::Left
@@ -340,34 +347,46 @@ impl MembershipCore {
         list
     }
 
-    fn info(&self, id: &NodeIdentity, incarnation: u16, state: State) -> MemberInfo {
+    /// Names of the other members we list as alive, without building the member list.
+    pub fn alive_member_names(&self) -> impl Iterator<Item = &str> {
+        self.foca
+            .iter_membership_state()
+            .filter(|m| m.state() == State::Alive && !m.id().is_seed_placeholder())
+            .map(|m| m.id().name())
+    }
+
+    fn info(&self, id: &MemberId, incarnation: u16, state: State) -> MemberInfo {
         MemberInfo {
-            name: id.name.clone(),
-            team: id.team.clone(),
-            addr: id.addr,
-            generation: id.generation,
+            name: id.name().to_owned(),
+            team: id.team().to_owned(),
+            addr: id.socket_addr(),
+            generation: id.generation(),
             incarnation,
             status: self.status_of(id, state),
-            since_ms: self.status_since.get(&id.name).copied(),
+            since_ms: self
+                .status_since
+                .get(id.name())
+                .copied()
+                .or(self.roster_since_ms),
         }
     }
 
-    fn status_of(&self, id: &NodeIdentity, state: State) -> MemberStatus {
+    fn status_of(&self, id: &MemberId, state: State) -> MemberStatus {
         match state {
             State::Alive => MemberStatus::Alive,
             State::Suspect => MemberStatus::Suspect,
-            State::Down if self.left_notices.get(&id.name) == Some(&id.generation) => {
+            State::Down if self.left_notices.get(id.name()) == Some(&id.generation()) => {
                 MemberStatus::Left
             }
             State::Down => MemberStatus::Failed,
         }
     }
 
-    fn is_active(&self, id: &NodeIdentity) -> bool {
+    fn is_active(&self, id: &MemberId) -> bool {
         self.foca.iter_members().any(|m| m.id() == id)
     }
 
-    fn known(&self, id: &NodeIdentity) -> MemberInfo {
+    fn known(&self, id: &MemberId) -> MemberInfo {
         let (incarnation, state) = self
             .foca
             .iter_membership_state()
@@ -385,10 +404,7 @@ impl MembershipCore {
         }
         let seeds: Vec<SocketAddr> = self.seeds.iter().copied().collect();
         for seed in seeds {
-            if let Err(e) = self
-                .foca
-                .announce(NodeIdentity::seed(seed), &mut self.runtime)
-            {
+            if let Err(e) = self.foca.announce(MemberId::seed(seed), &mut self.runtime) {
                 tracing::debug!(%seed, error = %e, "re-announce failed");
             }
         }
@@ -406,7 +422,7 @@ impl MembershipCore {
             config.probe_period,
             self.foca.num_members() + 1,
         );
-        let suspects: Vec<(NodeIdentity, u16)> = self
+        let suspects: Vec<(MemberId, u16)> = self
             .foca
             .iter_membership_state()
             .filter(|m| m.state() == State::Suspect)
@@ -414,7 +430,7 @@ impl MembershipCore {
             .collect();
         let stale = self.stale_suspicions.sweep(self.now_ms, suspects, limit);
         for (id, incarnation) in stale {
-            tracing::info!(member = %id.name, "suspicion nobody settled: declaring the member down");
+            tracing::info!(member = %id.name(), "suspicion nobody settled: declaring the member down");
             let down = foca::Member::new(id, incarnation, State::Down);
             if let Err(e) = self
                 .foca
@@ -471,7 +487,7 @@ impl MembershipCore {
             self.counters.packets_out += 1;
             self.counters.bytes_out += packet.len() as u64;
             self.out.push_back(Output::Send {
-                to: to.addr,
+                to: to.socket_addr(),
                 packet,
             });
         }
@@ -494,25 +510,25 @@ impl MembershipCore {
         let already_down = self
             .foca
             .iter_membership_state()
-            .find(|m| m.id().name == item.key && m.id().generation == item.version)
+            .find(|m| m.id().name() == item.key && m.id().generation() == item.version)
             .filter(|m| m.state() == State::Down)
             .map(|m| m.id().clone());
         if let Some(id) = already_down {
-            self.status_since.insert(id.name.clone(), self.now_ms);
+            self.status_since.insert(id.name().to_owned(), self.now_ms);
             let info = self.known(&id);
             self.out.push_back(Output::Event(MemberEvent::Left(info)));
         }
     }
 
-    fn on_notification(&mut self, notification: OwnedNotification<NodeIdentity>) {
+    fn on_notification(&mut self, notification: OwnedNotification<MemberId>) {
         let event = match notification {
             OwnedNotification::MemberUp(id) => {
-                self.status_since.insert(id.name.clone(), self.now_ms);
+                self.status_since.insert(id.name().to_owned(), self.now_ms);
                 self.resize();
                 MemberEvent::Up(self.known(&id))
             }
             OwnedNotification::MemberDown(id) => {
-                self.status_since.insert(id.name.clone(), self.now_ms);
+                self.status_since.insert(id.name().to_owned(), self.now_ms);
                 let info = self.known(&id);
                 if info.status == MemberStatus::Left {
                     MemberEvent::Left(info)
@@ -520,7 +536,10 @@ impl MembershipCore {
                     MemberEvent::Failed(info)
                 }
             }
-            OwnedNotification::Rename(from, to) => MemberEvent::Renamed { from, to },
+            OwnedNotification::Rename(from, to) => MemberEvent::Renamed {
+                from: from.to_identity(),
+                to: to.to_identity(),
+            },
             OwnedNotification::Active => {
                 self.reannounce_delay = REANNOUNCE_FIRST;
                 self.arm_suspicion_sweep();
@@ -530,7 +549,7 @@ impl MembershipCore {
                 self.arm_reannounce();
                 MemberEvent::Idle
             }
-            OwnedNotification::Rejoin(id) => MemberEvent::Rejoined(id),
+            OwnedNotification::Rejoin(id) => MemberEvent::Rejoined(id.to_identity()),
             OwnedNotification::Defunct => {
                 // Leaving makes foca defunct on purpose; otherwise our identity always renews,
                 // so say so if it happens.

@@ -24,6 +24,7 @@ pub mod error;
 pub mod identity;
 pub mod keyring;
 pub mod member;
+pub mod member_id;
 pub mod profile;
 pub mod runtime;
 pub mod sealed_stream;
@@ -39,5 +40,6 @@ pub use crate::core::{
 pub use crate::envelope::ClusterKey;
 pub use crate::identity::NodeIdentity;
 pub use crate::keyring::Keyring;
+pub use crate::member_id::MemberId;
 pub use crate::profile::{Profile, Tunables};
 pub use crate::runtime::{MembershipHandle, RuntimeStatus};

@@ -240,7 +240,7 @@ impl OwnerTask {
             }
             Input::Status(reply) => {
                 let _ = reply.send(RuntimeStatus {
-                    identity: self.core.identity().clone(),
+                    identity: self.core.identity(),
                     counters: self.core.counters(),
                     seeds: self.core.seeds().copied().collect(),
                     keyring: self.core.keyring().clone(),

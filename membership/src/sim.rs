@@ -29,6 +29,7 @@ use crate::core::{
 use crate::envelope::ClusterKey;
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
+use crate::member_id::MemberId;
 use crate::profile::Tunables;
 use crate::timer_queue::TimerQueue;
 use watch::Watches;
@@ -94,7 +95,7 @@ enum SimEvent {
     LearnRoster {
         node: NodeId,
         life: u32,
-        roster: Arc<[NodeIdentity]>,
+        roster: Arc<[MemberId]>,
     },
 }
 
@@ -217,11 +218,11 @@ impl SimNetwork {
     /// foca looks each member up in a list, so this costs O(N²) per node, O(N³) in all.
     pub fn add_converged_nodes(&mut self, count: usize) -> Vec<NodeId> {
         let added = self.add_nodes(count);
-        let roster: Arc<[NodeIdentity]> = self
+        let roster: Arc<[MemberId]> = self
             .nodes
             .iter()
             .filter_map(|node| node.core.as_ref())
-            .map(|core| core.identity().clone())
+            .map(|core| core.member_id().clone())
             .collect();
         let period = self.tunables.foca_config(roster.len()).probe_period;
         let period_ns = u64::try_from(period.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -362,7 +363,7 @@ impl SimNetwork {
     }
 
     /// Whether every running node lists every running node as alive and no other node as
-    /// alive or suspect. Costs one member list per running node.
+    /// alive or suspect. Walks each running node's member list once, without copying it.
     pub fn converged(&self) -> bool {
         let running: HashSet<&str> = self
             .nodes
@@ -370,22 +371,17 @@ impl SimNetwork {
             .filter(|node| node.core.is_some())
             .map(|node| node.name.as_str())
             .collect();
-        self.nodes
-            .iter()
-            .filter_map(|node| node.core.as_ref())
-            .all(|core| {
-                let list = core.members();
-                let alive: HashSet<&str> = list
-                    .iter()
-                    .filter(|m| m.status == MemberStatus::Alive)
-                    .map(|m| m.name.as_str())
-                    .collect();
-                let listed_alive = list
-                    .iter()
-                    .filter(|m| m.status == MemberStatus::Alive)
-                    .count();
-                listed_alive == running.len() && running.iter().all(|name| alive.contains(name))
-            })
+        self.nodes.iter().all(|node| {
+            let Some(core) = node.core.as_ref() else {
+                return true;
+            };
+            let mut alive = 0;
+            let all_running = core.alive_member_names().all(|name| {
+                alive += 1;
+                running.contains(name)
+            });
+            all_running && alive + 1 == running.len() && core.active_members() + 1 == running.len()
+        })
     }
 
     /// Starts tracking what the nodes report about node `subject` from now on (forgetting

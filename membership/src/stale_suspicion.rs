@@ -16,12 +16,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::identity::NodeIdentity;
+use crate::member_id::MemberId;
 
 /// First sightings of suspect members, per identity and incarnation.
 #[derive(Debug, Default)]
 pub struct StaleSuspicions {
-    first_seen_ms: HashMap<NodeIdentity, (u16, u64)>,
+    first_seen_ms: HashMap<MemberId, (u16, u64)>,
 }
 
 impl StaleSuspicions {
@@ -44,9 +44,9 @@ impl StaleSuspicions {
     pub fn sweep(
         &mut self,
         now_ms: u64,
-        suspects: impl IntoIterator<Item = (NodeIdentity, u16)>,
+        suspects: impl IntoIterator<Item = (MemberId, u16)>,
         limit: Duration,
-    ) -> Vec<(NodeIdentity, u16)> {
+    ) -> Vec<(MemberId, u16)> {
         let limit_ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
         let mut still = HashMap::new();
         let mut stale = Vec::new();
@@ -69,13 +69,8 @@ impl StaleSuspicions {
 mod tests {
     use super::*;
 
-    fn id(name: &str) -> NodeIdentity {
-        NodeIdentity {
-            name: name.into(),
-            team: "default".into(),
-            addr: "127.0.0.1:7946".parse().unwrap(),
-            generation: 1,
-        }
+    fn id(name: &str) -> MemberId {
+        MemberId::new(name, "default", "127.0.0.1:7946".parse().unwrap(), 1)
     }
 
     const LIMIT: Duration = Duration::from_secs(10);

@@ -8,9 +8,9 @@ use foca::OwnedNotification;
 
 use super::MembershipCore;
 use crate::error::KnownMembersError;
-use crate::identity::NodeIdentity;
 #[cfg(doc)]
 use crate::member::MemberEvent;
+use crate::member_id::MemberId;
 
 impl MembershipCore {
     /// Learn `members` as alive at incarnation 0, without broadcasting them: the caller asserts
@@ -21,24 +21,25 @@ impl MembershipCore {
     /// per member per node); [`MemberEvent::Active`] is, if we were alone. The size-dependent
     /// settings are derived once for the new size.
     ///
-    /// foca looks every member up in its list, so this costs O(members²) per call.
+    /// foca's member list is indexed (membership/vendor/README.md), so this costs O(members)
+    /// per call; identities are shared with the caller's, not copied.
     pub fn handle_known_members(
         &mut self,
         now_ms: u64,
-        members: impl IntoIterator<Item = NodeIdentity>,
+        members: impl IntoIterator<Item = MemberId>,
     ) -> Result<(), KnownMembersError> {
         self.now_ms = now_ms;
-        let own_name = self.identity().name.clone();
+        let own = foca::Identity::addr(self.foca.identity());
         let alive = members
             .into_iter()
-            .filter(|id| id.name != own_name && !id.is_seed_placeholder())
+            .filter(|id| foca::Identity::addr(id) != own && !id.is_seed_placeholder())
             .map(foca::Member::alive);
         let applied = self.foca.apply_many(alive, false, &mut self.runtime);
+        // Their status dates from now: one time for all, not one entry per member.
+        self.roster_since_ms.get_or_insert(now_ms);
         while let Some(notification) = self.runtime.to_notify() {
             match notification {
-                OwnedNotification::MemberUp(id) => {
-                    self.status_since.insert(id.name, now_ms);
-                }
+                OwnedNotification::MemberUp(_) => {}
                 other => self.on_notification(other),
             }
         }

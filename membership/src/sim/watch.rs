@@ -70,7 +70,7 @@ impl Watches {
         let CoreTimer::Swim(foca::Timer::ChangeSuspectToDown { member_id, .. }) = timer else {
             return;
         };
-        if let Some(watched) = self.by_name.get_mut(&member_id.name) {
+        if let Some(watched) = self.by_name.get_mut(member_id.name()) {
             watched.first_suspected_at.get_or_insert(now);
         }
     }
