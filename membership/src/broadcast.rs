@@ -24,6 +24,9 @@ pub enum Topic {
     Record,
     /// A cluster-wide keyring operation.
     Keyring,
+    /// A member's own failed probes (Lifeguard's confirmations, see [`crate::suspicion`]).
+    /// Key: the reporter's name; version: its clock, strictly increasing.
+    Suspicion,
 }
 
 /// One broadcast item. Field order is the wire format (postcard).

@@ -24,10 +24,15 @@ use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 pub use crate::member::{MemberEvent, MemberInfo, MemberStatus};
 use crate::member_id::MemberId;
+use crate::peek::peek;
 use crate::profile::Tunables;
 use crate::stale_suspicion::StaleSuspicions;
 
+mod dissemination;
+pub use dissemination::EAGER_GOSSIP_DELAY;
 mod known_members;
+mod lifeguard;
+mod suspicion_timers;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -46,6 +51,10 @@ pub enum CoreTimer {
     Reannounce,
     /// Look for suspicions nobody settled (see [`crate::stale_suspicion`]).
     SuspicionSweep,
+    /// A suspicion's time may have run out (see [`crate::suspicion`]).
+    SuspicionDeadline,
+    /// Gossip news now rather than at the next periodic round.
+    EagerGossip,
 }
 
 /// What the core asks its driver to do.
@@ -88,6 +97,13 @@ pub struct Counters {
     pub suppressed_turn_undead: u64,
     /// Custom broadcasts still being retransmitted (a gauge, not a counter).
     pub broadcast_backlog: u64,
+    /// Probes this node started (pings).
+    #[serde(default)]
+    pub probes_sent: u64,
+    /// Probes of ours that got no ack, direct or indirect (each raised or confirmed a
+    /// suspicion).
+    #[serde(default)]
+    pub probes_failed: u64,
 }
 
 /// Everything the core needs at construction.
@@ -123,6 +139,8 @@ pub struct MembershipCore {
     refuted_suspect: Option<MemberId>,
     stale_suspicions: StaleSuspicions,
     sweep_armed: bool,
+    lifeguard: lifeguard::Lifeguard,
+    eager: dissemination::EagerGossip,
     has_left: bool,
     now_ms: u64,
     out: VecDeque<Output>,
@@ -135,7 +153,7 @@ impl MembershipCore {
         let (inbox, news) = BroadcastInbox::new();
         let codec = WireCodec::new(settings.identity.name.clone());
         let foca = Foca::with_custom_broadcast(
-            MemberId::from(settings.identity),
+            MemberId::from(&settings.identity),
             settings.tunables.foca_config(1),
             StdRng::seed_from_u64(settings.rng_seed),
             codec,
@@ -158,6 +176,8 @@ impl MembershipCore {
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
             sweep_armed: false,
+            lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
+            eager: dissemination::EagerGossip::default(),
             has_left: false,
             now_ms: 0,
             out: VecDeque::new(),
@@ -225,8 +245,18 @@ impl MembershipCore {
                 return Err(e.into());
             }
         };
+        let sized = match peek(&plaintext) {
+            Some(peeked) => {
+                self.observe_incoming(&peeked);
+                self.size_for_packet(peeked.updates)
+            }
+            None => false,
+        };
         let result = self.foca.handle_data(&plaintext, &mut self.runtime);
         self.drain();
+        if sized {
+            self.unsize_after_packet();
+        }
         result.map_err(|e| {
             self.counters.dropped_rejected += 1;
             PacketError::Rejected(e.to_string())
@@ -252,6 +282,8 @@ impl MembershipCore {
             }
             CoreTimer::Reannounce => self.reannounce(),
             CoreTimer::SuspicionSweep => self.sweep_suspicions(),
+            CoreTimer::SuspicionDeadline => self.on_suspicion_deadline(),
+            CoreTimer::EagerGossip => self.eager_gossip(),
         }
         self.drain();
     }
@@ -412,51 +444,6 @@ impl MembershipCore {
         self.reannounce_delay = (self.reannounce_delay * 2).min(REANNOUNCE_MAX);
     }
 
-    /// Declares down the members whose suspicion outlived [`StaleSuspicions::limit`] here,
-    /// then sweeps again one suspicion timeout later while we have members.
-    fn sweep_suspicions(&mut self) {
-        self.sweep_armed = false;
-        let config = self.tunables.foca_config(self.sized_for);
-        let limit = StaleSuspicions::limit(
-            config.suspect_to_down_after,
-            config.probe_period,
-            self.foca.num_members() + 1,
-        );
-        let suspects: Vec<(MemberId, u16)> = self
-            .foca
-            .iter_membership_state()
-            .filter(|m| m.state() == State::Suspect)
-            .map(|m| (m.id().clone(), m.incarnation()))
-            .collect();
-        let stale = self.stale_suspicions.sweep(self.now_ms, suspects, limit);
-        for (id, incarnation) in stale {
-            tracing::info!(member = %id.name(), "suspicion nobody settled: declaring the member down");
-            let down = foca::Member::new(id, incarnation, State::Down);
-            if let Err(e) = self
-                .foca
-                .apply_many(std::iter::once(down), true, &mut self.runtime)
-            {
-                tracing::debug!(error = %e, "declaring a stale suspect down failed");
-            }
-        }
-        if self.foca.num_members() > 0 {
-            self.arm_suspicion_sweep();
-        }
-    }
-
-    fn arm_suspicion_sweep(&mut self) {
-        if !self.sweep_armed && !self.has_left {
-            self.sweep_armed = true;
-            self.out.push_back(Output::Schedule {
-                after: self
-                    .tunables
-                    .foca_config(self.sized_for)
-                    .suspect_to_down_after,
-                timer: CoreTimer::SuspicionSweep,
-            });
-        }
-    }
-
     fn arm_reannounce(&mut self) {
         if !self.reannounce_armed && !self.seeds.is_empty() && !self.has_left {
             self.reannounce_armed = true;
@@ -479,31 +466,52 @@ impl MembershipCore {
         }
         let refuted = self.refuted_suspect.take();
         while let Some((to, data)) = self.runtime.to_send() {
-            if refuted.as_ref().is_some_and(|id| *id == to) && is_turn_undead(&data) {
+            let peeked = peek(&data);
+            let turn_undead = peeked
+                .as_ref()
+                .is_some_and(|p| matches!(p.message, foca::Message::TurnUndead));
+            if turn_undead && refuted.as_ref().is_some_and(|id| *id == to) {
                 self.counters.suppressed_turn_undead += 1;
                 continue;
             }
-            let packet = self.keyring.seal(&data, &mut self.nonce_rng);
-            self.counters.packets_out += 1;
-            self.counters.bytes_out += packet.len() as u64;
-            self.out.push_back(Output::Send {
-                to: to.socket_addr(),
-                packet,
-            });
+            if let Some(peeked) = &peeked {
+                self.observe_outgoing(peeked);
+            }
+            self.send_sealed(to.socket_addr(), &data);
         }
         while let Some((after, timer)) = self.runtime.to_schedule() {
+            if let foca::Timer::ChangeSuspectToDown {
+                member_id,
+                incarnation,
+                ..
+            } = &timer
+            {
+                self.on_own_probe_failed(member_id, *incarnation);
+            }
             self.out.push_back(Output::Schedule {
-                after,
+                after: self.probe_delay(&timer, after),
                 timer: CoreTimer::Swim(timer),
             });
         }
     }
 
+    /// Seals `plaintext` and queues it for `to`.
+    fn send_sealed(&mut self, to: SocketAddr, plaintext: &[u8]) {
+        let packet = self.keyring.seal(plaintext, &mut self.nonce_rng);
+        self.counters.packets_out += 1;
+        self.counters.bytes_out += packet.len() as u64;
+        self.out.push_back(Output::Send { to, packet });
+    }
+
     fn on_broadcast(&mut self, item: BroadcastItem) {
-        if item.topic != Topic::Leave {
-            self.out
-                .push_back(Output::Event(MemberEvent::Broadcast(item)));
-            return;
+        match item.topic {
+            Topic::Leave => {}
+            Topic::Suspicion => return self.on_report(&item),
+            _ => {
+                self.out
+                    .push_back(Output::Event(MemberEvent::Broadcast(item)));
+                return;
+            }
         }
         self.left_notices.insert(item.key.clone(), item.version);
         // A notice that arrives after the member was already reported failed turns it to left.
@@ -525,10 +533,12 @@ impl MembershipCore {
             OwnedNotification::MemberUp(id) => {
                 self.status_since.insert(id.name().to_owned(), self.now_ms);
                 self.resize();
+                self.arm_eager_gossip();
                 MemberEvent::Up(self.known(&id))
             }
             OwnedNotification::MemberDown(id) => {
                 self.status_since.insert(id.name().to_owned(), self.now_ms);
+                self.arm_eager_gossip();
                 let info = self.known(&id);
                 if info.status == MemberStatus::Left {
                     MemberEvent::Left(info)
@@ -574,10 +584,4 @@ impl MembershipCore {
             self.sized_for = size;
         }
     }
-}
-
-/// Whether an encoded foca message is a `TurnUndead` ("the cluster thinks you are down").
-fn is_turn_undead(plaintext: &[u8]) -> bool {
-    postcard::take_from_bytes::<foca::Header<NodeIdentity>>(plaintext)
-        .is_ok_and(|(header, _)| header.message == foca::Message::TurnUndead)
 }

@@ -23,13 +23,16 @@ pub mod envelope;
 pub mod error;
 pub mod identity;
 pub mod keyring;
+pub mod local_health;
 pub mod member;
 pub mod member_id;
+pub mod peek;
 pub mod profile;
 pub mod runtime;
 pub mod sealed_stream;
 pub mod sim;
 pub mod stale_suspicion;
+pub mod suspicion;
 pub mod timer_queue;
 
 pub use crate::broadcast::{BroadcastItem, Topic};

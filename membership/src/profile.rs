@@ -3,12 +3,19 @@
 //! `lan` and `wan` are foca's memberlist-derived defaults; `local` is for processes on one host
 //! (tests, demos): the same shape, with shorter probe periods. The cluster size passed in
 //! scales the suspicion timeout and the number of retransmissions as in memberlist.
+//!
+//! Suspicion follows Lifeguard ([`crate::suspicion`]): the profile's suspicion time (memberlist's
+//! `SuspicionMult · log10 n · probe period`) is the reference `base`; a suspicion nobody confirms
+//! runs `suspicion_max_multiple · base` (foca's own suspect-to-down timer on the prober is set to
+//! that), one confirmed by `expected_confirmations` other members `suspicion_min_fraction · base`.
 
 use std::num::{NonZeroU32, NonZeroU8, NonZeroUsize};
 use std::str::FromStr;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::suspicion::SuspicionTimeouts;
 
 /// A named set of SWIM timings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -44,9 +51,10 @@ impl Profile {
         Tunables::from(self).foca_config(cluster_size)
     }
 
-    /// How long after going quiet a member is declared failed, for `cluster_size` members.
-    pub fn suspicion_timeout(self, cluster_size: usize) -> Duration {
-        self.foca_config(cluster_size).suspect_to_down_after
+    /// Lifeguard's suspicion timeouts for `cluster_size` members: a suspected member is
+    /// declared failed after `max`, or down to `min` as other members confirm.
+    pub fn suspicion_timeouts(self, cluster_size: usize) -> SuspicionTimeouts {
+        Tunables::from(self).suspicion_timeouts(cluster_size)
     }
 }
 
@@ -62,8 +70,18 @@ pub struct Tunables {
     /// foca drops the `ceil`, which sends too few copies for refutations to outrun suspicion
     /// under loss (measured in the 10 % loss simulation).
     pub retransmit_mult: u32,
-    /// Scales the profile's suspicion timeout (1.0 = memberlist's).
+    /// Scales the profile's suspicion timeout (1.0 = memberlist's), min and max alike.
     pub suspicion_scale: f64,
+    /// Lifeguard: the timeout once `expected_confirmations` other members confirmed a
+    /// suspicion, as a fraction of the profile's (0.5: half of memberlist's minimum, which the
+    /// confirmations make safe; measured in the 10 % loss simulation and a 2 s pause).
+    pub suspicion_min_fraction: f64,
+    /// Lifeguard: the timeout of a suspicion nobody confirms, as a multiple of the profile's
+    /// (3.0 = 6 times the minimum, memberlist's `SuspicionMaxTimeoutMult`).
+    pub suspicion_max_multiple: f64,
+    /// Lifeguard: independent confirmations that bring a suspicion's timeout to its minimum
+    /// (memberlist: `SuspicionMult - 2` = 2; 0 below 4 members).
+    pub expected_confirmations: u32,
 }
 
 impl From<Profile> for Tunables {
@@ -73,6 +91,9 @@ impl From<Profile> for Tunables {
             indirect_probes: 4,
             retransmit_mult: 4,
             suspicion_scale: 1.0,
+            suspicion_min_fraction: 0.5,
+            suspicion_max_multiple: 3.0,
+            expected_confirmations: 2,
         }
     }
 }
@@ -89,7 +110,6 @@ impl Tunables {
                 let mut config = foca::Config::new_lan(size);
                 config.probe_period = Duration::from_millis(500);
                 config.probe_rtt = Duration::from_millis(200);
-                config.suspect_to_down_after /= 2;
                 config
             }
         };
@@ -98,11 +118,49 @@ impl Tunables {
         config.max_transmissions = NonZeroU8::new(transmissions).unwrap_or(NonZeroU8::MIN);
         config.num_indirect_probes =
             NonZeroUsize::new(self.indirect_probes.max(1)).unwrap_or(NonZeroUsize::MIN);
-        if self.suspicion_scale.is_finite() && self.suspicion_scale > 0.0 {
-            config.suspect_to_down_after =
-                config.suspect_to_down_after.mul_f64(self.suspicion_scale);
-        }
+        config.suspect_to_down_after = self.suspicion_timeouts(cluster_size).max;
         config
+    }
+
+    /// The profile's suspicion time for `cluster_size` members, scaled: the fixed timeout
+    /// plain SWIM (memberlist's minimum) would use, and Lifeguard's reference.
+    pub fn swim_suspicion_timeout(&self, cluster_size: usize) -> Duration {
+        let size = NonZeroU32::new(u32::try_from(cluster_size.max(1)).unwrap_or(u32::MAX))
+            .unwrap_or(NonZeroU32::MIN);
+        let base = match self.profile {
+            Profile::Lan => foca::Config::new_lan(size).suspect_to_down_after,
+            Profile::Wan => foca::Config::new_wan(size).suspect_to_down_after,
+            Profile::Local => foca::Config::new_lan(size).suspect_to_down_after / 2,
+        };
+        base.mul_f64(positive_or_one(self.suspicion_scale))
+    }
+
+    /// Lifeguard's suspicion timeouts for `cluster_size` members (see the module docs).
+    pub fn suspicion_timeouts(&self, cluster_size: usize) -> SuspicionTimeouts {
+        let base = self.swim_suspicion_timeout(cluster_size);
+        let min = base.mul_f64(positive_or_one(self.suspicion_min_fraction));
+        let max = base
+            .mul_f64(positive_or_one(self.suspicion_max_multiple))
+            .max(min);
+        // memberlist: with fewer than k + 2 members nobody is left to confirm.
+        let expected_confirmations = if cluster_size < self.expected_confirmations as usize + 2 {
+            0
+        } else {
+            self.expected_confirmations
+        };
+        SuspicionTimeouts {
+            min,
+            max,
+            expected_confirmations,
+        }
+    }
+}
+
+fn positive_or_one(value: f64) -> f64 {
+    if value.is_finite() && value > 0.0 {
+        value
+    } else {
+        1.0
     }
 }
 
@@ -115,11 +173,25 @@ mod tests {
         let config = Profile::Lan.foca_config(5);
         assert_eq!(config.probe_period, Duration::from_secs(1));
         assert_eq!(config.max_packet_size.get(), 1400);
-        assert_eq!(Profile::Lan.suspicion_timeout(5), Duration::from_secs(4));
+    }
+
+    #[test]
+    fn lifeguard_suspicion_runs_from_half_to_three_times_memberlists_timeout() {
+        let five = Profile::Lan.suspicion_timeouts(5);
+        assert_eq!(five.min, Duration::from_secs(2));
+        assert_eq!(five.max, Duration::from_secs(12));
+        assert_eq!(five.expected_confirmations, 2);
         assert_eq!(
-            Profile::Lan.suspicion_timeout(1000),
-            Duration::from_secs(12)
+            Profile::Lan.foca_config(5).suspect_to_down_after,
+            five.max,
+            "foca's own timer on the prober is the unconfirmed timeout"
         );
+        let thousand = Profile::Lan.suspicion_timeouts(1000);
+        assert_eq!(
+            (thousand.min, thousand.max),
+            (Duration::from_secs(6), Duration::from_secs(36))
+        );
+        assert_eq!(Profile::Lan.suspicion_timeouts(3).expected_confirmations, 0);
     }
 
     #[test]

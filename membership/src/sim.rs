@@ -13,6 +13,7 @@
 //! Nodes get addresses in 127.0.0.0/8; nothing is ever sent on a real network.
 
 mod invariants;
+mod pause;
 mod watch;
 
 use std::collections::{HashMap, HashSet};
@@ -106,6 +107,8 @@ struct SimNode {
     /// Bumped at every (re)start so that timers of an earlier life are ignored.
     life: u32,
     last_generation: u64,
+    /// While paused (see [`SimNetwork::pause`]): what arrived for it, in order.
+    held: Option<Vec<SimEvent>>,
 }
 
 /// The simulated network. See the module docs.
@@ -197,6 +200,7 @@ impl SimNetwork {
             core: None,
             life: 0,
             last_generation: 0,
+            held: None,
         });
         self.by_addr.insert(addr, id);
         self.start(id);
@@ -264,6 +268,7 @@ impl SimNetwork {
     /// Stops node `id` at once, like kill -9: no goodbye; its pending timers die with it.
     pub fn kill(&mut self, id: NodeId) {
         self.nodes[id].core = None;
+        self.nodes[id].held = None;
     }
 
     /// Node `id` leaves gracefully and stops.
@@ -466,6 +471,10 @@ impl SimNetwork {
             SimEvent::Deliver { to, .. } => *to,
             SimEvent::Timer { node, .. } | SimEvent::LearnRoster { node, .. } => *node,
         };
+        if let Some(held) = self.nodes[target].held.as_mut() {
+            held.push(event);
+            return true;
+        }
         let _span =
             tracing::debug_span!("sim", node = %self.nodes[target].name, t = ?self.now).entered();
         let node = match event {

@@ -188,7 +188,7 @@ fn loss_seeds() -> Vec<u64> {
         .and_then(|s| s.parse().ok())
     {
         Some(seed) => vec![seed],
-        None => vec![1, 2, 3],
+        None => (1..=6).collect(),
     }
 }
 

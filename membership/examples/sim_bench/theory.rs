@@ -7,7 +7,16 @@
 //!   kill happens at a random instant, so the wait for the first probe is exponential with mean
 //!   1/λ ≈ 1 period and median ln 2/λ ≈ 0.69 period (the benchmark reports medians, so both
 //!   are given). foca turns a failed probe into a suspicion at the prober's next tick, one
-//!   period after the probe started. Then `suspect_to_down_after`, then the "down" spreads.
+//!   period after the probe started. Then the suspicion, then the "down" spreads.
+//! - Suspicion (Lifeguard, `rover_membership::suspicion`): the N − 2 other survivors each probe
+//!   the victim at about 1/(N − 1) per period, so confirmations come at λc = (N − 2)/(N − 1)
+//!   per period, the k-th after about k/λc periods (plus a gossip round for its report to
+//!   arrive); the timeout reaches its minimum then, so the suspicion lasts about
+//!   max(min, k/λc + 1 round). Plain SWIM waits a fixed timeout: memberlist's minimum
+//!   (4 log10 N periods on lan), printed as `swim_bound` beside it.
+//! - Eager gossip: a node that learns of a join or death gossips to `num_indirect_probes`
+//!   members within `EAGER_GOSSIP_DELAY`: a wave of log_fe(N) hops of that delay plus the link
+//!   delay reaches all but e^−fe of the nodes; those learn at the next periodic round.
 //!   (The SWIM paper's 1/(1 − (1 − 1/(N−1))^(N−1)) ≈ 1.58 periods counts whole synchronous
 //!   periods, the one ending in detection included, from a failure at a period's start; from a
 //!   random instant it is ≈ 2.08, against 2.0 here.)
@@ -30,6 +39,7 @@
 use std::time::Duration;
 
 use foca::{Codec, Header, Message, PostcardCodec};
+use rover_membership::core::EAGER_GOSSIP_DELAY;
 use rover_membership::envelope::ENVELOPE_OVERHEAD;
 use rover_membership::{NodeIdentity, Tunables};
 use serde_json::{json, Value};
@@ -57,8 +67,20 @@ pub struct Theory {
     pub gossip_fanout: f64,
     /// How many times each node sends each update it learnt.
     pub max_transmissions: u8,
-    /// `suspect_to_down_after` in periods.
-    pub suspect_to_down_periods: f64,
+    /// Plain SWIM's fixed suspicion timeout (memberlist's minimum) in periods.
+    pub swim_suspicion_periods: f64,
+    /// Lifeguard's suspicion timeout once confirmed, in periods.
+    pub suspicion_min_periods: f64,
+    /// Lifeguard's suspicion timeout with no confirmation (foca's `suspect_to_down_after`).
+    pub suspicion_max_periods: f64,
+    /// Confirmations that bring the timeout to its minimum.
+    pub expected_confirmations: u32,
+    /// Confirmations per period after a death: the other survivors' probes of the victim.
+    pub confirmation_rate: f64,
+    /// Members an eager gossip goes to.
+    pub eager_fanout: f64,
+    /// One hop of the eager wave: `EAGER_GOSSIP_DELAY` + the simulated link delay.
+    pub eager_hop_periods: f64,
     /// Expected wait from a kill to the first probe of the victim (1/λ).
     pub first_probe_periods: f64,
     /// Median wait from a kill to the first probe of the victim (ln 2/λ).
@@ -77,6 +99,8 @@ pub struct Theory {
     pub feed_bytes: usize,
     /// Announce + Feed exchanges each node starts per period.
     pub announces_per_period: f64,
+    /// Cluster size.
+    pub nodes: usize,
 }
 
 impl Theory {
@@ -104,6 +128,9 @@ impl Theory {
             // Two nodes: the other one probes us every period.
             _ => 1.0,
         };
+        let timeouts = tunables.suspicion_timeouts(n);
+        // The simulation's links: 1 ms + up to 1 ms of jitter.
+        let eager_hop = EAGER_GOSSIP_DELAY.as_secs_f64() + 0.0015;
         let announces_per_period = config
             .periodic_announce
             .as_ref()
@@ -114,7 +141,13 @@ impl Theory {
             gossip_rounds_per_period: rounds_per_period,
             gossip_fanout: fanout,
             max_transmissions: config.max_transmissions.get(),
-            suspect_to_down_periods: config.suspect_to_down_after.as_secs_f64() / period,
+            swim_suspicion_periods: tunables.swim_suspicion_timeout(n).as_secs_f64() / period,
+            suspicion_min_periods: timeouts.min.as_secs_f64() / period,
+            suspicion_max_periods: timeouts.max.as_secs_f64() / period,
+            expected_confirmations: timeouts.expected_confirmations,
+            confirmation_rate: (nodes - 2.0).max(0.0) / others,
+            eager_fanout: config.num_indirect_probes.get() as f64,
+            eager_hop_periods: eager_hop / period,
             first_probe_periods: 1.0 / probe_rate,
             first_probe_median_periods: std::f64::consts::LN_2 / probe_rate,
             swim_paper_detection_periods: 1.0 / (1.0 - (1.0 - 1.0 / others).powf(others)),
@@ -124,6 +157,7 @@ impl Theory {
             announce_bytes: sealed_header_len(sample, Message::Announce),
             feed_bytes: config.max_packet_size.get() + ENVELOPE_OVERHEAD,
             announces_per_period,
+            nodes: n,
         }
     }
 
@@ -137,24 +171,54 @@ impl Theory {
         first_probe + 1.0
     }
 
+    /// How long a confirmed death stays a suspicion (see the module docs).
+    pub fn suspicion_periods(&self) -> f64 {
+        let k = f64::from(self.expected_confirmations);
+        if k == 0.0 || self.confirmation_rate <= 0.0 {
+            return self.suspicion_min_periods;
+        }
+        let confirmed = k / self.confirmation_rate + 1.0 / self.gossip_rounds_per_period;
+        confirmed
+            .max(self.suspicion_min_periods)
+            .min(self.suspicion_max_periods)
+    }
+
     /// Kill → first node declaring it down.
     pub fn first_down(&self, average: Average) -> f64 {
-        self.first_suspicion(average) + self.suspect_to_down_periods
+        self.first_suspicion(average) + self.suspicion_periods()
     }
 
     /// Kill → every survivor knows it down.
     pub fn all_know_down(&self, average: Average) -> f64 {
-        self.first_down(average) + self.dissemination_periods
+        self.first_down(average) + self.eager_dissemination_periods()
     }
 
-    /// Kill → every survivor knows it down, with the continuous-time spread (median).
-    pub fn all_know_down_async(&self) -> f64 {
-        self.first_down(Average::Median) + self.async_push_periods
+    /// Plain SWIM, kill → every survivor knows it down: first suspicion + the fixed timeout +
+    /// log_f(N) periodic rounds.
+    pub fn swim_all_know_down(&self, average: Average) -> f64 {
+        self.first_suspicion(average) + self.swim_suspicion_periods + self.dissemination_periods
+    }
+
+    /// Plain SWIM, kill → first down.
+    pub fn swim_first_down(&self, average: Average) -> f64 {
+        self.first_suspicion(average) + self.swim_suspicion_periods
+    }
+
+    /// News spread by eager gossip (see the module docs).
+    pub fn eager_dissemination_periods(&self) -> f64 {
+        let nodes = self.nodes as f64;
+        let wave = nodes.ln() / self.eager_fanout.ln() * self.eager_hop_periods;
+        let missed = nodes * (-self.eager_fanout).exp();
+        wave + if missed >= 1.0 {
+            1.0 / self.gossip_rounds_per_period
+        } else {
+            0.0
+        }
     }
 
     /// Join → every member knows the new node.
     pub fn all_know_join(&self) -> f64 {
-        self.dissemination_periods
+        self.eager_dissemination_periods()
     }
 
     /// Datagrams each node sends per period when nothing happens.
@@ -187,6 +251,7 @@ impl Theory {
             "death_first_down_periods_median": self.first_down(Average::Median),
             "death_all_know_down_periods_median": self.all_know_down(Average::Median),
             "death_all_know_down_periods_mean": self.all_know_down(Average::Mean),
+            "death_all_know_down_swim_bound_periods": self.swim_all_know_down(Average::Median),
             "join_extra_datagrams_per_node": self.extra_datagrams(1),
             "death_extra_datagrams_per_node": self.extra_datagrams(2),
             "derivation": self.derivation(),
@@ -201,7 +266,15 @@ impl Theory {
             "gossip_fanout": self.gossip_fanout,
             "gossip_fanout_from": "periodic_gossip.num_members + (1 ping + 1 ack per period) / rounds per period",
             "max_transmissions": self.max_transmissions,
-            "suspect_to_down_after_periods": self.suspect_to_down_periods,
+            "swim_suspicion_periods": self.swim_suspicion_periods,
+            "suspicion_min_periods": self.suspicion_min_periods,
+            "suspicion_max_periods": self.suspicion_max_periods,
+            "expected_confirmations": self.expected_confirmations,
+            "confirmation_rate_per_period": self.confirmation_rate,
+            "suspicion_periods": self.suspicion_periods(),
+            "eager_fanout": self.eager_fanout,
+            "eager_hop_periods": self.eager_hop_periods,
+            "eager_dissemination_periods": self.eager_dissemination_periods(),
             "first_probe_mean_periods": self.first_probe_periods,
             "first_probe_median_periods": self.first_probe_median_periods,
             "swim_paper_first_detection_periods": self.swim_paper_detection_periods,
