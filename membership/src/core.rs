@@ -534,6 +534,7 @@ impl MembershipCore {
                 self.status_since.insert(id.name().to_owned(), self.now_ms);
                 self.resize();
                 self.arm_eager_gossip();
+                self.greet(&id);
                 MemberEvent::Up(self.known(&id))
             }
             OwnedNotification::MemberDown(id) => {

@@ -80,7 +80,8 @@ pub struct Tunables {
     /// (3.0 = 6 times the minimum, memberlist's `SuspicionMaxTimeoutMult`).
     pub suspicion_max_multiple: f64,
     /// Lifeguard: independent confirmations that bring a suspicion's timeout to its minimum
-    /// (memberlist: `SuspicionMult - 2` = 2; 0 below 4 members).
+    /// (memberlist: `SuspicionMult - 2` = 2); at most half of the other survivors in a small
+    /// cluster (see [`Tunables::suspicion_timeouts`]).
     pub expected_confirmations: u32,
 }
 
@@ -142,12 +143,12 @@ impl Tunables {
         let max = base
             .mul_f64(positive_or_one(self.suspicion_max_multiple))
             .max(min);
-        // memberlist: with fewer than k + 2 members nobody is left to confirm.
-        let expected_confirmations = if cluster_size < self.expected_confirmations as usize + 2 {
-            0
-        } else {
-            self.expected_confirmations
-        };
+        // At most half of the other survivors (n - 2 besides the raiser) are expected to
+        // confirm: 0 below 4 members (as memberlist), 1 with 4 or 5, `expected_confirmations`
+        // from 6. Confirmations come at about one per probe period whatever the size, so in a
+        // small cluster waiting for 2 would cost more than the minimum timeout itself.
+        let half = u32::try_from(cluster_size.saturating_sub(2) / 2).unwrap_or(u32::MAX);
+        let expected_confirmations = self.expected_confirmations.min(half);
         SuspicionTimeouts {
             min,
             max,
@@ -180,7 +181,8 @@ mod tests {
         let five = Profile::Lan.suspicion_timeouts(5);
         assert_eq!(five.min, Duration::from_secs(2));
         assert_eq!(five.max, Duration::from_secs(12));
-        assert_eq!(five.expected_confirmations, 2);
+        assert_eq!(five.expected_confirmations, 1);
+        assert_eq!(Profile::Lan.suspicion_timeouts(6).expected_confirmations, 2);
         assert_eq!(
             Profile::Lan.foca_config(5).suspect_to_down_after,
             five.max,

@@ -51,6 +51,27 @@ fn fifty_nodes_joined_through_one_seed_converge() {
 }
 
 #[test]
+fn a_hundred_nodes_joining_one_after_the_other_all_know_each_other_within_seconds() {
+    // As in a real start of 100 agents: one join through the seed every 20 ms. The later
+    // joiners' Feeds hold only some of the earlier members, and the updates about those are
+    // spent already; they must still learn everyone within a few probe periods, not at the
+    // next periodic announce 30 s later.
+    let mut sim = network();
+    let nodes = sim.add_nodes(100);
+    for id in &nodes[1..] {
+        sim.join(*id, nodes[0]);
+        sim.run_for(Duration::from_millis(20));
+    }
+    let took = sim.run_until(SECOND * 60, SECOND / 10, SimNetwork::converged);
+    eprintln!("100 nodes joined 20 ms apart converged {took:?} after the last join");
+    assert!(
+        took.is_some_and(|t| t <= SECOND * 5),
+        "took {took:?} (seed {})",
+        sim.seed()
+    );
+}
+
+#[test]
 fn fifty_nodes_started_converged_are_converged_within_one_probe_period() {
     let mut sim = network();
     let nodes = sim.add_converged_nodes(50);

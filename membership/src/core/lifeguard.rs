@@ -175,7 +175,7 @@ impl MembershipCore {
 
     /// One datagram to `to` in foca's format, as foca would gossip it (our identity and
     /// incarnation in the header), carrying `updates` and, if given, a custom broadcast.
-    fn send_direct(
+    pub(super) fn send_direct(
         &mut self,
         to: &MemberId,
         updates: &[Member<MemberId>],
