@@ -37,9 +37,10 @@ pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: 
     loop {
         let history = storage.history();
         let now = unix_ms();
+        // Checked, never truncated: a retention past u64 ms keeps everything.
         let (raw, all) = (
-            raw_retention.as_millis() as u64,
-            retention.as_millis() as u64,
+            u64::try_from(raw_retention.as_millis()).unwrap_or(u64::MAX),
+            u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
         );
         match tokio::task::spawn_blocking(move || history.compact(now, raw, all)).await {
             Ok(Ok(stats)) if stats.folded + stats.expired > 0 => {
