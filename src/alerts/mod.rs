@@ -234,6 +234,10 @@ impl AlertsTask {
 
     /// Applies an alert from elsewhere; our own alerts are only ever changed here.
     fn apply_remote(&mut self, alert: Alert, via: &str) {
+        let Some(alert) = table::sanitized(alert) else {
+            tracing::debug!(via, "alert with control characters in its key dropped");
+            return;
+        };
         let own = alert.team == self.context.team && alert.host == self.context.host;
         if own && self.table.get(&alert.key()).is_some() {
             // Our own alerts come back to us through peers; ours is the truth.
