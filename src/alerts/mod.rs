@@ -2,8 +2,9 @@
 //!
 //! One owner task holds the [`table::AlertTable`]. Local changes (checks, `alert raise`/`clear`)
 //! bump the version, are stored, and go out as a foca broadcast; alerts heard by gossip or by
-//! the anti-entropy [`sync`] are applied if newer. Every state change is stored and written to
-//! history with its time.
+//! the anti-entropy [`sync`] are applied if newer, our own included: an agent whose data dir
+//! was rolled back takes the highest version of its own alerts that its peers hold, so its
+//! next change always wins. Every state change is stored and written to history with its time.
 
 pub mod sync;
 pub mod table;
@@ -232,22 +233,30 @@ impl AlertsTask {
         }
     }
 
-    /// Applies an alert from elsewhere; our own alerts are only ever changed here.
+    /// Applies an alert from elsewhere if it is newer than ours, our own alerts included.
     fn apply_remote(&mut self, alert: Alert, via: &str) {
         let Some(alert) = table::sanitized(alert) else {
             tracing::debug!(via, "alert with control characters in its key dropped");
             return;
         };
         let own = alert.team == self.context.team && alert.host == self.context.host;
-        if own && self.table.get(&alert.key()).is_some() {
-            // Our own alerts come back to us through peers; ours is the truth.
+        let held = own
+            .then(|| self.table.get(&alert.key()).map(|a| a.version))
+            .flatten();
+        // Our own alerts come back to us through peers. A peer's copy newer than ours means
+        // our data dir was rolled back (restored, or lost its last writes): we take it, so
+        // that our next change gets a version above every copy and wins everywhere.
+        let applied = self.table.apply(alert.clone());
+        if applied == Applied::Stale {
             return;
         }
-        let applied = self.table.apply(alert.clone());
-        if applied != Applied::Stale {
+        if let Some(held) = held {
+            tracing::warn!(alert = %alert.key(), ours = held, theirs = alert.version, via,
+                "a peer holds a newer version of our own alert (data dir rolled back?): taking it");
+        } else {
             tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
-            self.record(&alert, applied);
         }
+        self.record(&alert, applied);
     }
 
     /// Stores, records and broadcasts a change to one of our own alerts.
