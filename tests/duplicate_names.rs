@@ -9,19 +9,22 @@ use std::time::Duration;
 
 use common::{wait_for, Cluster};
 
+/// Whether `log` has an ERROR line naming the agent at `other` as holding our name.
+fn names_other(log: &str, other: std::net::SocketAddr) -> bool {
+    log.lines().any(|line| {
+        line.contains("ERROR")
+            && line.contains(&format!("another agent at {other} uses our node name"))
+    })
+}
+
 #[test]
 fn a_second_agent_of_the_same_name_is_refused_loudly_on_both_sides() {
     let mut cluster = Cluster::new();
     cluster.add_agent();
-    let twin = cluster.add_agent_named("n1");
+    let twin = cluster.add_agent_named("n1", 0);
     let (first, second) = (&cluster.agents[0], &cluster.agents[twin]);
     assert_eq!(second.name, "n1");
-    let names_other = |log: &str, other: std::net::SocketAddr| {
-        log.lines().any(|line| {
-            line.contains("ERROR")
-                && line.contains(&format!("another agent at {other} uses our node name"))
-        })
-    };
+    let names_other = names_other;
     let both = wait_for(Duration::from_secs(20), || {
         names_other(&first.log(), second.gossip) && names_other(&second.log(), first.gossip)
     });
@@ -56,4 +59,25 @@ fn a_second_agent_of_the_same_name_is_refused_loudly_on_both_sides() {
         cluster.agents[0].members().len() == 2
     })
     .unwrap_or_else(|| panic!("{:?}", cluster.agents[third].members()));
+}
+
+#[test]
+fn two_agents_of_one_name_meeting_through_a_third_are_both_told() {
+    let mut cluster = Cluster::new();
+    cluster.add_agent();
+    cluster.add_agent();
+    cluster.wait_converged(Duration::from_secs(30));
+    // A second "n1" joins through n2, which knows the first n1.
+    let twin = cluster.add_agent_named("n1", 1);
+    let (first, second) = (&cluster.agents[0], &cluster.agents[twin]);
+    let both = wait_for(Duration::from_secs(30), || {
+        names_other(&first.log(), second.gossip) && names_other(&second.log(), first.gossip)
+    });
+    assert!(
+        both.is_some(),
+        "first:\n{}\nsecond:\n{}\nn2:\n{}",
+        first.log(),
+        second.log(),
+        cluster.agents[1].log()
+    );
 }

@@ -227,9 +227,15 @@ impl MembershipCore {
                 return Err(e.into());
             }
         };
-        if let Some(evidence) = name_conflict::evidence(self.identity(), &plaintext) {
+        let evidence =
+            name_conflict::evidence(self.identity(), &plaintext, |n| self.active_named(n));
+        if let Some(evidence) = evidence {
+            let refused = match evidence {
+                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
+                _ => None,
+            };
             self.handle_name_conflict(evidence);
-            if let name_conflict::Evidence::FromHolder { addr, .. } = evidence {
+            if let Some(addr) = refused {
                 return Err(PacketError::NameConflict(addr));
             }
         }

@@ -366,10 +366,10 @@ impl Cluster {
     }
 
     /// Starts one more agent called `name` (which another agent may have too: its data dir
-    /// and log are named `name-N`), joining the first agent.
-    pub fn add_agent_named(&mut self, name: &str) -> usize {
+    /// and log are named `name-N`), joining the agent at `seed`.
+    pub fn add_agent_named(&mut self, name: &str, seed: usize) -> usize {
         let key = self.key_file.clone();
-        let join: Vec<SocketAddr> = self.agents.first().map(|a| a.gossip).into_iter().collect();
+        let join = [self.agents[seed].gossip];
         let files = format!("{name}-{}", self.agents.len() + 1);
         self.add_agent_as(&key, &join, name.to_owned(), files)
     }

@@ -32,7 +32,7 @@ const NOTICE_EVERY_MS: u64 = 1_000;
 const REMEMBERED: usize = 64;
 
 /// What one datagram says about our name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Evidence {
     /// The other holder itself sent it; foca would drop it, so we do not hand it over.
     FromHolder {
@@ -43,6 +43,15 @@ pub(super) enum Evidence {
     },
     /// It gossips about another holder; foca still gets the datagram.
     AboutHolder(SocketAddr),
+    /// Two other agents claim one name: this datagram comes from `older`, while we know
+    /// `newer` (a newer generation at another address) as active. A restarted agent's old
+    /// identity cannot send, so both are alive. foca still gets the datagram.
+    Between {
+        /// The sender.
+        older: NodeIdentity,
+        /// The active member of the same name.
+        newer: NodeIdentity,
+    },
 }
 
 /// When we last logged each holder and last sent each a notice.
@@ -52,13 +61,26 @@ pub(super) struct NameConflicts {
     noticed_at: BTreeMap<SocketAddr, u64>,
 }
 
-/// Finds evidence of another holder of `me.name` in an opened datagram.
-pub(super) fn evidence(me: &NodeIdentity, plaintext: &[u8]) -> Option<Evidence> {
+/// Finds evidence of two holders of one name in an opened datagram; `active` looks up the
+/// active member of a name.
+pub(super) fn evidence(
+    me: &NodeIdentity,
+    plaintext: &[u8],
+    active: impl Fn(&str) -> Option<NodeIdentity>,
+) -> Option<Evidence> {
     let (header, mut rest) = postcard::take_from_bytes::<Header<NodeIdentity>>(plaintext).ok()?;
     if header.src.name == me.name && header.src.addr != me.addr {
         return Some(Evidence::FromHolder {
             addr: header.src.addr,
             announce: header.message == Message::Announce,
+        });
+    }
+    if let Some(newer) = active(&header.src.name)
+        .filter(|known| known.addr != header.src.addr && known.generation > header.src.generation)
+    {
+        return Some(Evidence::Between {
+            older: header.src,
+            newer,
         });
     }
     if header.message == Message::Broadcast || rest.len() < 2 {
@@ -102,11 +124,21 @@ impl NameConflicts {
 }
 
 impl MembershipCore {
-    /// Counts, logs and answers evidence of another holder of our name.
+    /// The active member called `name`, if we know one.
+    pub(super) fn active_named(&self, name: &str) -> Option<NodeIdentity> {
+        self.foca
+            .iter_members()
+            .find(|m| m.id().name == name)
+            .map(|m| m.id().clone())
+    }
+
+    /// Counts, logs and answers evidence of another holder of our name; for two other agents
+    /// of one name, tells each about the other.
     pub(super) fn handle_name_conflict(&mut self, evidence: Evidence) {
         let (addr, notify) = match evidence {
             Evidence::FromHolder { addr, announce } => (addr, announce),
             Evidence::AboutHolder(addr) => (addr, true),
+            Evidence::Between { older, newer } => return self.relay_name_conflict(older, newer),
         };
         self.counters.name_conflicts += 1;
         self.counters.name_conflict_with = Some(addr);
@@ -133,15 +165,51 @@ impl MembershipCore {
         }
     }
 
-    /// A header-only Ack from us to the other holder: evidence it recognises, never answered.
+    fn relay_name_conflict(&mut self, older: NodeIdentity, newer: NodeIdentity) {
+        let now = self.now_ms;
+        if NameConflicts::due(
+            &mut self.name_conflicts.logged_at,
+            older.addr,
+            now,
+            LOG_EVERY_MS,
+        ) {
+            tracing::warn!(
+                node = %older.name,
+                older = %older.addr,
+                newer = %newer.addr,
+                "the agents at {} and {} both use the node name {:?}: telling both",
+                older.addr,
+                newer.addr,
+                older.name
+            );
+        }
+        for (to, holder) in [(older.addr, newer.clone()), (newer.addr, older)] {
+            if NameConflicts::due(
+                &mut self.name_conflicts.noticed_at,
+                to,
+                now,
+                NOTICE_EVERY_MS,
+            ) {
+                self.send_notice(to, holder);
+            }
+        }
+    }
+
+    /// A notice that we hold our name, to the other holder.
     fn send_name_notice(&mut self, to: SocketAddr) {
         let me = self.identity().clone();
+        self.send_notice(to, me);
+    }
+
+    /// A header-only Ack whose sender is `holder`, to the agent at `to` that has the same
+    /// name: evidence it recognises, never answered.
+    fn send_notice(&mut self, to: SocketAddr, holder: NodeIdentity) {
         let header = Header {
             dst: NodeIdentity {
                 addr: to,
-                ..me.clone()
+                ..holder.clone()
             },
-            src: me,
+            src: holder,
             src_incarnation: 0,
             message: Message::Ack(0),
         };
@@ -240,5 +308,55 @@ mod tests {
         first.handle_packet(2, &announce[0].1).unwrap();
         assert_eq!(first.counters().name_conflicts, 0);
         assert_eq!(first.active_members(), 1);
+    }
+
+    /// Delivers every datagram `from` has queued to whichever of `cores` it is addressed to.
+    fn deliver(from: &mut MembershipCore, cores: &mut [&mut MembershipCore], now: u64) -> usize {
+        let mut delivered = 0;
+        for (to, packet) in sends(from) {
+            if let Some(core) = cores.iter_mut().find(|c| c.identity().addr == to) {
+                let _ = core.handle_packet(now, &packet);
+                delivered += 1;
+            }
+        }
+        delivered
+    }
+
+    #[test]
+    fn a_third_agent_tells_two_live_agents_of_one_name_about_each_other() {
+        let key = ClusterKey::generate(&mut rand::rng());
+        let mut other = core("n2", 7022, 5, &key);
+        let mut older = core("n1", 7021, 10, &key);
+        let mut newer = core("n1", 7023, 30, &key);
+        let other_addr = other.identity().addr;
+        newer.handle_join(1, &[other_addr]);
+        deliver(&mut newer, &mut [&mut other], 2);
+        deliver(&mut other, &mut [&mut newer], 3);
+        assert_eq!(other.active_members(), 1);
+
+        // The older n1, still alive, joins through n2, which knows the newer one.
+        older.handle_join(4, &[other_addr]);
+        deliver(&mut older, &mut [&mut other], 5);
+        let sent = sends(&mut other);
+        let to = |addr: SocketAddr| sent.iter().filter(|(a, _)| *a == addr).count();
+        assert!(
+            to(older.identity().addr) >= 1 && to(newer.identity().addr) == 1,
+            "{sent:?}"
+        );
+        for (to, packet) in sent {
+            for core in [&mut older, &mut newer] {
+                if core.identity().addr == to {
+                    let _ = core.handle_packet(6, &packet);
+                }
+            }
+        }
+        assert_eq!(
+            older.counters().name_conflict_with,
+            Some(newer.identity().addr)
+        );
+        assert_eq!(
+            newer.counters().name_conflict_with,
+            Some(older.identity().addr)
+        );
     }
 }
