@@ -48,7 +48,8 @@ fn argument(setting: &'static Setting, flag: &'static str) -> Arg {
     let value_name = match setting.kind {
         Kind::Name => "NAME",
         Kind::Path => "FILE",
-        Kind::Address { .. } | Kind::Seeds => "IP:PORT",
+        Kind::Address { .. } => "IP:PORT",
+        Kind::Seeds => "HOST:PORT",
         Kind::Choice(_) => "WORD",
         Kind::Duration(_) => "DURATION",
         Kind::Count { .. } => "N",
