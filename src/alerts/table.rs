@@ -152,6 +152,15 @@ impl AlertTable {
         Some(next)
     }
 
+    /// Puts back what [`AlertTable::get`] returned for `key` before a change that could not
+    /// be stored (`None`: removes the alert).
+    pub fn restore(&mut self, key: AlertKey, before: Option<Alert>) {
+        match before {
+            Some(alert) => self.alerts.insert(key, alert),
+            None => self.alerts.remove(&key),
+        };
+    }
+
     /// Which version of each alert we hold.
     pub fn digest(&self) -> Vec<DigestEntry> {
         self.alerts

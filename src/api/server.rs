@@ -184,6 +184,7 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
             .load(std::sync::atomic::Ordering::Relaxed),
         uptime_secs: state.started.elapsed().as_secs(),
         data_dir: state.data_dir.clone(),
+        storage: super::StorageStatus::of(&state.storage.health()),
     }))
 }
 
@@ -334,6 +335,25 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "Opened datagrams SWIM rejected.",
         "counter",
         c.dropped_rejected,
+    );
+    let health = state.storage.health();
+    metric(
+        "rover_storage_failing",
+        "1 while storage refuses writes (the agent retries; see info), else 0.",
+        "gauge",
+        u64::from(!health.is_ok()),
+    );
+    metric(
+        "rover_storage_failed_writes",
+        "Writes and flushes that failed since storage started failing.",
+        "gauge",
+        health.failing.as_ref().map_or(0, |f| f.failed_writes),
+    );
+    metric(
+        "rover_storage_recoveries_total",
+        "Times the database was reopened after failing.",
+        "counter",
+        health.recoveries,
     );
     out.push_str("# HELP rover_members Members by status.\n# TYPE rover_members gauge\n");
     for (status, n) in [

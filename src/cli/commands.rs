@@ -379,7 +379,23 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         ],
         vec!["uptime".into(), format!("{}s", info.uptime_secs)],
         vec!["data dir".into(), info.data_dir.clone()],
+        vec!["storage".into(), storage_line(&info.storage)],
     ];
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
+}
+
+/// The `storage` row of `info`.
+fn storage_line(storage: &crate::api::StorageStatus) -> String {
+    match storage.state.as_str() {
+        "" | "ok" if storage.recoveries == 0 => "ok".to_owned(),
+        "" | "ok" => format!("ok (recovered {} times)", storage.recoveries),
+        state => format!(
+            "{} since {} ms: {} failed writes; {}",
+            state.to_uppercase(),
+            storage.failing_since_ms.unwrap_or(0),
+            storage.failed_writes,
+            storage.error.as_deref().unwrap_or("no error text")
+        ),
+    }
 }
