@@ -4,6 +4,7 @@
 
 mod alert_routes;
 pub mod client;
+pub mod grid_routes;
 mod history_routes;
 pub mod leader_routes;
 mod notify_routes;
@@ -68,6 +69,9 @@ pub struct InfoResponse {
     /// Whether storage takes writes (absent from agents before it was reported).
     #[serde(default)]
     pub storage: StorageStatus,
+    /// Grid-control records held, taken and dropped by reason (absent from older agents).
+    #[serde(default)]
+    pub records: Option<crate::grid::table::GridCounters>,
 }
 
 /// Whether the agent's storage takes writes, as `info` shows it.

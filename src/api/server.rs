@@ -53,6 +53,8 @@ pub struct ApiState {
     pub leadership: crate::leadership::LeadershipHandle,
     /// The notification channels (shared with the incident engine).
     pub notifiers: Arc<crate::notify::Notifiers>,
+    /// Grid-control records, keys and invitations.
+    pub grid: crate::grid::GridParts,
 }
 
 /// The API's routes.
@@ -73,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
             get(super::leader_routes::incidents).post(super::leader_routes::open),
         )
         .route("/v1/notify/test", post(super::notify_routes::test))
+        .merge(super::grid_routes::routes())
         .route("/metrics", get(metrics))
         .with_state(state)
 }
@@ -185,6 +188,7 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
         uptime_secs: state.started.elapsed().as_secs(),
         data_dir: state.data_dir.clone(),
         storage: super::StorageStatus::of(&state.storage.health()),
+        records: state.grid.grid.counters().await.ok(),
     }))
 }
 
@@ -355,6 +359,7 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "counter",
         health.recoveries,
     );
+    super::grid_routes::metrics(&state, &mut out).await;
     out.push_str("# HELP rover_members Members by status.\n# TYPE rover_members gauge\n");
     for (status, n) in [
         ("alive", counts.alive),

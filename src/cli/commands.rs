@@ -37,6 +37,16 @@ fn write_out(text: &str) {
     }
 }
 
+/// Writes `text` and a newline to stdout (see [`write_out`]).
+pub(super) fn write_line(text: &str) {
+    write_out(&format!("{text}\n"));
+}
+
+/// Writes `text` to stdout as it is (see [`write_out`]).
+pub(super) fn write_text(text: &str) {
+    write_out(text);
+}
+
 macro_rules! say {
     ($($arg:tt)*) => { write_out(&format!($($arg)*)) };
 }
@@ -82,6 +92,9 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         config::default_data_dir(),
         config::hostname(),
     )?;
+    if let Some(token) = &config.join_token {
+        super::grid_commands::check_token(token)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -133,6 +146,25 @@ fn token(cli: &Cli) -> Option<String> {
 async fn run_client(cli: &Cli) -> Result<()> {
     let client = ApiClient::new(api_addr(cli)?, token(cli))?;
     match &cli.command {
+        Command::Join { seeds } if seeds.iter().any(|s| super::grid_commands::is_token(s)) => {
+            let (tokens, seeds): (Vec<&String>, Vec<&String>) = seeds
+                .iter()
+                .partition(|s| super::grid_commands::is_token(s));
+            if tokens.len() > 1 || !seeds.is_empty() {
+                return Err(super::grid_commands::UsageError(
+                    "give one invitation token, without seeds".into(),
+                )
+                .into());
+            }
+            super::grid_commands::join_token(&client, tokens[0]).await?;
+        }
+        Command::Records { service } => {
+            super::grid_commands::records(cli, &client, service.as_deref()).await?;
+        }
+        Command::Service(command) => super::grid_commands::service(cli, &client, command).await?,
+        Command::Trust(command) => super::grid_commands::trust(cli, &client, command).await?,
+        Command::Keys(command) => super::grid_commands::keys(cli, &client, command).await?,
+        Command::Invite { ttl } => super::grid_commands::invite(cli, &client, *ttl).await?,
         Command::Join { seeds } => {
             let answer: JoinResponse = client
                 .post(

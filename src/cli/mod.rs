@@ -3,6 +3,8 @@
 //! 2 bad usage (clap).
 
 mod commands;
+mod grid_commands;
+mod grid_output;
 mod history_output;
 mod incidents_output;
 mod leader_output;
@@ -60,10 +62,11 @@ pub enum StatusFilter {
 pub enum Command {
     /// Run the agent in the foreground.
     Agent(AgentArgs),
-    /// Ask the running agent to join a cluster through one or more seeds (host:port).
+    /// Ask the running agent to join a cluster through one or more seeds (host:port), or
+    /// with an invitation token from `rover-agent invite`.
     Join {
-        /// Seeds, as host:port (port 7900 if omitted).
-        #[arg(required = true, value_name = "SEED")]
+        /// Seeds, as host:port (port 7900 if omitted), or one invitation token.
+        #[arg(required = true, value_name = "SEED|TOKEN")]
         seeds: Vec<String>,
     },
     /// List the members of the cluster.
@@ -90,6 +93,28 @@ pub enum Command {
     /// Check the notification channels.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The grid-control records this agent holds, with signer fingerprints and seqnums.
+    Records {
+        /// Only this service (`addresses`, `service`, `trust`, a name, or `service/NAME`).
+        #[arg(long, value_name = "S")]
+        service: Option<String>,
+    },
+    /// Cluster-wide named service addresses (registry, steward, beacon...).
+    #[command(subcommand)]
+    Service(grid_commands::ServiceCommand),
+    /// Trust recommendations (accept-alerts-from, send-alerts-to) about team or node keys.
+    #[command(subcommand)]
+    Trust(grid_commands::TrustCommand),
+    /// Cluster-wide key rotation: install, use, remove (like `serf keys`, but restart-proof).
+    #[command(subcommand)]
+    Keys(grid_commands::KeysCommand),
+    /// Print an invitation token (cluster key and member addresses) for `agent --join-token`
+    /// or `join`.
+    Invite {
+        /// How long the token is accepted (1m to 30d).
+        #[arg(long, default_value = "24h", value_parser = parse_since)]
+        ttl: std::time::Duration,
+    },
     /// Recorded status samples, alerts and membership changes.
     History {
         /// Only this host (default: a summary of every host).
@@ -159,6 +184,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<grid_commands::UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -55,6 +55,7 @@ fn argument(setting: &'static Setting, flag: &'static str) -> Arg {
         Kind::Count { .. } => "N",
         Kind::AbsolutePaths => "PATH",
         Kind::Switch => "BOOL",
+        Kind::Invitation => "TOKEN",
     };
     let arg = Arg::new(id_of(setting, flag))
         .long(flag.trim_start_matches('-'))

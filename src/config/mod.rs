@@ -45,6 +45,8 @@ pub struct Config {
     pub join: Vec<SocketAddr>,
     /// File holding the cluster key as one base64 line.
     pub key_file: Option<PathBuf>,
+    /// An invitation to join with (checked when the agent starts).
+    pub join_token: Option<String>,
     /// SWIM timings.
     pub profile: Profile,
     /// Local HTTP API address.
@@ -193,6 +195,7 @@ pub fn resolve(
     let key_file = values
         .text(&GOSSIP_KEY_FILE)?
         .map(|f| PathBuf::from(f.value));
+    let join_token = values.text(&GOSSIP_JOIN_TOKEN)?.map(|t| t.value);
     // The row's choices are exactly the profiles, so this parse cannot fail.
     let profile = text(&GOSSIP_PROFILE)?.parse().unwrap_or(Profile::Lan);
     let api = address(&API_BIND)?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7901)));
@@ -241,6 +244,7 @@ pub fn resolve(
         advertise,
         join,
         key_file,
+        join_token,
         profile,
         api,
         sync_interval,

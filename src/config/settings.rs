@@ -74,6 +74,9 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Switch,
+    /// A token from `rover-agent invite` (checked when the agent starts: a bad one is a usage
+    /// error, exit code 2).
+    Invitation,
 }
 
 /// Bounds of a duration setting.
@@ -167,6 +170,12 @@ settings! {
         key: "gossip.key_file", env: Some("ROVER_KEY_FILE"), flag: Some("--key-file"),
         default: Default::Unset("none (the keyring in the data dir)"), kind: Kind::Path,
         doc: "cluster key, one base64 line from `keygen`",
+    };
+    /// `gossip.join_token`
+    GOSSIP_JOIN_TOKEN = Setting {
+        key: "gossip.join_token", env: Some("ROVER_JOIN_TOKEN"), flag: Some("--join-token"),
+        default: Default::Unset("none"), kind: Kind::Invitation,
+        doc: "an invitation from `rover-agent invite`: its cluster key goes into the keyring, and the agent joins through its addresses",
     };
     /// `gossip.profile`
     GOSSIP_PROFILE = Setting {
@@ -285,6 +294,7 @@ impl Kind {
         match self {
             Kind::Name => "1 to 128 of `A-Z a-z 0-9 - _ .`".into(),
             Kind::Path => "a path".into(),
+            Kind::Invitation => "a token from `rover-agent invite`".into(),
             Kind::Address {
                 loopback_only: true,
                 ..

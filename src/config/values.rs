@@ -73,7 +73,7 @@ impl<'a> Values<'a> {
         }
     }
 
-    /// A text value of the `Name`, `Path` or `Choice` kinds.
+    /// A text value of the `Name`, `Path`, `Choice` or `Invitation` kinds.
     pub(super) fn text(&self, setting: &Setting) -> Result<Option<Sourced<String>>, ConfigError> {
         self.parsed(setting, |raw| {
             let text = one(raw)?;
@@ -82,6 +82,7 @@ impl<'a> Values<'a> {
                 Kind::Path if text.trim().is_empty() => Err("must not be empty".into()),
                 Kind::Path if text.contains('\0') => Err("must not hold a NUL byte".into()),
                 Kind::Path => Ok(text.to_owned()),
+                Kind::Invitation => Ok(text.trim().to_owned()),
                 Kind::Choice(words) if words.contains(&text.trim()) => Ok(text.trim().to_owned()),
                 Kind::Choice(words) => Err(format!("expected one of {}", words.join(", "))),
                 other => Err(mismatch(setting, &other)),

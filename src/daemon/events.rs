@@ -26,11 +26,14 @@ pub struct EventRouter {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync (on joining a cluster or meeting a new member).
     pub sync_now: Arc<Notify>,
+    /// Grid-control records and key rotation.
+    pub grid: crate::grid::GridEvents,
 }
 
 impl EventRouter {
     /// Handles one event; failures are logged, never fatal.
     pub async fn route(&self, event: MemberEvent) {
+        self.grid.route(&event).await;
         let result = match &event {
             MemberEvent::Up(m) => {
                 tracing::info!(member = %m.name, addr = %m.addr, "member alive");

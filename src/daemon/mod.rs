@@ -24,7 +24,7 @@ use self::events::{EventRouter, GENERATION_KEY};
 use crate::alerts::{self, AlertsContext};
 use crate::api::server::{self, ApiState, Control};
 use crate::config::Config;
-use crate::data_dir::{DataDir, KeyringOrigin};
+use crate::data_dir::DataDir;
 use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
 use crate::peer::server::PeerServer;
@@ -54,7 +54,8 @@ impl Daemon {
         let data_dir = DataDir::open(&config.data_dir)?;
         let opened = open::open_storage(&data_dir)?;
         let storage = opened.storage.clone();
-        let keyring = load_keyring(&data_dir, &config)?;
+        let start_keys = crate::grid::start::keys_at_start(&data_dir, &config)?;
+        let (keyring, invited) = (start_keys.state.ring.clone(), start_keys.invited.clone());
         let token = data_dir.load_or_create_token()?;
         let identity = NodeIdentity {
             name: config.node_name.clone(),
@@ -71,6 +72,14 @@ impl Daemon {
         let (events_tx, mut membership_events) = mpsc::unbounded_channel();
         let (membership, membership_task, cluster_port) =
             bind_gossip(settings, config.bind, events_tx).await?;
+        let grid = crate::grid::start::start(
+            &storage,
+            &opened.node_key,
+            &data_dir,
+            &membership,
+            start_keys,
+            &config,
+        )?;
 
         let (alerts, alerts_task) = alerts::spawn(AlertsContext {
             team: config.team.clone(),
@@ -120,6 +129,7 @@ impl Daemon {
                     alerts: alerts.clone(),
                     leadership: leadership.clone(),
                     rejected: peer_rejected.clone(),
+                    grid: grid.peer.clone(),
                 }
                 .serve(cluster_port),
             ),
@@ -127,6 +137,7 @@ impl Daemon {
                 config.sync_interval,
                 membership.clone(),
                 alerts.clone(),
+                grid.parts.grid.clone(),
                 sync_now.clone(),
             )),
             tokio::spawn({
@@ -173,7 +184,14 @@ impl Daemon {
             check_tx,
         ));
 
-        let seeds = startup_seeds(&config, &storage)?;
+        background.extend(grid.tasks.into_iter().map(|(_, task)| task));
+        let mut seeds = startup_seeds(&config, &storage)?;
+        seeds.extend(
+            invited
+                .into_iter()
+                .filter(|a| !seeds.contains(a))
+                .collect::<Vec<_>>(),
+        );
         if !seeds.is_empty() {
             tracing::info!(seeds = ?seeds, "joining");
             membership.join(seeds).await?;
@@ -200,6 +218,7 @@ impl Daemon {
             data_dir: data_dir.root().display().to_string(),
             started: Instant::now(),
             control: control_tx,
+            grid: grid.parts.clone(),
         };
         let (api_stop_tx, api_stop) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(async move {
@@ -231,6 +250,7 @@ impl Daemon {
             storage: storage.clone(),
             alerts: alerts.clone(),
             sync_now,
+            grid: grid.events.clone(),
         };
         tokio::pin!(shutdown);
         let storage_closed = storage_health::closed(health_rx);
@@ -323,24 +343,6 @@ fn severity_of(wanted: crate::checks::config::SeverityOverride) -> rover_storage
         crate::checks::config::SeverityOverride::Warning => rover_storage::Severity::Warning,
         crate::checks::config::SeverityOverride::Critical => rover_storage::Severity::Critical,
     }
-}
-
-fn load_keyring(data_dir: &DataDir, config: &Config) -> Result<rover_membership::Keyring> {
-    let (keyring, origin) = data_dir.load_keyring(config.key_file.as_deref())?;
-    match origin {
-        KeyringOrigin::Generated => tracing::warn!(
-            keyring = %data_dir.keyring_path().display(),
-            fingerprint = %keyring.primary().fingerprint(),
-            "no cluster key given: generated a new one. Other agents need the same key: copy the \
-             first line of the keyring file into a file (mode 0600) on each host and start them \
-             with --key-file FILE"
-        ),
-        KeyringOrigin::FromKeyFile => {
-            tracing::info!(fingerprint = %keyring.primary().fingerprint(), "using the key from the key file")
-        }
-        KeyringOrigin::Persisted => {}
-    }
-    Ok(keyring)
 }
 
 /// A generation above every earlier one of this data dir (and above wall-clock ms, so a lost

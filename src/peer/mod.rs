@@ -1,6 +1,6 @@
 //! The cluster TCP port (same number as gossip): sealed frames carrying [`PeerMessage`]s.
 //!
-//! It carries the alert anti-entropy exchange, the Raft RPCs of the ledger group (on a
+//! It carries the alert and grid-control record anti-entropy exchange, key rotation steps, the Raft RPCs of the ledger group (on a
 //! connection kept open per peer), the group's hello and adopt messages and ledger writes
 //! forwarded to the leader. Later features add their message kinds at the end of the enum
 //! (postcard encodes the variant index, so only append).
@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use crate::alerts::table::DigestEntry;
+use crate::grid::table::DigestEntry as GridDigestEntry;
 
 /// How long one request may wait for its answer, or a connection for its first message.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -80,6 +81,29 @@ pub enum PeerMessage {
     LedgerWrite(Vec<LedgerCommand>),
     /// The answer to [`PeerMessage::LedgerWrite`]: an error text if they were not applied.
     LedgerWriteAnswer(Option<String>),
+    /// "Here is which grid-control records I hold" (see [`crate::grid::sync`]).
+    RecordDigest(Vec<GridDigestEntry>),
+    /// The answer: the records the server holds newer (each encoded), and its digest.
+    RecordDelta {
+        /// Encoded records newer on the server.
+        records: Vec<Vec<u8>>,
+        /// The server's digest.
+        digest: Vec<GridDigestEntry>,
+    },
+    /// Encoded records the client holds newer than the server's digest.
+    RecordPush(Vec<Vec<u8>>),
+    /// "Which keys do you hold?" (fingerprints only; see [`crate::keys`]).
+    KeyringQuery,
+    /// The answer to [`PeerMessage::KeyringQuery`].
+    KeyringSummary(crate::keys::KeyringSummary),
+    /// "Apply this rotation step" (persisted before the answer).
+    KeyringChange(crate::keys::KeyChange),
+    /// The answer to [`PeerMessage::KeyringChange`]: what the member holds now, or why not.
+    KeyringChangeAnswer(Result<crate::keys::KeyringSummary, String>),
+    /// "Send me your keyring" (a member that was away during a rotation).
+    KeyringFetch,
+    /// The answer to [`PeerMessage::KeyringFetch`].
+    KeyringFetchAnswer(crate::keys::state::KeyringWire),
 }
 
 /// What this process sent on the cluster port: frames and bytes (length prefix and sealing

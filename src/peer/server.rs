@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::{PeerConnection, PeerMessage, IDLE_TIMEOUT};
 use crate::alerts::{AlertInput, AlertsHandle};
+use crate::grid::sync::Handled;
 use crate::leadership::LeadershipHandle;
 
 /// What the server needs to answer.
@@ -24,6 +25,8 @@ pub struct PeerServer {
     pub leadership: LeadershipHandle,
     /// Connections dropped because they did not open, decode or follow the protocol.
     pub rejected: Arc<AtomicU64>,
+    /// Grid-control records and keys.
+    pub grid: crate::grid::sync::GridPeer,
 }
 
 impl PeerServer {
@@ -99,12 +102,25 @@ impl PeerServer {
                         ))
                         .await?;
                 }
+                ours @ (PeerMessage::RecordDigest(_)
+                | PeerMessage::RecordPush(_)
+                | PeerMessage::KeyringQuery
+                | PeerMessage::KeyringChange(_)
+                | PeerMessage::KeyringFetch) => {
+                    if let Handled::Answer(answer) = self.grid.handle(ours).await? {
+                        connection.send(&answer).await?;
+                    }
+                }
                 other @ (PeerMessage::AlertDelta { .. }
                 | PeerMessage::RaftAnswer(_)
                 | PeerMessage::RaftRefused(_)
                 | PeerMessage::GroupHelloAnswer { .. }
                 | PeerMessage::GroupAdoptAnswer(_)
-                | PeerMessage::LedgerWriteAnswer(_)) => {
+                | PeerMessage::LedgerWriteAnswer(_)
+                | PeerMessage::RecordDelta { .. }
+                | PeerMessage::KeyringSummary(_)
+                | PeerMessage::KeyringChangeAnswer(_)
+                | PeerMessage::KeyringFetchAnswer(_)) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
@@ -126,5 +142,14 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::GroupAdoptAnswer(_) => "GroupAdoptAnswer",
         PeerMessage::LedgerWrite(_) => "LedgerWrite",
         PeerMessage::LedgerWriteAnswer(_) => "LedgerWriteAnswer",
+        PeerMessage::RecordDigest(_) => "RecordDigest",
+        PeerMessage::RecordDelta { .. } => "RecordDelta",
+        PeerMessage::RecordPush(_) => "RecordPush",
+        PeerMessage::KeyringQuery => "KeyringQuery",
+        PeerMessage::KeyringSummary(_) => "KeyringSummary",
+        PeerMessage::KeyringChange(_) => "KeyringChange",
+        PeerMessage::KeyringChangeAnswer(_) => "KeyringChangeAnswer",
+        PeerMessage::KeyringFetch => "KeyringFetch",
+        PeerMessage::KeyringFetchAnswer(_) => "KeyringFetchAnswer",
     }
 }

@@ -41,6 +41,7 @@ pub(crate) struct Open {
     pub(crate) meta: sled::Tree,
     pub(crate) alerts: sled::Tree,
     pub(crate) history: sled::Tree,
+    pub(crate) grid: sled::Tree,
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
@@ -84,6 +85,7 @@ impl Open {
             meta: open_tree(trees::META)?,
             alerts: open_tree(trees::ALERTS)?,
             history: open_tree(trees::HISTORY)?,
+            grid: open_tree(trees::GRID)?,
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
             db,
@@ -227,6 +229,11 @@ impl Storage {
     /// The hosts' history, in the [`trees::HISTORY`] tree.
     pub fn history(&self) -> SledHistoryStore {
         SledHistoryStore::new(self.shared.clone())
+    }
+
+    /// The signed grid-control records, in the [`trees::GRID`] tree.
+    pub fn grid(&self) -> crate::grid::SledGridStore {
+        crate::grid::SledGridStore::new(self.shared.clone())
     }
 
     /// The Raft log and metadata of the election crate, in the [`trees::RAFT_LOG`] and
@@ -419,6 +426,7 @@ mod tests {
         shareable::<crate::SledAlertStore>();
         shareable::<crate::SledHistoryStore>();
         shareable::<crate::RaftTrees>();
+        shareable::<crate::grid::SledGridStore>();
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub const HISTORY: &str = "history";
 /// Reserved: replicated records of the cluster state machine. Not used yet.
 pub const RECORDS: &str = "records";
 
+/// Signed grid-control records (addresses, named services, trust), keyed by `signer (32
+/// bytes) | service`; values are [`crate::grid::SignedRecord`] encodings.
+pub const GRID: &str = "grid_control";
+
 /// Entries of the election crate's Raft log, keyed by big-endian `u64` index; values are the
 /// bytes the election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_LOG: &str = "raft_log";
@@ -35,7 +39,7 @@ pub const RAFT_STATE: &str = "raft_state";
 
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
-    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE,
+    MEMBERS, META, ALERTS, HISTORY, RECORDS, GRID, RAFT_LOG, RAFT_META, RAFT_STATE,
 ];
 
 #[cfg(test)]
