@@ -220,6 +220,7 @@ async fn view_of(state: &ApiState, record: rover_storage::grid::SignedRecord) ->
         seqnum: record.seqnum,
         content: String::new(),
         bytes: record.encode().len(),
+        encoded: String::new(),
     })
 }
 

@@ -14,7 +14,7 @@ use crate::api::grid_routes::{
 };
 use crate::grid::services::{RecordView, ServiceView, TrustView};
 use crate::invite::{Invitation, TOKEN_PREFIX};
-use crate::keys::rotation::{KeysReport, Outcome, StepReport};
+use crate::keys::rotation::{is_reachable_status, KeysReport, Outcome, StepReport};
 
 /// How long a key step may take: a survey and a step, each up to a connection and an answer
 /// per member.
@@ -216,17 +216,17 @@ pub async fn keys(cli: &Cli, client: &ApiClient, command: &KeysCommand) -> Resul
     let body = KeyRequest { key: key.clone() };
     let report: StepReport = client.post_within(path, &body, KEY_STEP_WAIT).await?;
     print(cli.format, &report, || step_table(&report))?;
-    let total = report.members.len();
-    if report.acknowledged < total {
+    if !report.complete() {
         let missing: Vec<&str> = report
             .members
             .iter()
-            .filter(|m| m.outcome != Outcome::Acknowledged)
+            .filter(|m| m.outcome != Outcome::Acknowledged && is_reachable_status(m.status))
             .map(|m| m.name.as_str())
             .collect();
         return Err(anyhow!(
-            "{} of {total} members acknowledged; not: {}",
+            "{} of {} alive members acknowledged; not: {}",
             report.acknowledged,
+            report.reachable,
             missing.join(", ")
         ));
     }

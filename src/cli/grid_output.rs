@@ -2,7 +2,7 @@
 
 use super::table::render;
 use crate::grid::services::{RecordView, ServiceView, TrustView};
-use crate::keys::rotation::{KeysReport, StepReport};
+use crate::keys::rotation::{is_reachable_status, KeysReport, StepReport};
 
 fn node_or_dash(node: &Option<String>) -> String {
     node.clone().unwrap_or_else(|| "-".into())
@@ -121,11 +121,19 @@ pub fn step_table(report: &StepReport) -> String {
             ]
         })
         .collect();
+    let away: Vec<String> = report
+        .members
+        .iter()
+        .filter(|m| !is_reachable_status(m.status))
+        .map(|m| format!("{} ({})", m.name, m.status.as_str()))
+        .collect();
+    let away = if away.is_empty() {
+        String::new()
+    } else {
+        format!("; not reached: {}", away.join(", "))
+    };
     format!(
-        "{} {}: {} of {} members acknowledged\n",
-        report.step,
-        report.key,
-        report.acknowledged,
-        report.members.len()
+        "{} {}: {} of {} alive members acknowledged{away}\n",
+        report.step, report.key, report.acknowledged, report.reachable
     ) + &render(&["MEMBER", "ADDRESS", "ANSWER", "DETAIL"], &rows)
 }

@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use rover_storage::grid::payload::{
     self, is_service_name, key_text, named_services, node_addresses, recommendations, Addresses,
     Content, NamedService, Recommendation, Service, Trust, TrustWhat, MAX_PETNAME,
@@ -48,6 +50,8 @@ pub struct RecordView {
     pub content: String,
     /// Encoded size in bytes.
     pub bytes: usize,
+    /// The encoded record (unpadded URL-safe base64), to check or keep elsewhere.
+    pub encoded: String,
 }
 
 /// One named service in force.
@@ -107,6 +111,7 @@ pub fn record_views(records: &[SignedRecord], service: Option<&str>) -> Vec<Reco
             seqnum: r.seqnum,
             content: describe(r),
             bytes: r.encode().len(),
+            encoded: URL_SAFE_NO_PAD.encode(r.encode()),
         })
         .collect()
 }

@@ -74,8 +74,18 @@ pub struct StepReport {
     pub version: u64,
     /// How many members acknowledged.
     pub acknowledged: usize,
+    /// How many members were alive or suspect (us included): the step is done when every
+    /// one of them acknowledged.
+    pub reachable: usize,
     /// Per member, by name.
     pub members: Vec<MemberOutcome>,
+}
+
+impl StepReport {
+    /// Whether every alive or suspect member acknowledged.
+    pub fn complete(&self) -> bool {
+        self.acknowledged >= self.reachable
+    }
 }
 
 /// One key of `keys list`.
@@ -114,7 +124,12 @@ pub enum StepError {
 }
 
 fn is_reachable(member: &MemberInfo) -> bool {
-    matches!(member.status, MemberStatus::Alive | MemberStatus::Suspect)
+    is_reachable_status(member.status)
+}
+
+/// Whether a member of this status is asked (alive or suspect).
+pub fn is_reachable_status(status: MemberStatus) -> bool {
+    matches!(status, MemberStatus::Alive | MemberStatus::Suspect)
 }
 
 fn not_reached(member: &MemberInfo, detail: String) -> MemberOutcome {
@@ -354,6 +369,10 @@ pub async fn run_step(
         acknowledged: rows
             .iter()
             .filter(|r| r.outcome == Outcome::Acknowledged)
+            .count(),
+        reachable: rows
+            .iter()
+            .filter(|r| is_reachable_status(r.status))
             .count(),
         members: rows,
     })

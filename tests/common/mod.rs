@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod grid;
 pub mod leaders;
 
 use rover_membership::MemberInfo;
@@ -42,9 +43,13 @@ pub struct Agent {
     pub gossip: SocketAddr,
     pub api: SocketAddr,
     child: Option<Child>,
-    key_file: PathBuf,
+    key_file: Option<PathBuf>,
     log: PathBuf,
     config: Option<PathBuf>,
+    /// The seeds it was first started with.
+    join: Vec<SocketAddr>,
+    /// Further `agent` flags it was started with.
+    extra: Vec<String>,
 }
 
 impl Agent {
@@ -205,17 +210,29 @@ impl Agent {
 
     /// Starts the process again with the same data dir and addresses and no `--join`.
     pub fn restart(&mut self) {
+        self.restart_joining(&[]);
+    }
+
+    /// Starts the process again with the command line it was first started with (its
+    /// `--join` seeds included).
+    pub fn restart_as_started(&mut self) {
+        let join = self.join.clone();
+        self.restart_joining(&join);
+    }
+
+    fn restart_joining(&mut self, join: &[SocketAddr]) {
         self.kill();
         let _ = std::fs::remove_file(self.data_dir.join("api-addr"));
         let child = spawn_agent(Launch {
             name: &self.name,
             data_dir: &self.data_dir,
-            key_file: &self.key_file,
+            key_file: self.key_file.as_deref(),
             bind: self.gossip,
             api: self.api,
-            join: &[],
+            join,
             log: &self.log,
             config: self.config.as_deref(),
+            extra: &self.extra,
         });
         self.child = Some(child);
         wait_ready(&self.data_dir).expect("restarted agent did not come up");
@@ -237,12 +254,13 @@ impl Drop for Agent {
 struct Launch<'a> {
     name: &'a str,
     data_dir: &'a Path,
-    key_file: &'a Path,
+    key_file: Option<&'a Path>,
     bind: SocketAddr,
     api: SocketAddr,
     join: &'a [SocketAddr],
     log: &'a Path,
     config: Option<&'a Path>,
+    extra: &'a [String],
 }
 
 fn spawn_agent(launch: Launch<'_>) -> Child {
@@ -258,8 +276,7 @@ fn spawn_agent(launch: Launch<'_>) -> Child {
         .arg(launch.api.to_string())
         .arg("--data-dir")
         .arg(launch.data_dir)
-        .arg("--key-file")
-        .arg(launch.key_file)
+        .args(launch.extra)
         .env("ROVER_LOG", "info,rover_membership=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -270,6 +287,9 @@ fn spawn_agent(launch: Launch<'_>) -> Child {
                 .open(launch.log)
                 .unwrap(),
         );
+    if let Some(key_file) = launch.key_file {
+        cmd.arg("--key-file").arg(key_file);
+    }
     for seed in launch.join {
         cmd.arg("--join").arg(seed.to_string());
     }
@@ -371,20 +391,28 @@ impl Cluster {
         let key = self.key_file.clone();
         let join = [self.agents[seed].gossip];
         let files = format!("{name}-{}", self.agents.len() + 1);
-        self.add_agent_as(&key, &join, name.to_owned(), files)
+        self.add_agent_as(Some(&key), &join, name.to_owned(), files, &[])
+    }
+
+    /// Starts one more agent, `n<N>`, with no key file, these seeds and these further flags
+    /// (for example `--join-token TOKEN`).
+    pub fn add_agent_with_flags(&mut self, join: &[SocketAddr], extra: &[String]) -> usize {
+        let name = format!("n{}", self.agents.len() + 1);
+        self.add_agent_as(None, join, name.clone(), name, extra)
     }
 
     fn add_agent_at(&mut self, key_file: &Path, join: &[SocketAddr]) -> usize {
         let name = format!("n{}", self.agents.len() + 1);
-        self.add_agent_as(key_file, join, name.clone(), name)
+        self.add_agent_as(Some(key_file), join, name.clone(), name, &[])
     }
 
     fn add_agent_as(
         &mut self,
-        key_file: &Path,
+        key_file: Option<&Path>,
         join: &[SocketAddr],
         name: String,
         files: String,
+        extra: &[String],
     ) -> usize {
         let index = self.agents.len();
         let data_dir = self.dir.path().join(&files);
@@ -407,6 +435,7 @@ impl Cluster {
             join,
             log: &log,
             config: config.as_deref(),
+            extra,
         });
         let api = wait_ready(&data_dir).unwrap_or_else(|| {
             panic!(
@@ -422,9 +451,11 @@ impl Cluster {
             gossip,
             api,
             child: Some(child),
-            key_file: key_file.to_owned(),
+            key_file: key_file.map(Path::to_owned),
             log,
             config,
+            join: join.to_vec(),
+            extra: extra.to_vec(),
         });
         index
     }
