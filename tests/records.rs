@@ -60,6 +60,15 @@ fn a_service_set_on_one_of_five_agents_reaches_all_a_later_joiner_and_survives_a
     );
     eprintln!("service set to answered by all 5: {took:?}");
 
+    // Once no agent retransmits a broadcast any more, a later joiner can only get the record
+    // through the anti-entropy sync.
+    let quiet = wait_for(SPREAD, || {
+        cluster.agents.iter().all(|a| {
+            a.info()
+                .is_some_and(|i| i["counters"]["broadcast_backlog"].as_u64() == Some(0))
+        })
+    });
+    assert!(quiet.is_some(), "gossip never went quiet");
     let late = cluster.add_agent_joining(2);
     let took = wait_for(SPREAD, || {
         service_get(&cluster.agents[late], "registry").as_deref() == Some("127.0.0.1:9999")

@@ -413,8 +413,34 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec!["data dir".into(), info.data_dir.clone()],
         vec!["storage".into(), storage_line(&info.storage)],
     ];
+    let mut rows = rows;
+    if let Some(records) = &info.records {
+        rows.push(vec!["records".into(), records_line(records)]);
+    }
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
+}
+
+/// The `records` row of `info`: held, taken, and drops by reason.
+fn records_line(records: &crate::grid::table::GridCounters) -> String {
+    let drops: Vec<String> = rover_storage::grid::DropReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = records.dropped.get(*r);
+            (n > 0).then(|| format!("{} {}", n, r.as_str()))
+        })
+        .collect();
+    format!(
+        "{} held, {} taken, {} duplicates, dropped: {}",
+        records.records,
+        records.accepted,
+        records.duplicates,
+        if drops.is_empty() {
+            "none".to_owned()
+        } else {
+            drops.join(", ")
+        }
+    )
 }
 
 /// The `storage` row of `info`.
