@@ -25,7 +25,7 @@ use crate::grid::services::{self, RecordView, ServiceError, ServiceView, TrustVi
 use crate::grid::GridError;
 use crate::invite::{key_bytes, Invitation, InvitationBody};
 use crate::keys::rotation::{self, KeysReport, StepError, StepReport};
-use crate::keys::state::KeyOp;
+use crate::keys::state::{parse_id, KeyOp};
 
 /// Body of `POST /v1/services/set`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -109,12 +109,9 @@ pub fn routes() -> Router<ApiState> {
         .route("/v1/services/set", post(service_set))
         .route("/v1/services/remove", post(service_remove))
         .route("/v1/trust", get(trust_list))
-        .route("/v1/trust/add", post(trust_add))
-        .route("/v1/trust/remove", post(trust_remove))
+        .route("/v1/trust/{step}", post(trust_step))
         .route("/v1/keys", get(keys_list))
-        .route("/v1/keys/install", post(keys_install))
-        .route("/v1/keys/use", post(keys_use))
-        .route("/v1/keys/remove", post(keys_remove))
+        .route("/v1/keys/{step}", post(keys_step))
         .route("/v1/invite", post(invite))
         .route("/v1/join/token", post(join_token))
 }
@@ -246,8 +243,10 @@ fn parse_what(words: &[String]) -> Result<Vec<TrustWhat>, ApiError> {
         .collect()
 }
 
-async fn trust_add(
+/// `POST /v1/trust/{add|remove}`.
+async fn trust_step(
     State(state): State<ApiState>,
+    Path(step): Path<String>,
     headers: HeaderMap,
     body: Result<Json<TrustRequest>, JsonRejection>,
 ) -> ApiResult<RecordView> {
@@ -255,24 +254,18 @@ async fn trust_add(
     let Json(request) = body.map_err(bad_request)?;
     let who = services::parse_who(&request.who).map_err(service_error)?;
     let what = parse_what(&request.what)?;
-    let record = services::add_trust(&state.grid.grid, who, request.petname.as_deref(), &what)
-        .await
-        .map_err(service_error)?;
-    Ok(Json(view_of(&state, record).await))
-}
-
-async fn trust_remove(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Json<TrustRequest>, JsonRejection>,
-) -> ApiResult<RecordView> {
-    authorize(&state, &headers)?;
-    let Json(request) = body.map_err(bad_request)?;
-    let who = services::parse_who(&request.who).map_err(service_error)?;
-    let what = parse_what(&request.what)?;
-    let record = services::remove_trust(&state.grid.grid, who, &what)
-        .await
-        .map_err(service_error)?;
+    let grid = &state.grid.grid;
+    let record = match step.as_str() {
+        "add" => services::add_trust(grid, who, request.petname.as_deref(), &what).await,
+        "remove" => services::remove_trust(grid, who, &what).await,
+        _ => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "a trust step is add or remove".into(),
+            ))
+        }
+    }
+    .map_err(service_error)?;
     Ok(Json(view_of(&state, record).await))
 }
 
@@ -292,62 +285,40 @@ fn parse_key(text: &str) -> Result<ClusterKey, ApiError> {
     })
 }
 
-async fn key_step(
-    state: &ApiState,
-    headers: &HeaderMap,
+/// `POST /v1/keys/{install|use|remove}`: the step across the cluster.
+async fn keys_step(
+    State(state): State<ApiState>,
+    Path(step): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<KeyRequest>, JsonRejection>,
-    make: impl FnOnce(&str) -> Result<KeyOp, ApiError>,
 ) -> ApiResult<StepReport> {
-    authorize(state, headers)?;
+    authorize(&state, &headers)?;
     let Json(request) = body.map_err(bad_request)?;
-    let op = make(request.key.trim())?;
+    let key = request.key.trim();
+    let op = match step.as_str() {
+        "install" => KeyOp::Install(parse_key(key)?),
+        "use" => KeyOp::Use(parse_key(key)?),
+        "remove" => match ClusterKey::from_base64(key) {
+            Ok(key) => KeyOp::Remove(key.id()),
+            Err(_) => KeyOp::Remove(parse_id(key).ok_or_else(|| {
+                ApiError(
+                    StatusCode::BAD_REQUEST,
+                    "expected a key (base64) or its fingerprint (8 hex digits, from keys list)"
+                        .into(),
+                )
+            })?),
+        },
+        _ => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "a key step is install, use or remove".into(),
+            ))
+        }
+    };
     rotation::run_step(op, &state.grid.keys, &state.membership)
         .await
         .map(Json)
         .map_err(step_error)
-}
-
-async fn keys_install(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Json<KeyRequest>, JsonRejection>,
-) -> ApiResult<StepReport> {
-    key_step(&state, &headers, body, |k| parse_key(k).map(KeyOp::Install)).await
-}
-
-async fn keys_use(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Json<KeyRequest>, JsonRejection>,
-) -> ApiResult<StepReport> {
-    key_step(&state, &headers, body, |k| parse_key(k).map(KeyOp::Use)).await
-}
-
-async fn keys_remove(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    body: Result<Json<KeyRequest>, JsonRejection>,
-) -> ApiResult<StepReport> {
-    key_step(&state, &headers, body, |k| {
-        if let Ok(key) = ClusterKey::from_base64(k) {
-            return Ok(KeyOp::Remove(key.id()));
-        }
-        let id: Option<Vec<u8>> = (k.len() == 8)
-            .then(|| {
-                (0..4)
-                    .map(|i| u8::from_str_radix(&k[2 * i..2 * i + 2], 16).ok())
-                    .collect()
-            })
-            .flatten();
-        match id.and_then(|id| <[u8; 4]>::try_from(id).ok()) {
-            Some(id) => Ok(KeyOp::Remove(id)),
-            None => Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "expected a key (base64) or its fingerprint (8 hex digits, from keys list)".into(),
-            )),
-        }
-    })
-    .await
 }
 
 async fn invite(

@@ -5,9 +5,10 @@
 //! seconds while it has no alive member (it was alone at start, or has been since), it
 //! announces to the addresses it has not tried yet, and asks one of the known addresses for
 //! its keyring: a node that was down during a key rotation, and still holds a key the
-//! cluster opens, takes the newer keyring and is back at once. When it joins a cluster it
-//! asks one member for its keyring too, so a node that missed only part of a rotation is
-//! brought up to date. Its address record is stated again whenever its address or
+//! cluster opens, takes the newer keyring and is back at once (the checks back off to once a
+//! minute while nobody answers). When it joins a cluster it asks one member which keyring
+//! version it holds, and takes its keyring if that is newer, so a node that missed only part
+//! of a rotation is brought up to date. Its address record is stated again whenever its address or
 //! generation changes.
 
 use std::collections::BTreeSet;
@@ -29,6 +30,9 @@ pub const FIRST_CHECK: Duration = Duration::from_secs(2);
 
 /// How often a node checks whether it is alone.
 pub const ALONE_CHECK: Duration = Duration::from_secs(5);
+
+/// The longest wait between two checks while alone with nobody answering.
+pub const ALONE_CHECK_MAX: Duration = Duration::from_secs(60);
 
 /// How many addresses one check asks for a keyring.
 const KEYRING_ASKS: usize = 3;
@@ -70,7 +74,6 @@ impl Bootstrap {
                 () = tokio::time::sleep(wait) => false,
                 () = self.joined.notified() => true,
             };
-            wait = ALONE_CHECK;
             let Ok(status) = self.membership.status().await else {
                 return;
             };
@@ -86,13 +89,16 @@ impl Bootstrap {
                 })
                 .map(|m| m.addr)
                 .collect();
-            if woken_by_join || !alive.is_empty() {
+            if !alive.is_empty() {
+                wait = ALONE_CHECK;
                 let peer = alive.choose(&mut rand::rng()).copied();
-                if let Some(peer) = peer {
+                if let (true, Some(peer)) = (woken_by_join, peer) {
                     self.catch_up(&[peer], &status.seeds).await;
                 }
                 continue;
             }
+            // Alone, and nobody answered the last round: back off (up to a minute).
+            wait = (wait * 2).clamp(ALONE_CHECK, ALONE_CHECK_MAX);
             if members
                 .iter()
                 .any(|m| m.name == me && m.status == MemberStatus::Left)

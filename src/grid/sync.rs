@@ -58,7 +58,7 @@ pub enum Handled {
     /// Not a records or keyring request.
     NotOurs,
     /// Send this answer.
-    Answer(PeerMessage),
+    Answer(Box<PeerMessage>),
     /// Taken; nothing to answer.
     Taken,
 }
@@ -67,16 +67,18 @@ impl GridPeer {
     /// Answers a records or keyring request from a peer.
     pub async fn handle(&self, message: PeerMessage) -> Result<Handled> {
         match message {
-            PeerMessage::RecordDigest(digest) => Ok(Handled::Answer(PeerMessage::RecordDelta {
-                records: self.grid.newer_than(digest).await?,
-                digest: self.grid.digest().await?,
-            })),
+            PeerMessage::RecordDigest(digest) => {
+                Ok(Handled::Answer(Box::new(PeerMessage::RecordDelta {
+                    records: self.grid.newer_than(digest).await?,
+                    digest: self.grid.digest().await?,
+                })))
+            }
             PeerMessage::RecordPush(records) => {
                 self.grid.send(GridInput::Synced(records)).await?;
                 Ok(Handled::Taken)
             }
             other => Ok(match crate::keys::peer::answer(&self.keys, &other).await? {
-                Some(answer) => Handled::Answer(answer),
+                Some(answer) => Handled::Answer(Box::new(answer)),
                 None => Handled::NotOurs,
             }),
         }

@@ -60,23 +60,28 @@ pub async fn fetch(addr: SocketAddr, keyring: &Keyring) -> Result<KeyringWire> {
     }
 }
 
-/// Tries `candidates` in order (at most `limit`) and takes the first keyring newer than ours;
-/// the address it came from if one was taken.
+/// Tries `candidates` in order (at most `limit`): the first that answers says which keyring
+/// version it holds, and if that is newer than ours its keyring is taken (the key material
+/// travels only then). The address it came from, if one was taken.
 pub async fn catch_up(
     keys: &KeysHandle,
     candidates: &[SocketAddr],
     limit: usize,
 ) -> Option<SocketAddr> {
-    let ring = keys.state().await.ok()?.ring;
+    let ours = keys.state().await.ok()?;
     for addr in candidates.iter().take(limit) {
-        match fetch(*addr, &ring).await {
-            Ok(wire) => {
-                if keys.adopt(wire).await.unwrap_or(false) {
-                    return Some(*addr);
-                }
-                // The first member that answers is as new as we are: nothing to catch up.
-                return None;
+        let summary = match query(*addr, &ours.ring).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                tracing::debug!(%addr, error = %format!("{e:#}"), "keyring query failed");
+                continue;
             }
+        };
+        if summary.version <= ours.version {
+            return None;
+        }
+        match fetch(*addr, &ours.ring).await {
+            Ok(wire) => return keys.adopt(wire).await.unwrap_or(false).then_some(*addr),
             Err(e) => tracing::debug!(%addr, error = %format!("{e:#}"), "keyring fetch failed"),
         }
     }

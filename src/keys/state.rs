@@ -108,7 +108,8 @@ pub fn id_text(id: &KeyId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_id(text: &str) -> Option<KeyId> {
+/// Parses [`id_text`].
+pub fn parse_id(text: &str) -> Option<KeyId> {
     if text.len() != 8 {
         return None;
     }
