@@ -13,7 +13,8 @@ use crate::broadcast::BroadcastItem;
 use crate::core::{
     CoreSettings, CoreTimer, Counters, MemberEvent, MemberInfo, MembershipCore, Output,
 };
-use crate::error::{BroadcastError, RuntimeError};
+use crate::envelope::ENVELOPE_VERSION;
+use crate::error::{BroadcastError, OpenError, PacketError, RuntimeError};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 use crate::timer_queue::TimerQueue;
@@ -148,6 +149,7 @@ pub async fn spawn(
         origin: Instant::now(),
         events,
         warned: std::collections::HashMap::new(),
+        warned_version: std::collections::HashSet::new(),
     };
     let join = tokio::spawn(task.run(rx));
     Ok((MembershipHandle { inputs, local_addr }, join))
@@ -168,6 +170,7 @@ struct OwnerTask {
     origin: Instant,
     events: mpsc::UnboundedSender<MemberEvent>,
     warned: std::collections::HashMap<SocketAddr, Instant>,
+    warned_version: std::collections::HashSet<SocketAddr>,
 }
 
 impl OwnerTask {
@@ -194,18 +197,35 @@ impl OwnerTask {
         }
     }
 
-    /// Logs a dropped datagram: at debug level always, and as a warning at most once a minute
-    /// per source when it was sealed under a key we do not hold (a wrong cluster key is the
-    /// usual reason a new agent stays alone).
-    fn report_drop(&mut self, from: SocketAddr, len: usize, error: &crate::error::PacketError) {
+    /// Logs a dropped datagram: at debug level always; as a warning once per sender for an
+    /// envelope version we do not speak, and at most once a minute per sender when it was sealed
+    /// under a key we do not hold (a wrong cluster key is the usual reason a new agent stays
+    /// alone) or sent outside the replay window (a clock off by more than the window).
+    fn report_drop(&mut self, from: SocketAddr, len: usize, error: &PacketError) {
         tracing::debug!(%from, len, %error, "datagram dropped");
-        let wrong_key = matches!(
-            error,
-            crate::error::PacketError::Unsealed(crate::error::OpenError::UnknownKey)
-        );
-        if !wrong_key {
-            return;
+        match error {
+            PacketError::Unsealed(OpenError::UnknownVersion(version))
+                if self.warned_version.len() < 1024 && self.warned_version.insert(from) =>
+            {
+                let age = if *version > ENVELOPE_VERSION {
+                    "newer"
+                } else {
+                    "older"
+                };
+                tracing::warn!(%from, version, ours = ENVELOPE_VERSION, "dropping datagrams of a {age} protocol version: run the same rover-agent version on every member");
+            }
+            PacketError::Unsealed(OpenError::UnknownKey) if self.due_warning(from) => {
+                tracing::warn!(%from, "dropping datagrams sealed with a key we do not hold: is that agent using another cluster key?");
+            }
+            PacketError::Stale { skew_ms } if self.due_warning(from) => {
+                tracing::warn!(%from, skew_ms, "dropping datagrams sent outside the replay window: is that host's clock (or ours) wrong? Clocks must agree within the window (NTP)");
+            }
+            _ => {}
         }
+    }
+
+    /// Whether a warning about `from` is due (at most one a minute per sender).
+    fn due_warning(&mut self, from: SocketAddr) -> bool {
         let now = Instant::now();
         if self.warned.len() > 1024 {
             self.warned.clear();
@@ -216,8 +236,8 @@ impl OwnerTask {
             .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
         if due {
             self.warned.insert(from, now);
-            tracing::warn!(%from, "dropping datagrams sealed with a key we do not hold: is that agent using another cluster key?");
         }
+        due
     }
 
     fn fire_due_timers(&mut self) {

@@ -4,6 +4,7 @@
 
 mod alert_routes;
 pub mod client;
+pub mod connections;
 mod history_routes;
 pub mod leader_routes;
 mod notify_routes;
@@ -61,6 +62,9 @@ pub struct InfoResponse {
     /// Cluster-port (TCP) connections dropped because they did not open, decode or follow
     /// the protocol.
     pub peer_rejected: u64,
+    /// Cluster-port connections refused, by reason (handshake, frame, limit, timeout).
+    #[serde(default)]
+    pub cluster_port_refused: crate::peer::limits::RefusalCounts,
     /// Seconds since the agent started.
     pub uptime_secs: u64,
     /// Data dir.

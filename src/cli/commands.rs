@@ -367,20 +367,30 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec![
             "packets".into(),
             format!(
-                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected",
+                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected, {} replayed, \
+                 {} stale, {} other version",
                 c.packets_in,
                 c.bytes_in,
                 c.packets_out,
                 c.bytes_out,
                 c.dropped_unsealed,
-                c.dropped_rejected
+                c.dropped_rejected,
+                c.dropped_replayed,
+                c.dropped_stale,
+                c.dropped_version
             ),
         ],
         vec![
             "cluster port".into(),
             format!(
-                "{} connections rejected; sent {} frames ({} B), raft {} frames ({} B)",
+                "{} connections rejected ({} handshakes, {} frames, {} over the limit, {} timed \
+                 out); {} handshakes; sent {} frames ({} B), raft {} frames ({} B)",
                 info.peer_rejected,
+                info.cluster_port_refused.handshakes,
+                info.cluster_port_refused.frames,
+                info.cluster_port_refused.over_limit,
+                info.cluster_port_refused.timeouts,
+                info.cluster_port.handshakes,
                 info.cluster_port.frames_out,
                 info.cluster_port.bytes_out,
                 info.cluster_port.raft_frames_out,

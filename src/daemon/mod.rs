@@ -194,15 +194,9 @@ impl Daemon {
             control: control_tx,
         };
         let (api_stop_tx, api_stop) = tokio::sync::oneshot::channel::<()>();
-        let api_task = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, server::router(state)).with_graceful_shutdown(async {
-                    let _ = api_stop.await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "API server stopped");
-            }
-        });
+        let api_task = tokio::spawn(server::serve(listener, state, async {
+            let _ = api_stop.await;
+        }));
         let advertised = membership
             .status()
             .await

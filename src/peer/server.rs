@@ -1,15 +1,19 @@
 //! Accepts cluster TCP connections and answers peer messages, one task per connection.
-//! A connection whose frames do not open or decode is closed and counted; one that stays
-//! silent for [`IDLE_TIMEOUT`] is closed quietly.
+//! A connection over a limit (see [`super::limits`]) is closed at once; one that does not finish
+//! its handshake within [`HANDSHAKE_TIMEOUT`], or whose handshake or frames do not open or
+//! decode, is closed and counted; one that stays silent for [`IDLE_TIMEOUT`] is closed quietly.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
+use rover_membership::sealed_stream::StreamError;
 use rover_membership::MembershipHandle;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{PeerConnection, PeerMessage, IDLE_TIMEOUT};
+use super::limits::{ConnectionLimits, REFUSED};
+use super::{PeerConnection, PeerMessage, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT};
 use crate::alerts::{AlertInput, AlertsHandle};
 use crate::leadership::LeadershipHandle;
 
@@ -29,15 +33,34 @@ pub struct PeerServer {
 impl PeerServer {
     /// Accepts connections until the listener fails or the task is aborted.
     pub async fn serve(self, listener: TcpListener) {
+        let limits = Arc::new(ConnectionLimits::default());
         loop {
             match listener.accept().await {
                 Ok((stream, from)) => {
+                    let Some(mut slot) = limits.admit(from.ip()) else {
+                        REFUSED.over_limit();
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%from, "cluster port connection over the limit");
+                        continue;
+                    };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = server.handle(stream).await {
+                        let Some(connection) = server.handshake(stream, from).await else {
                             server.rejected.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        };
+                        slot.authenticated();
+                        if let Err(e) = server.handle(connection).await {
+                            server.rejected.fetch_add(1, Ordering::Relaxed);
+                            if matches!(
+                                e.downcast_ref::<StreamError>(),
+                                Some(StreamError::Refused | StreamError::TooLong(_))
+                            ) {
+                                REFUSED.frame();
+                            }
                             tracing::debug!(%from, error = %e, "peer connection dropped");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -48,9 +71,27 @@ impl PeerServer {
         }
     }
 
-    async fn handle(&self, stream: TcpStream) -> Result<()> {
-        let keyring = self.membership.status().await?.keyring;
-        let mut connection = PeerConnection::from_stream(stream, keyring);
+    /// The responder's handshake within [`HANDSHAKE_TIMEOUT`]; `None` (counted) if it fails.
+    async fn handshake(&self, stream: TcpStream, from: SocketAddr) -> Option<PeerConnection> {
+        let keyring = self.membership.status().await.ok()?.keyring;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, PeerConnection::accept(stream, &keyring))
+            .await
+        {
+            Ok(Ok(connection)) => Some(connection),
+            Ok(Err(e)) => {
+                REFUSED.handshake();
+                tracing::debug!(%from, error = %e, "cluster port handshake refused");
+                None
+            }
+            Err(_) => {
+                REFUSED.timeout();
+                tracing::debug!(%from, "cluster port handshake timed out");
+                None
+            }
+        }
+    }
+
+    async fn handle(&self, mut connection: PeerConnection) -> Result<()> {
         loop {
             let Ok(received) = tokio::time::timeout(IDLE_TIMEOUT, connection.receive()).await
             else {

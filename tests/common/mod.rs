@@ -12,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod leaders;
+pub mod relay;
 
 use rover_membership::MemberInfo;
 use serde_json::Value;
