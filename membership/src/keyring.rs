@@ -82,8 +82,23 @@ impl Keyring {
     }
 
     /// Opens with whichever key the packet names; fails if none of ours opens it.
+    ///
+    /// A packet of another envelope version is named as such only when it carries one of our
+    /// key ids where every version so far has it (bytes 1 to 4); random bytes are not "a newer
+    /// agent" but garbage sealed with no key of ours.
     pub fn open(&self, packet: &[u8]) -> Result<envelope::Opened, OpenError> {
-        let id = envelope::claimed_key_id(packet)?;
+        let id = match envelope::claimed_key_id(packet) {
+            Err(OpenError::UnknownVersion(version)) => {
+                let mut id = [0u8; envelope::KEY_ID_LEN];
+                id.copy_from_slice(&packet[1..1 + envelope::KEY_ID_LEN]);
+                return Err(if self.by_id(id).is_some() {
+                    OpenError::UnknownVersion(version)
+                } else {
+                    OpenError::UnknownKey
+                });
+            }
+            other => other?,
+        };
         let mut last = OpenError::UnknownKey;
         for key in self.keys().filter(|k| k.id() == id) {
             match envelope::open(key, packet) {

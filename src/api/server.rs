@@ -382,6 +382,12 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     let refused = crate::peer::limits::REFUSED.read();
     let sent = crate::peer::SENT.read();
     metric(
+        "rover_api_connections_evicted_total",
+        "API connections closed to make room, or refused because all were busy.",
+        "counter",
+        super::connections::EVICTED.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
         "rover_cluster_handshakes_total",
         "Cluster-port handshakes completed.",
         "counter",
