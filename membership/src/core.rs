@@ -28,6 +28,7 @@ use crate::replay::{self, ReplayGuard};
 use crate::stale_suspicion::StaleSuspicions;
 
 mod known_members;
+mod name_conflict;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -95,6 +96,15 @@ pub struct Counters {
     pub suppressed_turn_undead: u64,
     /// Custom broadcasts still being retransmitted (a gauge, not a counter).
     pub broadcast_backlog: u64,
+    /// Datagrams from, or gossip about, another agent using our node name.
+    #[serde(default)]
+    pub name_conflicts: u64,
+    /// The address of the last agent seen using our node name.
+    #[serde(default)]
+    pub name_conflict_with: Option<SocketAddr>,
+    /// When (the driver's ms) that agent was last seen using our name.
+    #[serde(default)]
+    pub name_conflict_at_ms: u64,
 }
 
 /// Everything the core needs at construction.
@@ -127,6 +137,7 @@ pub struct MembershipCore {
     reannounce_delay: Duration,
     refuted_suspect: Option<NodeIdentity>,
     stale_suspicions: StaleSuspicions,
+    name_conflicts: name_conflict::NameConflicts,
     sweep_armed: bool,
     has_left: bool,
     now_ms: u64,
@@ -162,6 +173,7 @@ impl MembershipCore {
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
+            name_conflicts: name_conflict::NameConflicts::default(),
             sweep_armed: false,
             has_left: false,
             now_ms: 0,
@@ -239,6 +251,18 @@ impl MembershipCore {
             Err(replay::Refusal::Stale { skew_ms }) => {
                 self.counters.dropped_stale += 1;
                 return Err(PacketError::Stale { skew_ms });
+            }
+        }
+        let evidence =
+            name_conflict::evidence(self.identity(), &opened.plaintext, |n| self.active_named(n));
+        if let Some(evidence) = evidence {
+            let refused = match evidence {
+                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
+                _ => None,
+            };
+            self.handle_name_conflict(evidence);
+            if let Some(addr) = refused {
+                return Err(PacketError::NameConflict(addr));
             }
         }
         let result = self.foca.handle_data(&opened.plaintext, &mut self.runtime);
