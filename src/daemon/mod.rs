@@ -1,15 +1,19 @@
 //! The daemon: opens the data dir, starts the membership, alerts, checks, status and cluster-port
-//! tasks and the API, and owns shutdown (graceful leave on the first signal or `leave`).
+//! tasks and the API under one [`supervisor::Supervisor`], and owns shutdown (graceful leave
+//! on the first signal or `leave`; a non-zero exit naming the task when a task fails).
 
 mod events;
 mod housekeeping;
+pub mod log_sink;
 pub mod signals;
+pub mod supervisor;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rover_membership::runtime::{self, unix_ms};
@@ -17,6 +21,8 @@ use rover_membership::{CoreSettings, MembershipHandle, NodeIdentity, Tunables};
 use rover_storage::{CheckLevel, MemberStore, MetaStore, Storage};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
+
+use self::supervisor::{Stop, Supervisor, TaskFailure};
 
 use self::events::{EventRouter, GENERATION_KEY};
 use crate::alerts::{self, AlertsContext};
@@ -27,7 +33,6 @@ use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
 use crate::node_key::NodeKey;
 use crate::peer::server::PeerServer;
-use crate::status::Sampler;
 use rover_election::policy::DueRules;
 
 /// When messages fall due, from `[notify]`: a notification pending twice as long as a send may
@@ -110,60 +115,55 @@ impl Daemon {
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
 
         let peer_rejected = Arc::new(AtomicU64::new(0));
-        let mut background: Vec<JoinHandle<()>> = vec![
-            tokio::spawn(
-                PeerServer {
-                    membership: membership.clone(),
-                    alerts: alerts.clone(),
-                    leadership: leadership.clone(),
-                    rejected: peer_rejected.clone(),
-                }
-                .serve(cluster_port),
-            ),
-            tokio::spawn(alerts::sync::run(
-                config.sync_interval,
-                membership.clone(),
-                alerts.clone(),
-                sync_now.clone(),
-            )),
-            tokio::spawn(housekeeping::flush_loop(storage.clone(), flushed_tx)),
-            tokio::spawn(housekeeping::compact_loop(
-                storage.clone(),
-                config.raw_retention,
-                config.retention,
-            )),
-            tokio::spawn(housekeeping::check_loop(
-                check_rx,
-                alerts.clone(),
-                worst_tx,
-                overrides,
-            )),
-            tokio::spawn(
-                Sampler {
-                    host: config.node_name.clone(),
-                    team: config.team.clone(),
-                    interval: config.status_interval,
-                    mounts: config.mounts.clone(),
-                    storage: storage.clone(),
-                    membership: membership.clone(),
-                    worst_check: worst_rx,
-                }
-                .run(),
-            ),
-        ];
-        background.push(tokio::spawn(crate::incidents::run(EngineContext {
-            me: config.node_name.clone(),
-            membership: membership.clone(),
-            alerts: alerts.clone(),
-            storage: storage.clone(),
-            leadership: leadership.clone(),
-            notifiers: notifiers.clone(),
-            rules: due_rules(&config.notify),
-        })));
-        background.extend(crate::checks::runner::spawn(
-            config.checks.clone(),
-            check_tx,
-        ));
+        let mut supervisor = Supervisor::new();
+        supervisor.watch_critical("membership", membership_task);
+        supervisor.watch_critical("alerts", alerts_task);
+        supervisor.watch_critical("leadership", leadership_task);
+        supervisor.spawn_critical(
+            "cluster-port",
+            Stop::Dropped,
+            PeerServer {
+                membership: membership.clone(),
+                alerts: alerts.clone(),
+                leadership: leadership.clone(),
+                rejected: peer_rejected.clone(),
+            }
+            .serve(cluster_port),
+        );
+        supervisor.spawn_critical(
+            "incidents",
+            Stop::Dropped,
+            crate::incidents::run(EngineContext {
+                me: config.node_name.clone(),
+                membership: membership.clone(),
+                alerts: alerts.clone(),
+                storage: storage.clone(),
+                leadership: leadership.clone(),
+                notifiers: notifiers.clone(),
+                rules: due_rules(&config.notify),
+            }),
+        );
+        if !config.checks.is_empty() {
+            // It ends when every check is gone: only with no checks at all is that expected.
+            supervisor.spawn_critical(
+                "check-results",
+                Stop::Dropped,
+                housekeeping::check_loop(check_rx, alerts.clone(), worst_tx, overrides),
+            );
+        }
+        tasks::spawn_restartable(
+            &mut supervisor,
+            &config,
+            tasks::Shared {
+                storage: storage.clone(),
+                membership: membership.clone(),
+                alerts: alerts.clone(),
+                sync_now: sync_now.clone(),
+                flushed: flushed_tx,
+                worst_check: worst_rx,
+                check_events: check_tx,
+            },
+        );
 
         let seeds = startup_seeds(&config, &storage)?;
         if !seeds.is_empty() {
@@ -193,12 +193,10 @@ impl Daemon {
             started: Instant::now(),
             control: control_tx,
         };
-        let (api_stop_tx, api_stop) = tokio::sync::oneshot::channel::<()>();
-        let api_task = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, server::router(state)).with_graceful_shutdown(async {
-                    let _ = api_stop.await;
-                });
+        let stop_serving = supervisor.token();
+        supervisor.spawn_critical("api", Stop::Itself, async move {
+            let serve = axum::serve(listener, server::router(state))
+                .with_graceful_shutdown(stop_serving.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!(error = %e, "API server stopped");
             }
@@ -225,36 +223,53 @@ impl Daemon {
             sync_now,
         };
         tokio::pin!(shutdown);
-        let leave_reply = loop {
+        let ending = loop {
             tokio::select! {
                 Some(event) = membership_events.recv() => router.route(event).await,
-                Some(Control::Leave(reply)) = control.recv() => break Some(reply),
-                _ = &mut shutdown => break None,
+                Some(Control::Leave(reply)) = control.recv() => break Ending::Leave(reply),
+                failure = supervisor.failure() => break Ending::Failed(failure),
+                () = &mut shutdown => break Ending::Signal,
             }
         };
-        leave(&membership).await;
-        if let Some(reply) = leave_reply {
-            let _ = reply.send(());
-        }
+        let failure = match ending {
+            Ending::Leave(reply) => {
+                leave(&membership).await;
+                let _ = reply.send(());
+                None
+            }
+            Ending::Signal => {
+                leave(&membership).await;
+                None
+            }
+            Ending::Failed(failure) => Some(failure),
+        };
         while let Ok(event) = membership_events.try_recv() {
             router.route(event).await;
         }
-        for task in background {
-            task.abort();
-        }
-        leadership_task.abort();
         leadership.shutdown().await;
-        let _ = membership.stop().await;
-        let _ = membership_task.await;
+        supervisor.shutdown(SHUTDOWN_GRACE).await;
         drop(alerts);
-        alerts_task.abort();
-        let _ = api_stop_tx.send(());
-        let _ = api_task.await;
         storage.flush_async().await.context("flushing storage")?;
+        if let Some(failure) = failure {
+            return Err(failure.into());
+        }
         tracing::info!("left the cluster; bye");
         Ok(())
     }
 }
+
+/// Why the main loop ended.
+enum Ending {
+    /// `rover-agent leave`: answered once the goodbye is sent.
+    Leave(tokio::sync::oneshot::Sender<()>),
+    /// SIGINT or SIGTERM (or the caller's shutdown future).
+    Signal,
+    /// A task ended while the agent ran.
+    Failed(TaskFailure),
+}
+
+/// How long the tasks have to stop at shutdown before they are aborted.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Binds the gossip UDP socket and the cluster TCP port on the same port number and starts the
 /// membership task. With port 0, a port free for both is found (bounded attempts).
@@ -337,9 +352,10 @@ fn startup_seeds(config: &Config, storage: &Storage) -> Result<Vec<std::net::Soc
     Ok(seeds)
 }
 
+/// Leaves gracefully: done once the membership task has sent the goodbye to every member
+/// (its answer to the leave request), not after a guessed delay.
 async fn leave(membership: &MembershipHandle) {
     if let Err(e) = membership.leave().await {
         tracing::warn!(error = %e, "graceful leave failed");
     }
-    tokio::time::sleep(runtime::LEAVE_GRACE).await;
 }
