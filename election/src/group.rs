@@ -14,6 +14,9 @@
 //! Two groups that meet (two clusters started apart, then joined) become one: the group with
 //! fewer nodes yields, a tie goes to the lower cluster id ([`should_yield`]). A yielding node
 //! keeps its ledger to merge, forgets its Raft state and waits to be added by the other side.
+//!
+//! Elections are gated by SWIM ([`election_gate`], a pre-vote): a voter calls one only while
+//! it sees a majority of the voters alive and no leader it followed can still be leading.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -194,6 +197,102 @@ pub fn should_yield(mine: ClusterStamp, theirs: ClusterStamp) -> bool {
         return false;
     }
     (mine.led, mine.size, Reverse(mine.id)) < (theirs.led, theirs.size, Reverse(theirs.id))
+}
+
+/// What SWIM says of one member, as the election gate needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwimSeen {
+    /// Alive, with this generation (a new generation is a restarted process).
+    Alive {
+        /// Its SWIM generation.
+        generation: u64,
+    },
+    /// Suspected (a probe failed lately), with this generation.
+    Suspect {
+        /// Its SWIM generation.
+        generation: u64,
+    },
+    /// Failed or left.
+    Gone,
+}
+
+/// What a voter knows when it decides whether it may call a Raft election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionView {
+    /// This node's name.
+    pub me: String,
+    /// The voters of the group, by name (this node included if it is one).
+    pub voters: BTreeSet<String>,
+    /// SWIM's view of the voters, by name; a voter missing here counts as gone.
+    pub swim: BTreeMap<String, SwimSeen>,
+    /// The leader this node last followed and the SWIM generation it had then, if any.
+    pub followed: Option<(String, u64)>,
+    /// How long since a leader's entries were last accepted here (`None`: never since start).
+    pub leader_silent_ms: Option<u64>,
+}
+
+/// Whether a voter may call a Raft election, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionGate {
+    /// It may: a majority of the voters is alive in its SWIM view and no leader it followed
+    /// can still be leading.
+    Open,
+    /// Fewer than a majority of the voters are alive (not suspect) in its SWIM view: an
+    /// election could not be won, and would only raise the term.
+    NoMajority {
+        /// Voters alive in the SWIM view (this node included).
+        alive: usize,
+        /// Voters in all.
+        voters: usize,
+    },
+    /// The leader it followed is still alive in SWIM, with the same generation, and silent
+    /// for less than `silent_leader_after_ms`: it most likely still leads others.
+    LeaderAlive {
+        /// The leader's name.
+        leader: String,
+    },
+    /// This node is not a voter.
+    NotVoter,
+}
+
+/// A pre-vote by SWIM: decides whether this voter may call an election (see
+/// [`ElectionGate`]). A side of a partition without a majority of the voters never calls
+/// one, so its term stays where it was and the healed network never deposes the majority's
+/// leader. A leader that SWIM still lists alive blocks elections until it has been silent
+/// for `silent_leader_after_ms` (longer than SWIM takes to declare a cut-off member failed),
+/// unless it came back with a new generation (it restarted: it leads nobody).
+pub fn election_gate(view: &ElectionView, silent_leader_after_ms: u64) -> ElectionGate {
+    if !view.voters.contains(&view.me) {
+        return ElectionGate::NotVoter;
+    }
+    let alive = view
+        .voters
+        .iter()
+        .filter(|v| **v == view.me || matches!(view.swim.get(*v), Some(SwimSeen::Alive { .. })))
+        .count();
+    if alive <= view.voters.len() / 2 {
+        return ElectionGate::NoMajority {
+            alive,
+            voters: view.voters.len(),
+        };
+    }
+    if let Some((leader, generation)) = &view.followed {
+        let same_process = match view.swim.get(leader) {
+            Some(SwimSeen::Alive { generation: g } | SwimSeen::Suspect { generation: g }) => {
+                g == generation
+            }
+            Some(SwimSeen::Gone) | None => false,
+        };
+        let silent_long = view
+            .leader_silent_ms
+            .is_none_or(|ms| ms >= silent_leader_after_ms);
+        if *leader != view.me && same_process && !silent_long {
+            return ElectionGate::LeaderAlive {
+                leader: leader.clone(),
+            };
+        }
+    }
+    ElectionGate::Open
 }
 
 #[cfg(test)]
@@ -409,5 +508,112 @@ mod tests {
         };
         assert!(should_yield(stranded, working));
         assert!(!should_yield(working, stranded));
+    }
+
+    fn election_view(voters: &[&str], swim: &[(&str, SwimSeen)]) -> ElectionView {
+        ElectionView {
+            me: "n4".into(),
+            voters: voters.iter().map(|v| (*v).to_owned()).collect(),
+            swim: swim.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
+            followed: Some(("n1".into(), 7)),
+            leader_silent_ms: Some(5_000),
+        }
+    }
+
+    const ALIVE: SwimSeen = SwimSeen::Alive { generation: 7 };
+    const SUSPECT: SwimSeen = SwimSeen::Suspect { generation: 7 };
+    const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
+
+    #[test]
+    fn the_two_side_of_a_split_never_calls_an_election() {
+        // n4 and n5 cut off from n1 n2 n3: the others are suspect, then gone.
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", SUSPECT),
+            ("n3", SwimSeen::Gone),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000),
+            ElectionGate::NoMajority {
+                alive: 2,
+                voters: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_leader_only_suspected_holds_elections_until_it_is_declared_failed() {
+        let mut swim = vec![("n1", SUSPECT), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
+        let view = election_view(&FIVE, &swim);
+        assert_eq!(
+            election_gate(&view, 10_000),
+            ElectionGate::LeaderAlive {
+                leader: "n1".into()
+            }
+        );
+        swim[0] = ("n1", SwimSeen::Gone);
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000),
+            ElectionGate::Open
+        );
+    }
+
+    #[test]
+    fn a_leader_alive_in_swim_but_silent_long_enough_no_longer_holds_elections() {
+        let swim = [("n1", ALIVE), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
+        let mut view = election_view(&FIVE, &swim);
+        view.leader_silent_ms = Some(9_999);
+        assert!(matches!(
+            election_gate(&view, 10_000),
+            ElectionGate::LeaderAlive { .. }
+        ));
+        view.leader_silent_ms = Some(10_000);
+        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
+    }
+
+    #[test]
+    fn a_leader_back_with_a_new_generation_restarted_and_holds_no_elections() {
+        let swim = [
+            ("n1", SwimSeen::Alive { generation: 8 }),
+            ("n2", ALIVE),
+            ("n3", ALIVE),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000),
+            ElectionGate::Open
+        );
+    }
+
+    #[test]
+    fn suspects_do_not_count_towards_the_majority() {
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", SUSPECT),
+            ("n3", SUSPECT),
+            ("n5", ALIVE),
+        ];
+        assert!(matches!(
+            election_gate(&election_view(&FIVE, &swim), 10_000),
+            ElectionGate::NoMajority { alive: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_lone_voter_and_a_node_that_never_followed_a_leader_may_elect() {
+        let mut view = election_view(&["n4"], &[]);
+        view.followed = None;
+        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
+        let mut view = election_view(&FIVE, &[("n2", ALIVE), ("n3", ALIVE)]);
+        view.followed = None;
+        view.leader_silent_ms = None;
+        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_voter_is_told_so() {
+        let view = election_view(&["n1", "n2", "n3"], &[]);
+        assert_eq!(election_gate(&view, 10_000), ElectionGate::NotVoter);
     }
 }

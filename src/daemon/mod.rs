@@ -92,6 +92,8 @@ impl Daemon {
             .collect();
 
         let node_key = NodeKey::load_or_create(data_dir.root())?;
+        let mut supervisor = Supervisor::new();
+        let (members_changed_tx, members_changed) = watch::channel(0u64);
         let (leadership, leadership_task) = leadership::spawn(
             LeadershipSettings {
                 name: config.node_name.clone(),
@@ -101,9 +103,12 @@ impl Daemon {
                 max_voters: config.election.max_voters,
                 voter_reap_after: config.election.voter_reap_after,
                 fallback_after: config.election.fallback_after,
+                silent_leader_after: silent_leader_after(config.profile),
             },
             storage.clone(),
             membership.clone(),
+            members_changed,
+            supervisor.token(),
         )
         .await
         .context("starting the raft node")?;
@@ -115,10 +120,9 @@ impl Daemon {
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
 
         let peer_rejected = Arc::new(AtomicU64::new(0));
-        let mut supervisor = Supervisor::new();
         supervisor.watch_critical("membership", membership_task);
         supervisor.watch_critical("alerts", alerts_task);
-        supervisor.watch_critical("leadership", leadership_task);
+        supervisor.spawn_critical("leadership", Stop::Itself, leadership_task);
         supervisor.spawn_critical(
             "cluster-port",
             Stop::Dropped,
@@ -221,6 +225,7 @@ impl Daemon {
             storage: storage.clone(),
             alerts: alerts.clone(),
             sync_now,
+            members_changed: members_changed_tx,
         };
         tokio::pin!(shutdown);
         let ending = loop {
@@ -246,7 +251,6 @@ impl Daemon {
         while let Ok(event) = membership_events.try_recv() {
             router.route(event).await;
         }
-        leadership.shutdown().await;
         supervisor.shutdown(SHUTDOWN_GRACE).await;
         drop(alerts);
         storage.flush_async().await.context("flushing storage")?;
@@ -266,6 +270,19 @@ enum Ending {
     Signal,
     /// A task ended while the agent ran.
     Failed(TaskFailure),
+}
+
+/// How long a leader SWIM still lists alive blocks elections once silent: longer than SWIM
+/// takes to declare a member cut off by a partition failed (every member probed once, plus the
+/// suspicion timeout), so that only a leader whose Raft node is broken is ever voted out while
+/// SWIM sees it.
+fn silent_leader_after(profile: rover_membership::Profile) -> Duration {
+    match profile {
+        rover_membership::Profile::Wan => Duration::from_secs(60),
+        rover_membership::Profile::Lan | rover_membership::Profile::Local => {
+            Duration::from_secs(10)
+        }
+    }
 }
 
 /// How long the tasks have to stop at shutdown before they are aborted.
