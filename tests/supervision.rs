@@ -3,7 +3,10 @@
 //! - a task that panics (a test-only fault switch, honoured by debug builds only:
 //!   `ROVER_TEST_PANIC=<task>:<delay>`) stops the agent with a non-zero exit that names it;
 //! - an agent whose stderr is closed mid-run (the log pipe's reader went away) keeps every API
-//!   route working: logging never kills a task.
+//!   route working: logging never kills a task;
+//! - a Raft node that openraft stopped on a storage error (a test-only fault switch, debug
+//!   builds only: `ROVER_TEST_RAFT_DISK_FAULT=<file>` fails every Raft write while the file
+//!   exists) runs again as a voter once storage works, without a restart of the agent.
 
 #![allow(clippy::unwrap_used)]
 
@@ -31,17 +34,32 @@ impl Lone {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("cluster.key");
         write_new_key(&key);
+        Self::start_as("lone", &key, None, dir, env, stderr)
+    }
+
+    /// Starts agent `name` with the key in `key`, joining `join` if given, in `dir`.
+    fn start_as(
+        name: &str,
+        key: &Path,
+        join: Option<&str>,
+        dir: tempfile::TempDir,
+        env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> Self {
         let mut cmd = Command::new(binary());
-        cmd.args(["agent", "--node", "lone"])
+        cmd.args(["agent", "--node", name])
             .args(["--bind", "127.0.0.1:0", "--api", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .arg("--key-file")
-            .arg(&key)
+            .arg(key)
             .env("ROVER_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if let Some(seed) = join {
+            cmd.args(["--join", seed]);
+        }
         for (name, value) in env {
             cmd.env(name, value);
         }
@@ -194,11 +212,138 @@ fn every_api_route_still_works_after_the_agents_stderr_is_closed() {
             );
         }
     }
+    // The lines stderr refused are counted.
+    let (_, metrics) = agent.request("GET", "/metrics", None);
+    let dropped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rover_log_lines_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(dropped > 0, "no dropped log line counted:\n{metrics}");
     let (status, answer) = agent.request("POST", "/v1/leave", None);
     assert_eq!(status, 200, "leave: {answer}");
     assert_eq!(
         agent.wait_exit(Duration::from_secs(20)),
         Some(0),
         "an agent told to leave exits 0"
+    );
+}
+
+impl Lone {
+    fn get(&self, path: &str) -> Option<Value> {
+        let (status, answer) = self.request("GET", path, None);
+        let body = answer.split_once("\r\n\r\n")?.1;
+        (status == 200)
+            .then(|| serde_json::from_str(body).ok())
+            .flatten()
+    }
+}
+
+#[test]
+fn a_raft_node_stopped_by_a_storage_error_is_a_voter_again_once_storage_works() {
+    let shared = tempfile::tempdir().unwrap();
+    let key = shared.path().join("cluster.key");
+    write_new_key(&key);
+    let fault = shared.path().join("n2-raft-disk-fault");
+    let fault_env = fault.display().to_string();
+    let logs = |name: &str| {
+        let file = std::fs::File::create(shared.path().join(format!("{name}.log"))).unwrap();
+        Stdio::from(file)
+    };
+    let dir = || tempfile::tempdir().unwrap();
+    let n1 = Lone::start_as("n1", &key, None, dir(), &[], logs("n1"));
+    let seed = n1.get("/v1/info").unwrap()["addr"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let n2 = Lone::start_as(
+        "n2",
+        &key,
+        Some(&seed),
+        dir(),
+        &[("ROVER_TEST_RAFT_DISK_FAULT", &fault_env)],
+        logs("n2"),
+    );
+    let n3 = Lone::start_as("n3", &key, Some(&seed), dir(), &[], logs("n3"));
+    let agents = [&n1, &n2, &n3];
+    let log_of = |name: &str| {
+        std::fs::read_to_string(shared.path().join(format!("{name}.log"))).unwrap_or_default()
+    };
+    let follows_n1 = |agent: &Lone| {
+        agent.get("/v1/leader").is_some_and(|s| {
+            s["mode"] == "raft"
+                && s["leader"] == "n1"
+                && s["voters"].as_array().is_some_and(|v| v.len() == 3)
+        })
+    };
+    wait_for(Duration::from_secs(60), || {
+        agents.iter().all(|a| follows_n1(a))
+    })
+    .unwrap_or_else(|| panic!("no group of three led by n1:\n{}", log_of("n2")));
+    let holds = |agent: &Lone, id: &str| {
+        agent.get("/v1/incidents").is_some_and(|l| {
+            l["incidents"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|i| i["id"] == id))
+        })
+    };
+    let open = |subject: &str| -> String {
+        let body = serde_json::json!({ "subject": subject });
+        let (status, answer) = n1.request("POST", "/v1/incidents", Some(&body));
+        assert_eq!(status, 200, "opening an incident on n1: {answer}");
+        let body = answer.split_once("\r\n\r\n").unwrap().1;
+        serde_json::from_str::<Value>(body).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // n2's storage fails: the entry that reaches it stops its Raft node.
+    std::fs::write(&fault, b"").unwrap();
+    let during = open("written while n2's storage fails");
+    let stopped = wait_for(Duration::from_secs(20), || {
+        n2.get("/v1/leader")
+            .is_some_and(|s| s["raft_state"] == "stopped")
+    });
+    assert!(
+        stopped.is_some(),
+        "n2's raft node did not stop on its storage error:\n{}",
+        log_of("n2")
+    );
+    assert!(!holds(&n2, &during));
+    // Its restart waits for storage: the probe write fails while the fault lasts.
+    let refused = wait_for(Duration::from_secs(20), || {
+        log_of("n2").contains("the raft node cannot start yet")
+    });
+    assert!(
+        refused.is_some(),
+        "n2 never tried to start its raft node while storage failed:\n{}",
+        log_of("n2")
+    );
+    assert!(n2
+        .get("/v1/leader")
+        .is_some_and(|s| s["raft_state"] == "stopped"));
+
+    // Storage works again: n2 is a voter of n1's group again and catches up.
+    std::fs::remove_file(&fault).unwrap();
+    let after = open("written after n2's storage works again");
+    let back = wait_for(Duration::from_secs(60), || {
+        follows_n1(&n2)
+            && n2
+                .get("/v1/leader")
+                .is_some_and(|s| s["raft_state"] == "follower")
+            && holds(&n2, &during)
+            && holds(&n2, &after)
+    });
+    assert!(
+        back.is_some(),
+        "n2 is not a voter of n1's group again with both incidents: {:?}\n{}",
+        n2.get("/v1/leader"),
+        log_of("n2")
+    );
+    assert!(
+        n1.get("/v1/leader")
+            .is_some_and(|s| s["voters"].as_array().is_some_and(|v| v.len() == 3)),
+        "n1 no longer counts three voters"
     );
 }

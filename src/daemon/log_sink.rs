@@ -50,6 +50,20 @@ pub static COUNTERS: LogCounters = LogCounters {
     raft_network: AtomicU64::new(0),
 };
 
+/// The counters in the Prometheus text format, for `/metrics`.
+pub fn metrics() -> String {
+    format!(
+        "# HELP rover_log_lines_dropped_total Log lines stderr refused (dropped).\n\
+         # TYPE rover_log_lines_dropped_total counter\n\
+         rover_log_lines_dropped_total {}\n\
+         # HELP rover_log_raft_network_lines_total openraft lines about failed RPCs to one peer, left out of the log.\n\
+         # TYPE rover_log_raft_network_lines_total counter\n\
+         rover_log_raft_network_lines_total {}\n",
+        COUNTERS.dropped_lines(),
+        COUNTERS.raft_network_lines()
+    )
+}
+
 /// Installs the subscriber: `ROVER_LOG` (or [`DEFAULT_FILTER`]) to stderr, through
 /// [`StderrSink`] and without openraft's per-RPC network errors. A second call does nothing.
 pub fn init() {
