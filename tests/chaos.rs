@@ -180,14 +180,5 @@ fn ten_minutes_of_kills_and_splits_leave_few_error_lines() {
             let _ = std::fs::copy(&agent.log, keep.join(format!("{}.log", agent.name)));
         }
     }
-    let panics: Vec<String> = lab
-        .agents
-        .iter()
-        .flat_map(|a| {
-            a.logged_panics()
-                .into_iter()
-                .map(move |p| format!("{}: {p}", a.name))
-        })
-        .collect();
-    assert!(panics.is_empty(), "agents panicked: {panics:#?}");
+    lab.assert_no_panics();
 }

@@ -235,14 +235,5 @@ fn after_a_minute_long_split_the_majoritys_leader_keeps_its_term_and_every_membe
              (all: {heal_times:?})"
         ));
     }
-    let panics: Vec<String> = lab
-        .agents
-        .iter()
-        .flat_map(|a| {
-            a.logged_panics()
-                .into_iter()
-                .map(move |p| format!("{}: {p}", a.name))
-        })
-        .collect();
-    assert!(panics.is_empty(), "agents panicked: {panics:#?}");
+    lab.assert_no_panics();
 }

@@ -399,10 +399,10 @@ impl Owner {
             Reading { metrics, names }
         });
         let mode = self.decide(reading.as_ref(), now);
-        self.publish(&mode, reading.as_ref());
         if let Some(reading) = &reading {
             self.gate_elections(reading, now);
         }
+        self.publish(&mode, reading.as_ref());
         if matches!(mode, LeadershipMode::Raft { .. }) {
             self.merge_side_ledgers(now);
         }
@@ -450,6 +450,11 @@ impl Owner {
             .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect))
             .map(|m| m.name.as_str())
             .collect();
+        if reading.is_none() {
+            // Without a running Raft node this node cannot tell whether a Raft leader leads
+            // the others: it never falls back (that could send what the leader sends too).
+            return LeadershipMode::Waiting;
+        }
         let fallback_after =
             u64::try_from(self.settings.fallback_after.as_millis()).unwrap_or(u64::MAX);
         let mode = policy::leadership(
