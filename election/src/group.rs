@@ -202,17 +202,14 @@ pub fn should_yield(mine: ClusterStamp, theirs: ClusterStamp) -> bool {
 /// What SWIM says of one member, as the election gate needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SwimSeen {
-    /// Alive, with this generation (a new generation is a restarted process).
+    /// Alive, for this long (`u64::MAX` when not known).
     Alive {
-        /// Its SWIM generation.
-        generation: u64,
+        /// How long it has been alive in this node's view, in ms.
+        for_ms: u64,
     },
-    /// Suspected (a probe failed lately), with this generation.
-    Suspect {
-        /// Its SWIM generation.
-        generation: u64,
-    },
-    /// Failed or left.
+    /// Suspected (a probe failed lately).
+    Suspect,
+    /// Failed, left, or unknown.
     Gone,
 }
 
@@ -223,12 +220,13 @@ pub struct ElectionView {
     pub me: String,
     /// The voters of the group, by name (this node included if it is one).
     pub voters: BTreeSet<String>,
-    /// SWIM's view of the voters, by name; a voter missing here counts as gone.
+    /// SWIM's view, by name; a name missing here counts as gone.
     pub swim: BTreeMap<String, SwimSeen>,
-    /// The leader this node last followed and the SWIM generation it had then, if any.
-    pub followed: Option<(String, u64)>,
-    /// How long since a leader's entries were last accepted here (`None`: never since start).
-    pub leader_silent_ms: Option<u64>,
+    /// The leader this node last followed (or its Raft vote names), if any.
+    pub leader: Option<String>,
+    /// How long that leader has been both visible in SWIM and silent here: since the later of
+    /// its last entries accepted here and the moment SWIM showed it again.
+    pub leader_silent_ms: u64,
 }
 
 /// Whether a voter may call a Raft election, and if not, why.
@@ -237,16 +235,19 @@ pub enum ElectionGate {
     /// It may: a majority of the voters is alive in its SWIM view and no leader it followed
     /// can still be leading.
     Open,
-    /// Fewer than a majority of the voters are alive (not suspect) in its SWIM view: an
-    /// election could not be won, and would only raise the term.
+    /// Fewer than a majority of the voters have been alive (not suspect) in its SWIM view for
+    /// the settle time: an election could not be won, and would only raise the term. (Right
+    /// after a heal, SWIM shows the other side's members one by one: the leader may come
+    /// last.)
     NoMajority {
-        /// Voters alive in the SWIM view (this node included).
+        /// Voters alive for the settle time in the SWIM view (this node included).
         alive: usize,
         /// Voters in all.
         voters: usize,
     },
-    /// The leader it followed is still alive in SWIM, with the same generation, and silent
-    /// for less than `silent_leader_after_ms`: it most likely still leads others.
+    /// The leader it followed is alive (or suspect) in SWIM and has been silent for less than
+    /// `silent_leader_after_ms` since SWIM showed it: it most likely still leads, or its
+    /// entries are on their way (after a heal, SWIM finds a member before Raft does).
     LeaderAlive {
         /// The leader's name.
         leader: String,
@@ -258,17 +259,25 @@ pub enum ElectionGate {
 /// A pre-vote by SWIM: decides whether this voter may call an election (see
 /// [`ElectionGate`]). A side of a partition without a majority of the voters never calls
 /// one, so its term stays where it was and the healed network never deposes the majority's
-/// leader. A leader that SWIM still lists alive blocks elections until it has been silent
-/// for `silent_leader_after_ms` (longer than SWIM takes to declare a cut-off member failed),
-/// unless it came back with a new generation (it restarted: it leads nobody).
-pub fn election_gate(view: &ElectionView, silent_leader_after_ms: u64) -> ElectionGate {
+/// leader. A leader that SWIM lists blocks elections until it has been silent, while visible,
+/// for `silent_leader_after_ms`: long enough for its entries to arrive after a heal, and only
+/// a leader whose Raft node is broken is voted out while SWIM sees it. A voter counts towards
+/// the majority once it has been alive for `settle_ms`.
+pub fn election_gate(
+    view: &ElectionView,
+    silent_leader_after_ms: u64,
+    settle_ms: u64,
+) -> ElectionGate {
     if !view.voters.contains(&view.me) {
         return ElectionGate::NotVoter;
     }
     let alive = view
         .voters
         .iter()
-        .filter(|v| **v == view.me || matches!(view.swim.get(*v), Some(SwimSeen::Alive { .. })))
+        .filter(|v| {
+            **v == view.me
+                || matches!(view.swim.get(*v), Some(SwimSeen::Alive { for_ms }) if *for_ms >= settle_ms)
+        })
         .count();
     if alive <= view.voters.len() / 2 {
         return ElectionGate::NoMajority {
@@ -276,17 +285,12 @@ pub fn election_gate(view: &ElectionView, silent_leader_after_ms: u64) -> Electi
             voters: view.voters.len(),
         };
     }
-    if let Some((leader, generation)) = &view.followed {
-        let same_process = match view.swim.get(leader) {
-            Some(SwimSeen::Alive { generation: g } | SwimSeen::Suspect { generation: g }) => {
-                g == generation
-            }
-            Some(SwimSeen::Gone) | None => false,
-        };
-        let silent_long = view
-            .leader_silent_ms
-            .is_none_or(|ms| ms >= silent_leader_after_ms);
-        if *leader != view.me && same_process && !silent_long {
+    if let Some(leader) = view.leader.as_ref().filter(|l| **l != view.me) {
+        let visible = matches!(
+            view.swim.get(leader),
+            Some(SwimSeen::Alive { .. } | SwimSeen::Suspect)
+        );
+        if visible && view.leader_silent_ms < silent_leader_after_ms {
             return ElectionGate::LeaderAlive {
                 leader: leader.clone(),
             };
@@ -515,13 +519,13 @@ mod tests {
             me: "n4".into(),
             voters: voters.iter().map(|v| (*v).to_owned()).collect(),
             swim: swim.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
-            followed: Some(("n1".into(), 7)),
-            leader_silent_ms: Some(5_000),
+            leader: Some("n1".into()),
+            leader_silent_ms: 5_000,
         }
     }
 
-    const ALIVE: SwimSeen = SwimSeen::Alive { generation: 7 };
-    const SUSPECT: SwimSeen = SwimSeen::Suspect { generation: 7 };
+    const ALIVE: SwimSeen = SwimSeen::Alive { for_ms: 60_000 };
+    const SUSPECT: SwimSeen = SwimSeen::Suspect;
     const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 
     #[test]
@@ -534,7 +538,7 @@ mod tests {
             ("n5", ALIVE),
         ];
         assert_eq!(
-            election_gate(&election_view(&FIVE, &swim), 10_000),
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
             ElectionGate::NoMajority {
                 alive: 2,
                 voters: 5
@@ -547,41 +551,57 @@ mod tests {
         let mut swim = vec![("n1", SUSPECT), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
         let view = election_view(&FIVE, &swim);
         assert_eq!(
-            election_gate(&view, 10_000),
+            election_gate(&view, 10_000, 5_000),
             ElectionGate::LeaderAlive {
                 leader: "n1".into()
             }
         );
         swim[0] = ("n1", SwimSeen::Gone);
         assert_eq!(
-            election_gate(&election_view(&FIVE, &swim), 10_000),
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
             ElectionGate::Open
         );
     }
 
     #[test]
-    fn a_leader_alive_in_swim_but_silent_long_enough_no_longer_holds_elections() {
+    fn a_leader_visible_in_swim_but_silent_long_enough_no_longer_holds_elections() {
         let swim = [("n1", ALIVE), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
         let mut view = election_view(&FIVE, &swim);
-        view.leader_silent_ms = Some(9_999);
+        view.leader_silent_ms = 9_999;
         assert!(matches!(
-            election_gate(&view, 10_000),
+            election_gate(&view, 10_000, 5_000),
             ElectionGate::LeaderAlive { .. }
         ));
-        view.leader_silent_ms = Some(10_000);
-        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
+        view.leader_silent_ms = 10_000;
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
     }
 
     #[test]
-    fn a_leader_back_with_a_new_generation_restarted_and_holds_no_elections() {
+    fn right_after_a_heal_members_just_back_do_not_count_until_they_settle() {
+        // n1, the leader, is not back in this view yet; n2 and n3 are, for a second.
+        let back = SwimSeen::Alive { for_ms: 1_000 };
         let swim = [
-            ("n1", SwimSeen::Alive { generation: 8 }),
-            ("n2", ALIVE),
-            ("n3", ALIVE),
+            ("n1", SwimSeen::Gone),
+            ("n2", back),
+            ("n3", back),
             ("n5", ALIVE),
         ];
         assert_eq!(
-            election_gate(&election_view(&FIVE, &swim), 10_000),
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::NoMajority {
+                alive: 2,
+                voters: 5
+            }
+        );
+        let settled = SwimSeen::Alive { for_ms: 5_000 };
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", settled),
+            ("n3", settled),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
             ElectionGate::Open
         );
     }
@@ -595,25 +615,25 @@ mod tests {
             ("n5", ALIVE),
         ];
         assert!(matches!(
-            election_gate(&election_view(&FIVE, &swim), 10_000),
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
             ElectionGate::NoMajority { alive: 2, .. }
         ));
     }
 
     #[test]
-    fn a_lone_voter_and_a_node_that_never_followed_a_leader_may_elect() {
-        let mut view = election_view(&["n4"], &[]);
-        view.followed = None;
-        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
-        let mut view = election_view(&FIVE, &[("n2", ALIVE), ("n3", ALIVE)]);
-        view.followed = None;
-        view.leader_silent_ms = None;
-        assert_eq!(election_gate(&view, 10_000), ElectionGate::Open);
+    fn a_lone_voter_a_node_that_followed_no_leader_and_a_former_leader_may_elect() {
+        let view = election_view(&["n4"], &[]);
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+        let mut view = election_view(&FIVE, &[("n1", ALIVE), ("n2", ALIVE), ("n3", ALIVE)]);
+        view.leader = None;
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+        view.leader = Some("n4".into());
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
     }
 
     #[test]
     fn a_node_that_is_not_a_voter_is_told_so() {
         let view = election_view(&["n1", "n2", "n3"], &[]);
-        assert_eq!(election_gate(&view, 10_000), ElectionGate::NotVoter);
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::NotVoter);
     }
 }

@@ -20,6 +20,9 @@ use rover_election::types::LedgerRaft;
 use rover_membership::runtime::unix_ms;
 use rover_membership::{MemberInfo, MemberStatus, MembershipHandle};
 
+use tokio::sync::watch;
+
+use super::node::RaftNode;
 use super::owner::{Input, Owner, Reading};
 use crate::peer::{PeerConnection, PeerMessage};
 
@@ -32,9 +35,12 @@ const CHANGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// A failed membership change is planned again after this long.
 const CHANGE_RETRY_MS: u64 = 1_000;
 
-/// The leader's bookkeeping (reset when the node joins another group).
+/// The leader's bookkeeping (reset when the node joins another group: dropping it aborts the
+/// greetings and changes still under way, which speak for the group this node left).
 #[derive(Debug, Default)]
 pub struct Duties {
+    /// The spawned greetings and changes.
+    tasks: Vec<tokio::task::AbortHandle>,
     /// Node ids members reported when greeted.
     ids: BTreeMap<String, u64>,
     /// When (monotonic ms) each member was last greeted.
@@ -45,6 +51,22 @@ pub struct Duties {
     changing: bool,
     /// No change before this (monotonic ms), after a failure.
     change_retry_ms: Option<u64>,
+}
+
+impl Duties {
+    /// Keeps the handle of a spawned greeting or change, forgetting finished ones.
+    fn keep(&mut self, task: tokio::task::JoinHandle<()>) {
+        self.tasks.retain(|t| !t.is_finished());
+        self.tasks.push(task.abort_handle());
+    }
+}
+
+impl Drop for Duties {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 impl Owner {
@@ -96,12 +118,12 @@ impl Owner {
         self.duties.changing = true;
         let names = reading.names.clone();
         let reports = self.reports.clone();
-        tokio::spawn(async move {
+        self.duties.keep(tokio::spawn(async move {
             let result = apply(&node.raft, &change, &names).await;
             let _ = reports
                 .send(Input::ChangeDone(result.map_err(|e| format!("{e:#}"))))
                 .await;
-        });
+        }));
     }
 
     fn stamp(&self, reading: &Reading) -> Option<ClusterStamp> {
@@ -149,12 +171,13 @@ impl Owner {
             self.duties.greeted.insert(name.clone(), now);
             self.duties.greeting.insert(name.clone());
             let (membership, reports) = (self.membership_handle(), self.reports.clone());
-            tokio::spawn(async move {
-                let result = greet(&membership, &name, addr, ours)
+            let node = self.node_watch();
+            self.duties.keep(tokio::spawn(async move {
+                let result = greet(&membership, &node, &name, addr, ours)
                     .await
                     .map_err(|e| format!("{e:#}"));
                 let _ = reports.send(Input::Greeted { name, result }).await;
-            });
+            }));
         }
         // Forget members SWIM forgot, so the table stays as big as the cluster.
         let members = &self.members;
@@ -164,12 +187,13 @@ impl Owner {
         self.duties.ids.retain(|name, _| members.contains_key(name));
     }
 
-    pub(super) fn greeted(&mut self, name: String, result: Result<u64, String>) {
+    pub(super) fn greeted(&mut self, name: String, result: Result<Option<u64>, String>) {
         self.duties.greeting.remove(&name);
         match result {
-            Ok(id) => {
+            Ok(Some(id)) => {
                 self.duties.ids.insert(name, id);
             }
+            Ok(None) => {}
             Err(e) => tracing::debug!(member = %name, error = %e, "greeting failed"),
         }
     }
@@ -186,13 +210,15 @@ impl Owner {
 }
 
 /// Learns a member's node id; has it join our group when it is in none or in a smaller one.
-/// A member of a bigger group is left alone: our group will yield to it.
+/// A member of a bigger group is left alone (`None`: its id must not be learned, or the plan
+/// would add it): our group will yield to it.
 async fn greet(
     membership: &MembershipHandle,
+    node: &watch::Receiver<Option<RaftNode>>,
     name: &str,
     addr: SocketAddr,
     ours: ClusterStamp,
-) -> Result<u64> {
+) -> Result<Option<u64>> {
     let keyring = membership.status().await?.keyring;
     let mut connection = PeerConnection::connect(addr, keyring).await?;
     let PeerMessage::GroupHelloAnswer {
@@ -205,8 +231,16 @@ async fn greet(
     };
     match cluster {
         Some(theirs) if theirs.id == ours.id => {}
-        Some(theirs) if should_yield(ours, theirs) => return Ok(node_id),
+        Some(theirs) if should_yield(ours, theirs) => return Ok(None),
         _ => {
+            // Only for the group this node is still in (it may have yielded meanwhile).
+            let still_ours = node
+                .borrow()
+                .as_ref()
+                .is_some_and(|n| n.cluster == Some(ours.id));
+            if !still_ours {
+                return Ok(None);
+            }
             let answer = connection
                 .ask(&PeerMessage::GroupAdopt(ours), Duration::from_secs(20))
                 .await?;
@@ -216,7 +250,7 @@ async fn greet(
             tracing::info!(member = %name, "member joined our raft group");
         }
     }
-    Ok(node_id)
+    Ok(Some(node_id))
 }
 
 /// Applies one group change, within [`CHANGE_TIMEOUT`].

@@ -51,6 +51,10 @@ const HEARD_RECENTLY_MS: u64 = 1_000;
 /// As Raft leader, the SWIM view is read again at least this often (reaping needs the time
 /// members have been failed; suspicions are not events).
 const LEADER_REFRESH_MS: u64 = 5_000;
+/// A voter counts towards the majority of the election gate once SWIM has shown it alive this
+/// long: after a heal, the other side's members come back one by one, and the leader may come
+/// last.
+const ELECTION_SETTLE_MS: u64 = 5_000;
 /// A failed merge is tried again after this long.
 const MERGE_RETRY_MS: u64 = 2_000;
 /// The first restart of a stopped Raft node waits this long, doubling up to [`RESTART_MAX_MS`].
@@ -94,12 +98,13 @@ pub enum Input {
     },
     /// A lease holder's entries arrived after a silence.
     ContactResumed,
-    /// A greeting finished: the member's node id, or why not.
+    /// A greeting finished: the member's node id (`None`: it is in a bigger group, left
+    /// alone), or why not.
     Greeted {
         /// The member.
         name: String,
         /// Its node id.
-        result: Result<u64, String>,
+        result: Result<Option<u64>, String>,
     },
     /// A group membership change finished.
     ChangeDone(Result<(), String>),
@@ -184,6 +189,7 @@ pub async fn spawn(
         members: BTreeMap::new(),
         heard_ms: 0,
         followed: None,
+        leader_visible_since: None,
         elections_open: None,
         gate: ElectionGate::NotVoter,
         stable: (Mode::Waiting, None, unix_ms()),
@@ -224,8 +230,10 @@ pub(super) struct Owner {
     /// When (monotonic ms) a Raft leader was last heard or this node last joined a group: the
     /// fallback clock.
     heard_ms: u64,
-    /// The leader this node last followed and its SWIM generation then.
-    followed: Option<(String, u64)>,
+    /// The leader this node last followed.
+    followed: Option<String>,
+    /// The leader the election gate watches, and since when (monotonic ms) SWIM shows it.
+    leader_visible_since: Option<(String, u64)>,
     elections_open: Option<bool>,
     gate: ElectionGate,
     /// (mode, leader, since when in unix ms), for `stable_since_ms` and for logging changes.
@@ -275,6 +283,11 @@ impl Owner {
 
     pub(super) fn node(&self) -> Option<RaftNode> {
         self.node_tx.borrow().clone()
+    }
+
+    /// The published node, for spawned work that must check it is still current.
+    pub(super) fn node_watch(&self) -> watch::Receiver<Option<RaftNode>> {
+        self.node_tx.subscribe()
     }
 
     pub(super) fn membership_handle(&self) -> MembershipHandle {
@@ -440,9 +453,7 @@ impl Owner {
             }
         }
         if let Some(name) = leader.as_ref().filter(|l| **l != self.settings.name) {
-            if let Some(member) = self.members.get(name) {
-                self.followed = Some((name.clone(), member.generation));
-            }
+            self.followed = Some(name.clone());
         }
         let alive: Vec<&str> = self
             .members
@@ -556,17 +567,43 @@ impl Owner {
             .iter()
             .map(|name| (name.clone(), swim_seen(self.members.get(name))))
             .collect();
+        // The leader followed, else the one this node's Raft vote names (after a restart).
+        let leader = self.followed.clone().or_else(|| {
+            reading
+                .metrics
+                .current_leader
+                .and_then(|id| reading.names.get(&id).cloned())
+        });
+        let visible = leader
+            .as_ref()
+            .is_some_and(|l| swim_seen(self.members.get(l)) != SwimSeen::Gone);
+        match (&leader, visible) {
+            (Some(l), true) => {
+                if self
+                    .leader_visible_since
+                    .as_ref()
+                    .is_none_or(|(name, _)| name != l)
+                {
+                    self.leader_visible_since = Some((l.clone(), now));
+                }
+            }
+            _ => self.leader_visible_since = None,
+        }
         let silent = self.contact.entries_at().map(|at| now.saturating_sub(at));
+        let visible_for = self
+            .leader_visible_since
+            .as_ref()
+            .map_or(0, |(_, since)| now.saturating_sub(*since));
         let view = ElectionView {
             me: self.settings.name.clone(),
             voters,
             swim,
-            followed: self.followed.clone(),
-            leader_silent_ms: silent,
+            leader,
+            leader_silent_ms: silent.unwrap_or(u64::MAX).min(visible_for),
         };
         let silent_after =
             u64::try_from(self.settings.silent_leader_after.as_millis()).unwrap_or(u64::MAX);
-        let gate = election_gate(&view, silent_after);
+        let gate = election_gate(&view, silent_after, ELECTION_SETTLE_MS);
         let open = gate == ElectionGate::Open;
         if self.elections_open != Some(open) {
             if let Some(node) = self.node() {
@@ -579,8 +616,9 @@ impl Owner {
             }
             self.elections_open = Some(open);
         }
-        if let (ElectionGate::LeaderAlive { .. }, Some(at)) = (&gate, self.contact.entries_at()) {
-            self.wake_at(at + silent_after);
+        if matches!(gate, ElectionGate::LeaderAlive { .. }) {
+            let silent_since = now.saturating_sub(view.leader_silent_ms);
+            self.wake_at(silent_since.saturating_add(silent_after));
         }
         self.gate = gate;
         let follower = reading.metrics.state != openraft::ServerState::Leader;
@@ -740,6 +778,8 @@ impl Owner {
             theirs = %format!("{:016x}", theirs.id),
             "our raft group meets a bigger one: yielding (our ledger will be merged into theirs)"
         );
+        // Greetings and changes under way speak for the group we leave: stop them.
+        self.duties = Default::default();
         let Some(taken) = self.node_tx.send_replace(None) else {
             return false;
         };
@@ -788,6 +828,7 @@ impl Owner {
         self.contact.confirm_now();
         self.heard_ms = self.contact.now_ms();
         self.followed = None;
+        self.leader_visible_since = None;
         self.duties = Default::default();
     }
 }
@@ -829,14 +870,16 @@ fn view_is_voter(gate: &ElectionGate) -> bool {
     !matches!(gate, ElectionGate::NotVoter)
 }
 
+/// What SWIM says of `member`; how long it has been alive is on the wall clock (the SWIM core
+/// stamps status changes with it).
 fn swim_seen(member: Option<&MemberInfo>) -> SwimSeen {
     match member {
         Some(m) if m.status == MemberStatus::Alive => SwimSeen::Alive {
-            generation: m.generation,
+            for_ms: m
+                .since_ms
+                .map_or(u64::MAX, |since| unix_ms().saturating_sub(since)),
         },
-        Some(m) if m.status == MemberStatus::Suspect => SwimSeen::Suspect {
-            generation: m.generation,
-        },
+        Some(m) if m.status == MemberStatus::Suspect => SwimSeen::Suspect,
         _ => SwimSeen::Gone,
     }
 }
