@@ -5,7 +5,9 @@
 mod events;
 mod housekeeping;
 pub mod log_sink;
+pub mod open;
 pub mod signals;
+pub mod storage_health;
 pub mod supervisor;
 mod tasks;
 
@@ -31,7 +33,6 @@ use crate::config::Config;
 use crate::data_dir::{DataDir, KeyringOrigin};
 use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
-use crate::node_key::NodeKey;
 use crate::peer::server::PeerServer;
 use rover_election::policy::DueRules;
 
@@ -56,7 +57,8 @@ impl Daemon {
     /// Runs until `shutdown` resolves or a `leave` request arrives; both leave gracefully.
     pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
         let data_dir = DataDir::open(&config.data_dir)?;
-        let storage = Storage::open(data_dir.db_path())?;
+        let opened = open::open_storage(&data_dir)?;
+        let storage = opened.storage.clone();
         let keyring = load_keyring(&data_dir, &config)?;
         let token = data_dir.load_or_create_token()?;
         let identity = NodeIdentity {
@@ -84,6 +86,7 @@ impl Daemon {
         let sync_now = Arc::new(Notify::new());
         let (worst_tx, worst_rx) = watch::channel(CheckLevel::Ok);
         let (flushed_tx, flushed_rx) = watch::channel(0u64);
+        let (health_tx, health_rx) = watch::channel(storage.health());
         let (check_tx, check_rx) = mpsc::channel(64);
         let overrides: BTreeMap<_, _> = config
             .checks
@@ -91,15 +94,15 @@ impl Daemon {
             .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
             .collect();
 
-        let node_key = NodeKey::load_or_create(data_dir.root())?;
         let mut supervisor = Supervisor::new();
         let (members_changed_tx, members_changed) = watch::channel(0u64);
         let (leadership, leadership_task) = leadership::spawn(
             LeadershipSettings {
                 name: config.node_name.clone(),
-                node_id: node_key.node_id(),
+                node_id: opened.node_id,
                 team: config.team.clone(),
-                bootstrap: config.election.bootstraps(&config.join),
+                // A node that lost its Raft state waits to be added to its peers' group.
+                bootstrap: config.election.bootstraps(&config.join) && !opened.state_lost,
                 max_voters: config.election.max_voters,
                 voter_reap_after: config.election.voter_reap_after,
                 fallback_after: config.election.fallback_after,
@@ -164,6 +167,7 @@ impl Daemon {
                 alerts: alerts.clone(),
                 sync_now: sync_now.clone(),
                 flushed: flushed_tx,
+                health: health_tx,
                 worst_check: worst_rx,
                 check_events: check_tx,
             },
@@ -228,14 +232,18 @@ impl Daemon {
             members_changed: members_changed_tx,
         };
         tokio::pin!(shutdown);
+        let storage_closed = storage_health::closed(health_rx);
+        tokio::pin!(storage_closed);
         let ending = loop {
             tokio::select! {
                 Some(event) = membership_events.recv() => router.route(event).await,
                 Some(Control::Leave(reply)) = control.recv() => break Ending::Leave(reply),
                 failure = supervisor.failure() => break Ending::Failed(failure),
                 () = &mut shutdown => break Ending::Signal,
+                health = &mut storage_closed => break Ending::StorageClosed(health),
             }
         };
+        let storage_closed = matches!(ending, Ending::StorageClosed(_));
         let failure = match ending {
             Ending::Leave(reply) => {
                 leave(&membership).await;
@@ -246,16 +254,29 @@ impl Daemon {
                 leave(&membership).await;
                 None
             }
-            Ending::Failed(failure) => Some(failure),
+            Ending::Failed(failure) => Some(anyhow::Error::from(failure)),
+            Ending::StorageClosed(health) => Some(anyhow::anyhow!(
+                "storage failed and the database could not be opened again ({}); stopping so \
+                 that the agent restarts and verifies it",
+                health.failing.map(|f| f.error).unwrap_or_default()
+            )),
         };
         while let Ok(event) = membership_events.try_recv() {
             router.route(event).await;
         }
         supervisor.shutdown(SHUTDOWN_GRACE).await;
         drop(alerts);
-        storage.flush_async().await.context("flushing storage")?;
+        if !storage_closed {
+            storage.flush_async().await.context("flushing storage")?;
+            let last = storage.clone();
+            match tokio::task::spawn_blocking(move || last.checkpoint(unix_ms())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "last storage checkpoint failed"),
+                Err(e) => tracing::warn!(error = %e, "last storage checkpoint task failed"),
+            }
+        }
         if let Some(failure) = failure {
-            return Err(failure.into());
+            return Err(failure);
         }
         tracing::info!("left the cluster; bye");
         Ok(())
@@ -270,6 +291,8 @@ enum Ending {
     Signal,
     /// A task ended while the agent ran.
     Failed(TaskFailure),
+    /// Storage failed and could not be opened again.
+    StorageClosed(rover_storage::StorageHealth),
 }
 
 /// How long a leader SWIM still lists alive blocks elections once silent: longer than SWIM

@@ -1,15 +1,15 @@
-//! The daemon's restartable tasks: periodic loops over shared handles, which lose nothing when
+//! The daemon's restartable tasks: storage upkeep and periodic loops over shared handles, which lose nothing when
 //! started again (see [`super::supervisor`]). Each is made by a closure, so the supervisor can
 //! make it anew.
 
 use std::sync::Arc;
 
 use rover_membership::MembershipHandle;
-use rover_storage::{CheckLevel, Storage};
+use rover_storage::{CheckLevel, Storage, StorageHealth};
 use tokio::sync::{mpsc, watch, Notify};
 
-use super::housekeeping;
 use super::supervisor::{joined, Supervisor};
+use super::{housekeeping, storage_health};
 use crate::alerts::{self, AlertsHandle};
 use crate::checks::runner::CheckEvent;
 use crate::config::Config;
@@ -25,20 +25,28 @@ pub struct Shared {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync.
     pub sync_now: Arc<Notify>,
-    /// Where the flush loop reports the last completed flush.
+    /// Where the storage upkeep reports the last completed flush.
     pub flushed: watch::Sender<u64>,
+    /// Where the storage upkeep publishes the storage health.
+    pub health: watch::Sender<StorageHealth>,
     /// The worst check state, for status samples.
     pub worst_check: watch::Receiver<CheckLevel>,
     /// Where checks report their results.
     pub check_events: mpsc::Sender<CheckEvent>,
 }
 
-/// Starts flushing, history compaction, alert sync, status samples and every check.
+/// Starts storage upkeep (flushes, checkpoints, recovery), history compaction, alert sync, status samples and every check.
 pub fn spawn_restartable(supervisor: &mut Supervisor, config: &Config, shared: Shared) {
     let storage = shared.storage.clone();
-    let flushed = shared.flushed;
-    supervisor.spawn_restartable("flush", move || {
-        housekeeping::flush_loop(storage.clone(), flushed.clone())
+    let (flushed, health) = (shared.flushed, shared.health);
+    supervisor.spawn_restartable("storage", move || {
+        let upkeep = storage_health::run(storage.clone(), flushed.clone(), health.clone());
+        async move {
+            // It returns once storage is closed for good; the daemon stops on the health
+            // watch then, with the reason.
+            upkeep.await;
+            std::future::pending::<()>().await;
+        }
     });
 
     let storage = shared.storage.clone();
