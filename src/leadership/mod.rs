@@ -22,10 +22,14 @@
 //!   restart of the agent.
 
 pub mod fallback;
+mod gate;
 mod leader_duties;
 pub mod lease;
+mod mode;
 pub mod node;
 pub mod owner;
+mod recovery;
+mod side_work;
 pub mod transport;
 
 use std::sync::Arc;
