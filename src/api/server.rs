@@ -488,5 +488,6 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     ] {
         out.push_str(&format!("rover_members{{status=\"{status}\"}} {n}\n"));
     }
+    out.push_str(&crate::daemon::log_sink::metrics());
     Ok(out)
 }

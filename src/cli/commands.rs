@@ -68,7 +68,7 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run_agent(args: &AgentArgs) -> Result<()> {
-    init_logging();
+    crate::daemon::log_sink::init();
     let file = match &args.config {
         Some(path) => Some((Layer::from_file(path)?, path.clone())),
         None => None,
@@ -87,16 +87,6 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(Daemon::run(config, signals::first_signal()))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {

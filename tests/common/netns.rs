@@ -505,6 +505,21 @@ impl NsLab {
         self.agents.iter().find(|a| a.name == name).unwrap()
     }
 
+    /// Fails the test if any agent logged a panic (an agent must never panic, even when the
+    /// cluster recovers around it).
+    pub fn assert_no_panics(&self) {
+        let panics: Vec<String> = self
+            .agents
+            .iter()
+            .flat_map(|a| {
+                a.logged_panics()
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", a.name))
+            })
+            .collect();
+        assert!(panics.is_empty(), "agents panicked: {panics:#?}");
+    }
+
     /// Panics with `message`, the tail of every agent's log and any panic an agent logged.
     pub fn fail(&self, message: &str) -> ! {
         let mut text = format!("{message}\n(test dir {})\n", self.dir.path().display());
