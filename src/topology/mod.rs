@@ -1,0 +1,9 @@
+//! Topology from LLDP and CDP: which switch (and port) each host hangs off, and the subnets
+//! behind each switch (seed 001).
+
+pub mod cdp;
+pub mod frame;
+pub mod lldp;
+
+#[cfg(test)]
+mod parse_tests;
