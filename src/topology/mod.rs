@@ -4,6 +4,11 @@
 pub mod cdp;
 pub mod frame;
 pub mod lldp;
+pub mod map;
+pub mod neighbours;
+pub mod record;
+pub mod report;
+pub mod table;
 
 #[cfg(test)]
 mod parse_tests;
