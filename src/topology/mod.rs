@@ -2,6 +2,7 @@
 //! behind each switch (seed 001).
 
 pub mod cdp;
+pub mod folding;
 pub mod frame;
 pub mod lldp;
 pub mod map;
