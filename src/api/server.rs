@@ -53,6 +53,8 @@ pub struct ApiState {
     pub leadership: crate::leadership::LeadershipHandle,
     /// The notification channels (shared with the incident engine).
     pub notifiers: Arc<crate::notify::Notifiers>,
+    /// The topology owner task.
+    pub topology: crate::topology::TopologyHandle,
 }
 
 /// The API's routes.
@@ -73,6 +75,7 @@ pub fn router(state: ApiState) -> Router {
             get(super::leader_routes::incidents).post(super::leader_routes::open),
         )
         .route("/v1/notify/test", post(super::notify_routes::test))
+        .route("/v1/topology", get(super::topology_routes::topology))
         .route("/metrics", get(metrics))
         .with_state(state)
 }

@@ -58,6 +58,8 @@ pub struct Layer {
     pub repeat_interval: Option<String>,
     /// The console switch and the channel tables of `[notify]` (config file only).
     pub notify: Option<NotifyChannelsFile>,
+    /// `[topology]`
+    pub topology: Option<super::topology::TopologyLayer>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +198,11 @@ impl Layer {
             ),
             None => (None, None, None),
         };
+        let topology = super::topology::TopologyLayer::from_file(file.later.get("topology"))
+            .map_err(|message| ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(Self {
             node_name: file.node.name,
             team: file.node.team,
@@ -219,6 +226,7 @@ impl Layer {
             group_wait,
             repeat_interval,
             notify,
+            topology,
         })
     }
 
@@ -253,6 +261,7 @@ impl Layer {
             group_wait: get("ROVER_GROUP_WAIT"),
             repeat_interval: get("ROVER_REPEAT_INTERVAL"),
             notify: None,
+            topology: super::topology::TopologyLayer::from_env(&get),
         }
     }
 }

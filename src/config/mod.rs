@@ -6,6 +6,7 @@ mod channel_tables;
 mod election;
 mod layer;
 pub mod notify;
+mod topology;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -61,6 +62,8 @@ pub struct Config {
     pub election: ElectionConfig,
     /// Grouping, repeats and the notification channels.
     pub notify: NotifyConfig,
+    /// `[topology]`: LLDP and CDP listening.
+    pub topology: crate::topology::TopologySettings,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -337,6 +340,7 @@ pub fn resolve(
 
     let election = election::resolve(&layers)?;
     let notify = notify::resolve(&layers)?;
+    let topology = topology::resolve(&layers)?;
     Ok(Config {
         node_name,
         team,
@@ -355,6 +359,7 @@ pub fn resolve(
         checks,
         election,
         notify,
+        topology,
     })
 }
 

@@ -26,11 +26,14 @@ pub struct EventRouter {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync (on joining a cluster or meeting a new member).
     pub sync_now: Arc<Notify>,
+    /// The topology owner task (records heard by gossip, members that left).
+    pub topology: crate::topology::TopologyHandle,
 }
 
 impl EventRouter {
     /// Handles one event; failures are logged, never fatal.
     pub async fn route(&self, event: MemberEvent) {
+        self.topology.on_member_event(&event);
         let result = match &event {
             MemberEvent::Up(m) => {
                 tracing::info!(member = %m.name, addr = %m.addr, "member alive");

@@ -109,6 +109,17 @@ impl Daemon {
         );
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
 
+        let (topology, topology_tasks) = crate::topology::start(
+            crate::topology::TopologyContext {
+                host: config.node_name.clone(),
+                settings: config.topology.clone(),
+                storage: storage.clone(),
+                membership: membership.clone(),
+            },
+            config.sync_interval,
+        )
+        .context("starting topology")?;
+
         let peer_rejected = Arc::new(AtomicU64::new(0));
         let mut background: Vec<JoinHandle<()>> = vec![
             tokio::spawn(
@@ -117,6 +128,7 @@ impl Daemon {
                     alerts: alerts.clone(),
                     leadership: leadership.clone(),
                     rejected: peer_rejected.clone(),
+                    topology: topology.clone(),
                 }
                 .serve(cluster_port),
             ),
@@ -160,6 +172,7 @@ impl Daemon {
             notifiers: notifiers.clone(),
             rules: due_rules(&config.notify),
         })));
+        background.extend(topology_tasks);
         background.extend(crate::checks::runner::spawn(
             config.checks.clone(),
             check_tx,
@@ -192,6 +205,7 @@ impl Daemon {
             data_dir: data_dir.root().display().to_string(),
             started: Instant::now(),
             control: control_tx,
+            topology: topology.clone(),
         };
         let (api_stop_tx, api_stop) = tokio::sync::oneshot::channel::<()>();
         let api_task = tokio::spawn(async move {
@@ -223,6 +237,7 @@ impl Daemon {
             storage: storage.clone(),
             alerts: alerts.clone(),
             sync_now,
+            topology,
         };
         tokio::pin!(shutdown);
         let leave_reply = loop {
