@@ -184,14 +184,18 @@ async fn run_client(cli: &Cli) -> Result<()> {
             let status: crate::leadership::LeaderStatus = client.get("/v1/leader").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&status)?),
-                Format::Text | Format::Dot => say!("{}", super::leader_output::leader_table(&status)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::leader_output::leader_table(&status))
+                }
             }
         }
         Command::Incidents => {
             let view: crate::leadership::LedgerView = client.get("/v1/incidents").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&view)?),
-                Format::Text | Format::Dot => say!("{}", super::incidents_output::incidents_tables(&view)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::incidents_output::incidents_tables(&view))
+                }
             }
         }
         Command::Alerts => {

@@ -136,9 +136,8 @@ mod tests {
         let settings = resolve(&[(&file, Source::File("test.toml".into()))]).unwrap();
         assert!(!settings.enabled);
         assert_eq!(settings.interfaces, vec!["eth0", "eth1"]);
-        let env = Layer::from_env(|name| {
-            (name == "ROVER_TOPOLOGY_ENABLED").then(|| "true".to_owned())
-        });
+        let env =
+            Layer::from_env(|name| (name == "ROVER_TOPOLOGY_ENABLED").then(|| "true".to_owned()));
         let settings = resolve(&[
             (&file, Source::File("test.toml".into())),
             (&env, Source::Env("")),

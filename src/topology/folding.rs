@@ -135,8 +135,16 @@ pub fn plan_folds(view: &FoldView<'_>) -> FoldPlan {
             .members
             .iter()
             .any(|(name, s)| *s == Seen::Alive && !switch.hosts.contains(name));
-        let first = downs.iter().map(|d| d.opened_at_ms).min().unwrap_or(view.now_ms);
-        let last = downs.iter().map(|d| d.opened_at_ms).max().unwrap_or(view.now_ms);
+        let first = downs
+            .iter()
+            .map(|d| d.opened_at_ms)
+            .min()
+            .unwrap_or(view.now_ms);
+        let last = downs
+            .iter()
+            .map(|d| d.opened_at_ms)
+            .max()
+            .unwrap_or(view.now_ms);
         if !someone_elsewhere_alive || last.saturating_sub(first) > view.group_wait_ms {
             continue;
         }

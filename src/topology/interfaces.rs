@@ -12,8 +12,24 @@ pub const MAX_LISTENED: usize = 32;
 /// Name prefixes of virtual interfaces skipped unless named in the config: container and VM
 /// plumbing has no switch behind it.
 const VIRTUAL_PREFIXES: &[&str] = &[
-    "veth", "docker", "br-", "virbr", "vnet", "cali", "flannel", "cni", "lxc", "tap", "tun",
-    "wg", "kube", "vxlan", "genev", "podman", "tailscale", "zt",
+    "veth",
+    "docker",
+    "br-",
+    "virbr",
+    "vnet",
+    "cali",
+    "flannel",
+    "cni",
+    "lxc",
+    "tap",
+    "tun",
+    "wg",
+    "kube",
+    "vxlan",
+    "genev",
+    "podman",
+    "tailscale",
+    "zt",
 ];
 
 /// One interface chosen for listening.
@@ -96,7 +112,11 @@ mod tests {
     #[test]
     fn up_physical_interfaces_are_chosen_with_their_subnets_and_virtual_ones_skipped() {
         let all = vec![
-            interface("eth0", true, &["10.213.5.7/24", "fe80::1/64", "fd00:5::7/64"]),
+            interface(
+                "eth0",
+                true,
+                &["10.213.5.7/24", "fe80::1/64", "fd00:5::7/64"],
+            ),
             interface("eth1", false, &["10.9.0.1/24"]),
             interface("veth1a2b", true, &["172.17.0.1/16"]),
             interface("docker0", true, &["172.17.0.1/16"]),

@@ -19,7 +19,10 @@ use super::table::TopologyTable;
 enum Node {
     Subnet(Subnet),
     Switch(SwitchPort),
-    Host { name: String, listener: ListenerState },
+    Host {
+        name: String,
+        listener: ListenerState,
+    },
 }
 
 /// An edge of the map: a subnet carried by a switch, or a host's interface (on a switch port,
@@ -397,6 +400,10 @@ pub(crate) mod tests {
         assert!(edge("subnet:10.0.1.0/24", "host:h4").is_some());
         assert_eq!(view.edges.len(), 3 + 5);
         assert_eq!(map.switches_of("h3")[0].label, "sw-b");
-        assert_eq!(map.hosts_in(&Subnet::of("10.0.1.0".parse().unwrap(), 24).unwrap()).len(), 4);
+        assert_eq!(
+            map.hosts_in(&Subnet::of("10.0.1.0".parse().unwrap(), 24).unwrap())
+                .len(),
+            4
+        );
     }
 }

@@ -40,8 +40,16 @@ impl Neighbour {
             port: heard.port.clone(),
             port_description: heard.port_description.clone(),
             platform: heard.platform.clone(),
-            management: heard.addresses.first().copied(),
+            management: heard.addresses.iter().copied().find(|a| !is_link_local(*a)),
         }
+    }
+}
+
+/// fe80::/10 and 169.254.0.0/16: no use as a switch's management address.
+fn is_link_local(address: std::net::IpAddr) -> bool {
+    match address {
+        std::net::IpAddr::V4(v4) => v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => v6.segments()[0] & 0xffc0 == 0xfe80,
     }
 }
 
@@ -75,7 +83,8 @@ impl Neighbours {
                 }
                 None => {
                     if list.len() >= MAX_PER_INTERFACE {
-                        if let Some(oldest) = (0..list.len()).min_by_key(|&i| list[i].first_heard_ms)
+                        if let Some(oldest) =
+                            (0..list.len()).min_by_key(|&i| list[i].first_heard_ms)
                         {
                             list.remove(oldest);
                         }
@@ -127,7 +136,11 @@ impl Neighbours {
 
     /// When the next TTL runs out, if any neighbour is known.
     pub fn next_expiry(&self) -> Option<u64> {
-        self.interfaces.values().flatten().map(|n| n.expires_ms).min()
+        self.interfaces
+            .values()
+            .flatten()
+            .map(|n| n.expires_ms)
+            .min()
     }
 
     /// The neighbour published for `interface`: the newest arrival; of one source, LLDP.
@@ -142,6 +155,13 @@ impl Neighbours {
             };
             rank(a).cmp(&rank(b))
         })
+    }
+
+    /// Every neighbour of every interface, by interface name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Neighbour)> {
+        self.interfaces
+            .iter()
+            .flat_map(|(name, list)| list.iter().map(move |n| (name.as_str(), n)))
     }
 
     /// Every neighbour of `interface` (for the map's details).
@@ -202,8 +222,7 @@ mod tests {
     }
 
     #[test]
-    fn a_port_moved_to_another_switch_shows_the_new_one_at_once_and_the_old_one_expires_quietly()
-    {
+    fn a_port_moved_to_another_switch_shows_the_new_one_at_once_and_the_old_one_expires_quietly() {
         let mut table = Neighbours::default();
         table.handle_heard("eth0", heard("sw-a", 1, "p1", Protocol::Lldp, 4), 1_000);
         assert!(table.handle_heard("eth0", heard("sw-b", 9, "p5", Protocol::Lldp, 4), 3_000));
@@ -234,15 +253,15 @@ mod tests {
             let mut table = Neighbours::default();
             let lldp = heard("02:00:00:00:0a:01", 1, "p1", Protocol::Lldp, 4);
             let cdp = heard("sw-a", 1, "p1", Protocol::Cdp, 4);
-            let (first, second) = if lldp_first {
-                (lldp, cdp)
-            } else {
-                (cdp, lldp)
-            };
+            let (first, second) = if lldp_first { (lldp, cdp) } else { (cdp, lldp) };
             table.handle_heard("eth0", first, 1_000);
             table.handle_heard("eth0", second, 1_100);
             let current = table.current("eth0").unwrap();
-            assert_eq!(current.heard.protocol, Protocol::Lldp, "lldp first: {lldp_first}");
+            assert_eq!(
+                current.heard.protocol,
+                Protocol::Lldp,
+                "lldp first: {lldp_first}"
+            );
         }
     }
 
@@ -255,7 +274,11 @@ mod tests {
                 heard(&format!("fake-{i}"), i, "p1", Protocol::Lldp, 120),
                 u64::from(i),
             );
-            table.handle_heard(&format!("if{i}"), heard("x", 1, "p1", Protocol::Lldp, 120), 0);
+            table.handle_heard(
+                &format!("if{i}"),
+                heard("x", 1, "p1", Protocol::Lldp, 120),
+                0,
+            );
         }
         assert_eq!(table.all("eth0").len(), MAX_PER_INTERFACE);
         assert_eq!(label(&table, "eth0").as_deref(), Some("fake-199 port p1"));

@@ -56,7 +56,9 @@ impl ListenerState {
         match self {
             ListenerState::Listening => "listening for LLDP and CDP".into(),
             ListenerState::Off { reason } => format!("LLDP listening is off: {reason}"),
-            ListenerState::Disabled => "LLDP listening is disabled ([topology] enabled = false)".into(),
+            ListenerState::Disabled => {
+                "LLDP listening is disabled ([topology] enabled = false)".into()
+            }
         }
     }
 }
@@ -207,9 +209,17 @@ impl HostTopology {
         }
         for link in &self.links {
             if link.subnets.len() > MAX_SUBNETS {
-                return out(format!("{} subnets on {}", link.subnets.len(), link.interface));
+                return out(format!(
+                    "{} subnets on {}",
+                    link.subnets.len(),
+                    link.interface
+                ));
             }
-            if link.subnets.iter().any(|s| Subnet::of(s.network, s.prefix) != Some(*s)) {
+            if link
+                .subnets
+                .iter()
+                .any(|s| Subnet::of(s.network, s.prefix) != Some(*s))
+            {
                 return out(format!("a subnet of {} has host bits set", link.interface));
             }
             texts.push(&link.interface);
@@ -332,7 +342,9 @@ mod tests {
         let v6 = Subnet::of("fd00:250::fe".parse().unwrap(), 64).unwrap();
         assert_eq!(v6.to_string(), "fd00:250::/64");
         assert_eq!(
-            Subnet::of("10.0.0.1".parse().unwrap(), 0).unwrap().to_string(),
+            Subnet::of("10.0.0.1".parse().unwrap(), 0)
+                .unwrap()
+                .to_string(),
             "0.0.0.0/0"
         );
         assert_eq!(Subnet::of("10.0.0.1".parse().unwrap(), 33), None);
@@ -374,6 +386,15 @@ mod tests {
             "every interface on a switch is kept"
         );
         assert_eq!(big.links[0].switch.as_ref().unwrap().port.text, "p0");
+    }
+
+    #[test]
+    fn the_record_of_a_host_without_cap_net_raw_is_accepted_by_its_peers() {
+        let mut r = record(1);
+        r.listener = ListenerState::Off {
+            reason: crate::topology::socket::NO_CAP_NET_RAW.into(),
+        };
+        assert_eq!(HostTopology::decode(&r.encode(), "n1"), Ok(r));
     }
 
     #[test]

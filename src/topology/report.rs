@@ -28,10 +28,37 @@ pub struct TopologyReport {
 pub struct ListenerReport {
     /// Listening, off (and why) or disabled.
     pub state: ListenerState,
+    /// When off: how to turn it on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remedy: Option<String>,
     /// The interfaces it listens on.
     pub interfaces: Vec<String>,
     /// What it received.
     pub counters: ListenerCounters,
+    /// Every neighbour its interfaces hear now, with times (unix ms).
+    #[serde(default)]
+    pub neighbours: Vec<NeighbourView>,
+}
+
+/// One neighbour heard by this agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NeighbourView {
+    /// The interface that hears it.
+    pub interface: String,
+    /// `lldp` or `cdp`.
+    pub protocol: String,
+    /// `sw-a port p1`.
+    pub switch_port: String,
+    /// Its chassis id.
+    pub chassis: String,
+    /// The TTL of its last frame (s).
+    pub ttl_s: u16,
+    /// When it was first heard.
+    pub first_heard_ms: u64,
+    /// When it was last heard.
+    pub last_heard_ms: u64,
+    /// When it expires unless heard again.
+    pub expires_ms: u64,
 }
 
 /// Counters of the listener and of topology records.
@@ -74,7 +101,11 @@ pub fn text(report: &TopologyReport) -> String {
                 if let Some(interface) = &edge.interface {
                     let _ = write!(row, "  ({interface})");
                 }
-                if let Some(state) = host.listener.as_ref().filter(|l| **l != ListenerState::Listening) {
+                if let Some(state) = host
+                    .listener
+                    .as_ref()
+                    .filter(|l| **l != ListenerState::Listening)
+                {
                     let _ = write!(row, "  {}", state.describe());
                 }
                 row
@@ -82,7 +113,11 @@ pub fn text(report: &TopologyReport) -> String {
             .collect()
     };
     let mut out = String::new();
-    let subnets: Vec<&NodeView> = map.nodes.iter().filter(|n| n.kind == NodeKind::Subnet).collect();
+    let subnets: Vec<&NodeView> = map
+        .nodes
+        .iter()
+        .filter(|n| n.kind == NodeKind::Subnet)
+        .collect();
     for subnet in &subnets {
         let _ = writeln!(out, "{}", subnet.label);
         let switches: Vec<&NodeView> = map
@@ -135,7 +170,10 @@ pub fn text(report: &TopologyReport) -> String {
         let _ = writeln!(out, "(no subnet)");
         let mut by_switch: BTreeMap<&str, Vec<(&EdgeView, &NodeView)>> = BTreeMap::new();
         for (edge, host) in no_subnet {
-            by_switch.entry(edge.from.as_str()).or_default().push((edge, host));
+            by_switch
+                .entry(edge.from.as_str())
+                .or_default()
+                .push((edge, host));
         }
         for (switch, hosts) in by_switch {
             let title = node(switch).map_or_else(|| switch.to_owned(), switch_title);
@@ -145,15 +183,27 @@ pub fn text(report: &TopologyReport) -> String {
             }
         }
         for host in nowhere {
-            let state = host.listener.as_ref().map(ListenerState::describe).unwrap_or_default();
-            let _ = writeln!(out, "  {}  no interface with an address or a neighbour; {state}", host.label);
+            let state = host
+                .listener
+                .as_ref()
+                .map(ListenerState::describe)
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}  no interface with an address or a neighbour; {state}",
+                host.label
+            );
         }
     }
     if subnets.is_empty() && placed.is_empty() && map.nodes.is_empty() {
         let _ = writeln!(out, "no topology known yet");
     }
     if !report.without_record.is_empty() {
-        let _ = writeln!(out, "no topology record yet: {}", report.without_record.join(", "));
+        let _ = writeln!(
+            out,
+            "no topology record yet: {}",
+            report.without_record.join(", ")
+        );
     }
     let _ = writeln!(out, "{}", listener_line(report));
     out
@@ -183,7 +233,14 @@ fn switch_title(switch: &NodeView) -> String {
 fn listener_line(report: &TopologyReport) -> String {
     let listener = &report.listener;
     let c = &listener.counters;
-    let mut line = format!("this agent ({}): {}", report.node, listener.state.describe());
+    let mut line = format!(
+        "this agent ({}): {}",
+        report.node,
+        listener.state.describe()
+    );
+    if let Some(remedy) = &listener.remedy {
+        let _ = write!(line, "; to listen: {remedy}");
+    }
     if listener.state == ListenerState::Listening {
         let interfaces = if listener.interfaces.is_empty() {
             "no interface".to_owned()
@@ -246,7 +303,12 @@ pub fn dot(report: &TopologyReport) -> String {
         } else {
             format!(" [{}]", attributes.join(", "))
         };
-        let _ = writeln!(out, "  {} -> {}{attributes};", quoted(&edge.from), quoted(&edge.to));
+        let _ = writeln!(
+            out,
+            "  {} -> {}{attributes};",
+            quoted(&edge.from),
+            quoted(&edge.to)
+        );
     }
     out.push_str("}\n");
     out
@@ -283,6 +345,7 @@ mod tests {
             node: "h1".into(),
             listener: ListenerReport {
                 state: ListenerState::Listening,
+                remedy: None,
                 interfaces: vec!["eth0".into()],
                 counters: ListenerCounters {
                     frames: 12,
@@ -290,6 +353,7 @@ mod tests {
                     dropped: BTreeMap::from([("truncated".to_owned(), 2)]),
                     ..ListenerCounters::default()
                 },
+                neighbours: Vec::new(),
             },
             map: TopologyMap::build(&table).view(),
             without_record: vec!["h9".into()],
@@ -325,12 +389,11 @@ mod tests {
         assert!(dot.contains("  \"subnet:10.0.1.0/24\" [label=\"10.0.1.0/24\", shape=box];\n"));
         assert!(dot.contains("  \"switch:02:00:00:00:00:a\" [label=\"sw-a\", shape=diamond];\n"));
         assert!(dot.contains("  \"host:h1\" [label=\"h1\", shape=ellipse];\n"));
-        assert!(dot.contains(
-            "  \"switch:02:00:00:00:00:a\" -> \"host:h2\" [label=\"p2 (eth0)\"];\n"
-        ));
-        assert!(dot.contains(
-            "  \"subnet:10.0.1.0/24\" -> \"host:h4\" [label=\"eth0\", style=dashed];\n"
-        ));
+        assert!(
+            dot.contains("  \"switch:02:00:00:00:00:a\" -> \"host:h2\" [label=\"p2 (eth0)\"];\n")
+        );
+        assert!(dot
+            .contains("  \"subnet:10.0.1.0/24\" -> \"host:h4\" [label=\"eth0\", style=dashed];\n"));
         assert!(dot.contains("  \"subnet:10.0.1.0/24\" -> \"switch:02:00:00:00:00:a\";\n"));
         assert!(dot.ends_with("}\n"));
     }

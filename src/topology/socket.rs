@@ -21,14 +21,17 @@ pub const READ_TIMEOUT: Duration = Duration::from_millis(500);
 /// Frames longer than this are cut (and then dropped as truncated): LLDPDUs fit in 1500.
 const READ_BUFFER: usize = 9216;
 
+/// What a host without CAP_NET_RAW publishes as the reason it does not listen.
+pub const NO_CAP_NET_RAW: &str = "no CAP_NET_RAW (raw sockets need it)";
+/// How to give it, for this agent's log and `topology`.
+pub const CAP_NET_RAW_REMEDY: &str = "run the agent as root, give its systemd unit \
+    AmbientCapabilities=CAP_NET_RAW, or `setcap cap_net_raw+ep` on the binary";
+
 /// Why a socket could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The process lacks CAP_NET_RAW. Nothing was opened.
-    #[error(
-        "no CAP_NET_RAW: raw sockets need it (run the agent as root, give the unit \
-         AmbientCapabilities=CAP_NET_RAW, or `setcap cap_net_raw+ep` on the binary)"
-    )]
+    #[error("{NO_CAP_NET_RAW}")]
     NoCapability,
     /// Any other failure (the interface went away, ...). Nothing was opened.
     #[error("cannot listen on {interface}: {source}")]
@@ -93,9 +96,11 @@ fn discovery_filter() -> Vec<SockFilter> {
         /* 2 */ SockFilter::new(LD_H_ABS, 0, 0, 12),
         /* 3 */ SockFilter::new(JEQ_K, 4, 0, u32::from(LLDP_ETHERTYPE)), // -> 8 pass
         /* 4 */ SockFilter::new(LD_W_ABS, 0, 0, 0),
-        /* 5 */ SockFilter::new(JEQ_K, 0, 3, u32::from_be_bytes([d0, d1, d2, d3])), // else 9
+        /* 5 */
+        SockFilter::new(JEQ_K, 0, 3, u32::from_be_bytes([d0, d1, d2, d3])), // else 9
         /* 6 */ SockFilter::new(LD_H_ABS, 0, 0, 4),
-        /* 7 */ SockFilter::new(JEQ_K, 0, 1, u32::from(u16::from_be_bytes([d4, d5]))), // else 9
+        /* 7 */
+        SockFilter::new(JEQ_K, 0, 1, u32::from(u16::from_be_bytes([d4, d5]))), // else 9
         /* 8 */ SockFilter::new(RET_K, 0, 0, 0xffff),
         /* 9 */ SockFilter::new(RET_K, 0, 0, 0),
     ]

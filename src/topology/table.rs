@@ -233,7 +233,11 @@ mod tests {
                 version: 1,
             },
         ];
-        let hosts: Vec<String> = ours.newer_than(&theirs).into_iter().map(|r| r.host).collect();
+        let hosts: Vec<String> = ours
+            .newer_than(&theirs)
+            .into_iter()
+            .map(|r| r.host)
+            .collect();
         assert_eq!(hosts, vec!["h2", "h3"]);
     }
 
@@ -246,6 +250,9 @@ mod tests {
         assert_eq!(table.apply(on("one-more", 1, None)), Applied::Full);
         assert!(matches!(table.apply(on("h0", 2, None)), Applied::Taken(_)));
         assert!(table.remove("h1"));
-        assert!(matches!(table.apply(on("one-more", 1, None)), Applied::Taken(_)));
+        assert!(matches!(
+            table.apply(on("one-more", 1, None)),
+            Applied::Taken(_)
+        ));
     }
 }

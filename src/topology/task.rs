@@ -19,7 +19,7 @@ use super::listener::{self, ListenerEvent, ListenerStats, ListenerThread};
 use super::map::TopologyMap;
 use super::neighbours::Neighbours;
 use super::record::{next_version, HostTopology, Link, ListenerState};
-use super::report::{ListenerReport, TopologyReport};
+use super::report::{ListenerReport, NeighbourView, TopologyReport};
 use super::socket::OpenError;
 use super::table::{Applied, DigestEntry, SwitchChange, TopologyTable, MAX_DIGEST};
 use super::TopologySettings;
@@ -328,9 +328,16 @@ impl TopologyTask {
         if self.listener_state == ListenerState::Disabled {
             return;
         }
-        let chosen = choose(pnet_datalink::interfaces(), &self.context.settings.interfaces);
+        let chosen = choose(
+            pnet_datalink::interfaces(),
+            &self.context.settings.interfaces,
+        );
         let names: Vec<&str> = chosen.iter().map(|i| i.name.as_str()).collect();
-        let before: Vec<_> = self.interfaces.iter().map(|i| (&i.name, &i.subnets)).collect();
+        let before: Vec<_> = self
+            .interfaces
+            .iter()
+            .map(|i| (&i.name, &i.subnets))
+            .collect();
         let after: Vec<_> = chosen.iter().map(|i| (&i.name, &i.subnets)).collect();
         if before != after {
             self.dirty = true;
@@ -366,7 +373,8 @@ impl TopologyTask {
                         let reason = OpenError::NoCapability.to_string();
                         tracing::warn!(
                             "LLDP listening is off: {reason}; the agent runs on without topology \
-                             of its own"
+                             of its own (to listen: {})",
+                            super::socket::CAP_NET_RAW_REMEDY
                         );
                         self.listener_state = ListenerState::Off { reason };
                         self.listeners.clear();
@@ -405,11 +413,15 @@ impl TopologyTask {
             listener: self.listener_state.clone(),
             links: self.own_links(),
         };
-        let unchanged = self.table.get(&record.host).is_some_and(|held| {
-            held.listener == record.listener && held.links == record.links
-        });
+        let unchanged = self
+            .table
+            .get(&record.host)
+            .is_some_and(|held| held.listener == record.listener && held.links == record.links);
         if unchanged && self.last_version > 0 {
             return;
+        }
+        if let Err(e) = record.check() {
+            tracing::error!(error = %e, "this host's topology record would be refused by its peers");
         }
         if record.fit() {
             tracing::warn!("this host's topology record was trimmed to fit a gossip broadcast");
@@ -498,8 +510,25 @@ impl TopologyTask {
             node: self.context.host.clone(),
             listener: ListenerReport {
                 state: self.listener_state.clone(),
+                remedy: matches!(&self.listener_state, ListenerState::Off { reason }
+                    if reason == super::socket::NO_CAP_NET_RAW)
+                .then(|| super::socket::CAP_NET_RAW_REMEDY.to_owned()),
                 interfaces: self.listeners.keys().cloned().collect(),
                 counters,
+                neighbours: self
+                    .neighbours
+                    .iter()
+                    .map(|(interface, n)| NeighbourView {
+                        interface: interface.to_owned(),
+                        protocol: n.heard.protocol.as_str().to_owned(),
+                        switch_port: n.switch_port().describe(),
+                        chassis: n.heard.chassis.text.clone(),
+                        ttl_s: n.heard.ttl_s,
+                        first_heard_ms: n.first_heard_ms,
+                        last_heard_ms: n.last_heard_ms,
+                        expires_ms: n.expires_ms,
+                    })
+                    .collect(),
             },
             map: TopologyMap::build(&self.table).view(),
             without_record: members

@@ -251,6 +251,9 @@ pub struct NsLaunch<'a> {
     pub log: &'a Path,
     /// A config file, if any.
     pub config: Option<&'a Path>,
+    /// A command the agent runs under, which ends by exec-ing the binary given after it with
+    /// the agent's arguments (for example capsh dropping a capability); empty: none.
+    pub wrapper: &'a [&'a str],
 }
 
 /// One `rover-agent agent` process running in a host namespace.
@@ -274,7 +277,14 @@ impl NsAgent {
     /// Starts the agent.
     pub fn spawn(launch: &NsLaunch<'_>) -> Self {
         std::fs::create_dir_all(launch.data_dir).unwrap();
-        let mut cmd = in_ns(launch.ns, launch.binary);
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = in_ns(launch.ns, program);
+                cmd.args(args).arg(launch.binary);
+                cmd
+            }
+            None => in_ns(launch.ns, launch.binary),
+        };
         cmd.arg("agent");
         if let Some(config) = launch.config {
             cmd.arg("--config").arg(config);
@@ -484,6 +494,7 @@ impl NsLab {
                 env,
                 log: &lab.dir.path().join(format!("{name}.log")),
                 config: config_file.as_deref(),
+                wrapper: &[],
             });
             let ready = agent.wait_ready(Duration::from_secs(20));
             let pid = agent.pid();

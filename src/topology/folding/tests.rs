@@ -47,9 +47,21 @@ fn plan(
 #[test]
 fn every_host_of_a_switch_down_within_group_wait_folds_into_one_switch_incident() {
     use Seen::*;
-    let m = members(&[("h1", Failed), ("h2", Failed), ("h3", Failed), ("h4", Alive)]);
-    let switches = [switch("sw-a-id", "sw-a", &["h1", "h2", "h3"]), switch("sw-b-id", "sw-b", &["h4"])];
-    let downs = [down("h1", 7, 10_000), down("h2", 9, 12_000), down("h3", 8, 14_500)];
+    let m = members(&[
+        ("h1", Failed),
+        ("h2", Failed),
+        ("h3", Failed),
+        ("h4", Alive),
+    ]);
+    let switches = [
+        switch("sw-a-id", "sw-a", &["h1", "h2", "h3"]),
+        switch("sw-b-id", "sw-b", &["h4"]),
+    ];
+    let downs = [
+        down("h1", 7, 10_000),
+        down("h2", 9, 12_000),
+        down("h3", 8, 14_500),
+    ];
     let p = plan(&m, &switches, &downs, 15_000);
     assert_eq!(
         p,
@@ -73,7 +85,11 @@ fn a_two_host_switch_where_one_host_dies_is_a_plain_down() {
     let m = members(&[("h1", Alive), ("h2", Failed)]);
     let switches = [switch("a", "sw-a", &["h1", "h2"])];
     let p = plan(&m, &switches, &[down("h2", 1, 1_000)], 2_000);
-    assert_eq!(p, FoldPlan::default(), "the survivor still hears the switch");
+    assert_eq!(
+        p,
+        FoldPlan::default(),
+        "the survivor still hears the switch"
+    );
 }
 
 #[test]
@@ -129,7 +145,12 @@ fn downs_wait_while_the_rest_of_their_switch_is_suspect_but_not_forever() {
 #[test]
 fn a_host_announced_down_earlier_is_no_longer_carried_by_its_switch() {
     use Seen::*;
-    let m = members(&[("h1", Failed), ("h2", Failed), ("h3", Failed), ("h4", Alive)]);
+    let m = members(&[
+        ("h1", Failed),
+        ("h2", Failed),
+        ("h3", Failed),
+        ("h4", Alive),
+    ]);
     let switches = [switch("a", "sw-a", &["h1", "h2", "h3"])];
     let mut old = down("h3", 1, 100);
     old.announced = true;
@@ -166,8 +187,16 @@ fn a_switch_is_over_when_its_hosts_are_back_or_some_are_and_group_wait_passed() 
     };
     assert!(!switch_over(&[still, still], 10_000, GROUP_WAIT));
     assert!(switch_over(&[back(1_000), back(2_000)], 2_000, GROUP_WAIT));
-    assert!(!switch_over(&[back(1_000), still], 1_000 + GROUP_WAIT - 1, GROUP_WAIT));
-    assert!(switch_over(&[back(1_000), still], 1_000 + GROUP_WAIT, GROUP_WAIT));
+    assert!(!switch_over(
+        &[back(1_000), still],
+        1_000 + GROUP_WAIT - 1,
+        GROUP_WAIT
+    ));
+    assert!(switch_over(
+        &[back(1_000), still],
+        1_000 + GROUP_WAIT,
+        GROUP_WAIT
+    ));
 }
 
 fn lab() -> TopologyMap {
