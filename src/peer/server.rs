@@ -76,8 +76,12 @@ impl PeerServer {
                     cluster,
                     lease,
                     request,
+                    target,
                 } => {
-                    let answer = self.leadership.serve_raft(cluster, lease, request).await;
+                    let answer = self
+                        .leadership
+                        .serve_raft(cluster, target, lease, request)
+                        .await;
                     connection.send(&answer).await?;
                 }
                 PeerMessage::GroupHello => {

@@ -207,12 +207,12 @@ pub fn mac_text(mac: &[u8]) -> String {
 }
 
 /// Text sent by a peer, made safe to store and print: invalid UTF-8 replaced, control
-/// characters dropped, whitespace trimmed, at most [`MAX_TEXT_CHARS`] characters. `None` when
+/// characters dropped (C0, C1, DEL, bidi controls: [`crate::control_chars`]), whitespace trimmed, at most [`MAX_TEXT_CHARS`] characters. `None` when
 /// nothing printable is left.
 pub fn printable(bytes: &[u8]) -> Option<String> {
     let text: String = String::from_utf8_lossy(bytes)
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !crate::control_chars::is_control(*c))
         .take(MAX_TEXT_CHARS)
         .collect();
     let trimmed = text.trim();

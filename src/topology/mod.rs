@@ -91,3 +91,67 @@ pub fn history_text(interface: &str, from: Option<&str>, to: Option<&str>) -> St
         (None, None) => format!("{interface}: no switch"),
     }
 }
+
+#[cfg(test)]
+mod settings_tests {
+    use std::path::{Path, PathBuf};
+
+    use crate::config::{resolve, Config, ConfigError, Layer};
+
+    fn from(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let file = Layer::from_toml(toml, Path::new("t.toml"))?;
+        let env = Layer::from_env(|name| {
+            env.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        });
+        resolve(
+            Some((file, PathBuf::from("t.toml"))),
+            env,
+            Layer::default(),
+            PathBuf::from("/tmp/rover-test"),
+            "h1".into(),
+        )
+    }
+
+    #[test]
+    fn topology_listens_on_every_interface_by_default() {
+        let config = from("", &[]).unwrap();
+        assert_eq!(config.topology, super::TopologySettings::default());
+        assert!(config.topology.enabled);
+    }
+
+    #[test]
+    fn topology_keys_come_from_the_file_and_the_environment_wins() {
+        let toml = "[topology]\nenabled = false\ninterfaces = [\"eth0\", \"eth1\"]\n";
+        let config = from(toml, &[]).unwrap();
+        assert!(!config.topology.enabled);
+        assert_eq!(config.topology.interfaces, vec!["eth0", "eth1"]);
+        let config = from(
+            toml,
+            &[
+                ("ROVER_TOPOLOGY_ENABLED", "true"),
+                ("ROVER_TOPOLOGY_INTERFACES", "bond0, eth2"),
+            ],
+        )
+        .unwrap();
+        assert!(config.topology.enabled);
+        assert_eq!(config.topology.interfaces, vec!["bond0", "eth2"]);
+    }
+
+    #[test]
+    fn a_bad_topology_value_names_its_key() {
+        let error = from("[topology]\nenabled = \"perhaps\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("topology.enabled"), "{error}");
+        let error = from("[topology]\ninterfaces = [\"a/b\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("topology.interfaces"), "{error}");
+        let error = from("[topology]\nlisten = true\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("topology.listen"), "{error}");
+    }
+}

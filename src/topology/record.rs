@@ -285,7 +285,7 @@ impl HostTopology {
 
 /// A text a peer may publish: at most [`MAX_TEXT_CHARS`] characters, no control characters.
 fn is_clean(text: &str) -> bool {
-    text.chars().count() <= MAX_TEXT_CHARS && !text.chars().any(char::is_control)
+    text.chars().count() <= MAX_TEXT_CHARS && !crate::control_chars::has_control(text)
 }
 
 /// The next version of a record: above the last one, and above wall-clock ms so that a host
