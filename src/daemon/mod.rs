@@ -179,6 +179,7 @@ impl Daemon {
             leadership: leadership.clone(),
             notifiers: notifiers.clone(),
             rules: due_rules(&config.notify),
+            topology: topology.clone(),
         })));
         background.extend(topology_tasks);
         background.extend(crate::checks::runner::spawn(

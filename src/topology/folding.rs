@@ -2,11 +2,12 @@
 //! engine applies to its ledger.
 //!
 //! - [`plan_folds`]: when every host a switch carries (at least 2; a host already announced
-//!   down or gone is no longer carried) went down within
-//!   `group_wait` of each other, and a host elsewhere is still alive to see it, the host-down
-//!   incidents fold into one `switch/<switch id>/<n>` incident: one message instead of one DOWN
-//!   per host. While some of a switch's hosts are down and the others only suspect, the
-//!   downs are held (for at most another `group_wait`) so that they can still fold.
+//!   down or gone is no longer carried) went down within `group_wait` of each other (each
+//!   declared down at most `group_wait` after the one before), and a host elsewhere is still
+//!   alive to see it, the host-down incidents fold into one `switch/<switch id>/<n>` incident:
+//!   one message instead of one DOWN per host. While some of a switch's hosts are down and the
+//!   others only suspect, the downs are held (until `group_wait` after the last one) so that
+//!   they can still fold.
 //! - [`switch_over`]: a switch incident ends when its hosts are back: all of them, or some
 //!   and `group_wait` has passed since the first came back.
 //! - [`loss_explanation`]: a fallback leader that lost more than half of the members at once
@@ -135,17 +136,14 @@ pub fn plan_folds(view: &FoldView<'_>) -> FoldPlan {
             .members
             .iter()
             .any(|(name, s)| *s == Seen::Alive && !switch.hosts.contains(name));
-        let first = downs
-            .iter()
-            .map(|d| d.opened_at_ms)
-            .min()
-            .unwrap_or(view.now_ms);
-        let last = downs
-            .iter()
-            .map(|d| d.opened_at_ms)
-            .max()
-            .unwrap_or(view.now_ms);
-        if !someone_elsewhere_alive || last.saturating_sub(first) > view.group_wait_ms {
+        let mut times: Vec<u64> = downs.iter().map(|d| d.opened_at_ms).collect();
+        times.sort_unstable();
+        let first = times.first().copied().unwrap_or(view.now_ms);
+        let last = times.last().copied().unwrap_or(view.now_ms);
+        let together = times
+            .windows(2)
+            .all(|w| w[1].saturating_sub(w[0]) <= view.group_wait_ms);
+        if !someone_elsewhere_alive || !together {
             continue;
         }
         if downs.len() == carried.len() {
@@ -166,12 +164,20 @@ pub fn plan_folds(view: &FoldView<'_>) -> FoldPlan {
             .iter()
             .filter(|h| !pending.contains_key(*h))
             .all(|h| matches!(seen_as(h), Seen::Suspect | Seen::Failed));
-        let still_waiting = view.now_ms.saturating_sub(first) < 2 * view.group_wait_ms;
+        // Its death may still come, within group_wait of the last one.
+        let still_waiting = view.now_ms.saturating_sub(last) < view.group_wait_ms;
         if rest_going && still_waiting {
             plan.hold.extend(downs.iter().map(|d| d.id.clone()));
         }
     }
     plan
+}
+
+/// Whether a fallback leader's message is about being cut off: it names more than half of
+/// the `members` as gone (`plain` hosts down and `folded` ones behind dead switches), and not
+/// only whole switches away from it (some plain host-down among them).
+pub fn is_cut_off(plain: usize, folded: usize, members: usize) -> bool {
+    plain > 0 && (plain + folded) * 2 > members
 }
 
 /// One host incident folded into a switch incident, for [`switch_over`].

@@ -228,3 +228,15 @@ fn randomly_mutated_real_frames_never_panic() {
     // A mutation in a text field leaves a valid frame: some are taken, most are not.
     assert!(taken < 50_000 / 2, "{taken} of 50000 mutated frames taken");
 }
+
+#[test]
+fn text_a_switch_sends_loses_its_control_and_bidi_characters_and_is_bounded() {
+    use super::frame::{id_text, printable};
+    assert_eq!(
+        printable("sw\u{202e}-a\u{1b}[2J\n".as_bytes()).as_deref(),
+        Some("sw-a[2J")
+    );
+    assert_eq!(printable(b"\x00\x01 \x7f"), None);
+    assert_eq!(id_text(&[0x00, 0x01]), "0001");
+    assert_eq!(printable(&[b'x'; 300]).unwrap().len(), 128);
+}

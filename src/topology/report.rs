@@ -318,7 +318,10 @@ pub fn dot(report: &TopologyReport) -> String {
 fn quoted(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
-    for c in text.chars().filter(|c| !crate::control_chars::is_control(*c)) {
+    for c in text
+        .chars()
+        .filter(|c| !crate::control_chars::is_control(*c))
+    {
         if c == '"' || c == '\\' {
             out.push('\\');
         }

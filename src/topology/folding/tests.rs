@@ -93,6 +93,24 @@ fn a_two_host_switch_where_one_host_dies_is_a_plain_down() {
 }
 
 #[test]
+fn downs_that_follow_each_other_within_group_wait_fold_even_if_the_first_and_last_do_not() {
+    use Seen::*;
+    let m = members(&[
+        ("h1", Failed),
+        ("h2", Failed),
+        ("h3", Failed),
+        ("h4", Alive),
+    ]);
+    let switches = [switch("a", "sw-a", &["h1", "h2", "h3"])];
+    let downs = [
+        down("h1", 1, 1_000),
+        down("h2", 1, 5_000),
+        down("h3", 1, 9_000),
+    ];
+    assert_eq!(plan(&m, &switches, &downs, 9_000).folds.len(), 1);
+}
+
+#[test]
 fn downs_further_apart_than_group_wait_do_not_fold() {
     use Seen::*;
     let m = members(&[("h1", Failed), ("h2", Failed), ("h3", Alive)]);
@@ -132,10 +150,10 @@ fn downs_wait_while_the_rest_of_their_switch_is_suspect_but_not_forever() {
     let m = members(&[("h1", Failed), ("h2", Suspect), ("h3", Alive)]);
     let switches = [switch("a", "sw-a", &["h1", "h2"])];
     let downs = [down("h1", 1, 1_000)];
-    let held = plan(&m, &switches, &downs, 1_000 + GROUP_WAIT);
+    let held = plan(&m, &switches, &downs, 1_000 + GROUP_WAIT - 1);
     assert_eq!(held.hold, BTreeSet::from(["down/h1/1".to_owned()]));
     assert!(held.folds.is_empty());
-    let released = plan(&m, &switches, &downs, 1_000 + 2 * GROUP_WAIT);
+    let released = plan(&m, &switches, &downs, 1_000 + GROUP_WAIT);
     assert_eq!(released, FoldPlan::default());
     // With the rest alive there is nothing to wait for.
     let m = members(&[("h1", Failed), ("h2", Alive), ("h3", Alive)]);
