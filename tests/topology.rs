@@ -68,7 +68,7 @@ fn logged_hears(lab: &Lab, agent: &str, host: &str, switch_port: &str) -> Option
         .find_map(|l| {
             let stamp = l.split_whitespace().next()?;
             let at = humantime::parse_rfc3339(stamp).ok()?;
-            Some(u64::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()?)
+            u64::try_from(at.duration_since(UNIX_EPOCH).ok()?.as_millis()).ok()
         })
 }
 
