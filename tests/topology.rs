@@ -276,15 +276,7 @@ fn a_host_whose_switch_sends_nothing_is_listed_under_its_subnet_with_no_switch()
     lab.start_switches();
     lab.start_agents(&[], "");
     lab.wait_converged(&["n1", "n2"], Duration::from_secs(60));
-    let subnet = data_subnet(lab.x);
-    let shown = wait_for(Duration::from_secs(60), || {
-        ["n1", "n2"].iter().all(|n| {
-            lab.topology(n).is_some_and(|r| {
-                hosts_behind(&r, "sw-b") == pairs(&[("n1", "p1")])
-                    && unswitched(&r, &subnet) == vec!["n2".to_owned()]
-            })
-        })
-    });
+    let shown = n1_on_sw_b_and_n2_on_no_switch(&lab);
     if shown.is_none() {
         lab.fail("n2 was not listed under its subnet with no switch");
     }
@@ -298,6 +290,19 @@ fn a_host_whose_switch_sends_nothing_is_listed_under_its_subnet_with_no_switch()
             "{name}: {text}"
         );
     }
+}
+
+/// Waits until both agents show n1 behind sw-b and n2 on the data subnet with no switch.
+fn n1_on_sw_b_and_n2_on_no_switch(lab: &Lab) -> Option<Duration> {
+    let subnet = data_subnet(lab.x);
+    wait_for(Duration::from_secs(60), || {
+        ["n1", "n2"].iter().all(|n| {
+            lab.topology(n).is_some_and(|r| {
+                hosts_behind(&r, "sw-b") == pairs(&[("n1", "p1")])
+                    && unswitched(&r, &subnet) == vec!["n2".to_owned()]
+            })
+        })
+    })
 }
 
 /// CPU time (user + system, in clock ticks) and the name of every thread of `pid`.
@@ -463,15 +468,7 @@ fn an_agent_without_cap_net_raw_says_so_once_and_everything_else_works() {
         ],
     );
     lab.wait_converged(&["n1", "n2"], Duration::from_secs(60));
-    let subnet = data_subnet(lab.x);
-    let shown = wait_for(Duration::from_secs(60), || {
-        ["n1", "n2"].iter().all(|n| {
-            lab.topology(n).is_some_and(|r| {
-                hosts_behind(&r, "sw-b") == pairs(&[("n1", "p1")])
-                    && unswitched(&r, &subnet) == vec!["n2".to_owned()]
-            })
-        })
-    });
+    let shown = n1_on_sw_b_and_n2_on_no_switch(&lab);
     if shown.is_none() {
         let seen: Vec<String> = ["n1", "n2"]
             .iter()

@@ -431,6 +431,24 @@ impl Drop for NsAgent {
     }
 }
 
+/// The tail of every agent's log and any panic an agent logged, for a failing test.
+pub fn agents_report(agents: &[NsAgent]) -> String {
+    let mut text = String::new();
+    for agent in agents {
+        text.push_str(&format!(
+            "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
+            agent.name,
+            agent.pid(),
+            agent.ns,
+            agent.log_tail(40)
+        ));
+        for panic in agent.logged_panics() {
+            text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
+        }
+    }
+    text
+}
+
 /// Agents of one cluster, one per host of a [`Fabric`], in a temp dir of their own. Dropping
 /// it (also while unwinding from a panic) kills the agents first, then deletes the namespaces.
 pub struct NsLab {
@@ -519,18 +537,7 @@ impl NsLab {
     /// Panics with `message`, the tail of every agent's log and any panic an agent logged.
     pub fn fail(&self, message: &str) -> ! {
         let mut text = format!("{message}\n(test dir {})\n", self.dir.path().display());
-        for agent in &self.agents {
-            text.push_str(&format!(
-                "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
-                agent.name,
-                agent.pid(),
-                agent.ns,
-                agent.log_tail(40)
-            ));
-            for panic in agent.logged_panics() {
-                text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
-            }
-        }
+        text.push_str(&agents_report(&self.agents));
         panic!("{text}");
     }
 }

@@ -509,18 +509,7 @@ impl Lab {
     /// Panics with `message`, every agent's log tail and logged panics, and the mails.
     pub fn fail(&self, message: &str) -> ! {
         let mut text = format!("{message}\n(lab dir {})\n", self.dir.path().display());
-        for agent in &self.agents {
-            text.push_str(&format!(
-                "\n===== {} (pid {}, ns {}) =====\n{}\n",
-                agent.name,
-                agent.pid(),
-                agent.ns,
-                agent.log_tail(40)
-            ));
-            for panic in agent.logged_panics() {
-                text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
-            }
-        }
+        text.push_str(&crate::netns::agents_report(&self.agents));
         let subjects: Vec<String> = self
             .smtp
             .messages()
