@@ -139,35 +139,11 @@ impl TopologyHandle {
     }
 }
 
-/// Loads the stored records and starts the owner task. A stored record that cannot be read
-/// fails the start: corrupt storage is said, not silently dropped.
+/// Loads the stored records and starts the owner task.
 pub fn spawn(
     context: TopologyContext,
 ) -> anyhow::Result<(TopologyHandle, tokio::task::JoinHandle<()>)> {
-    let mut stored = Vec::new();
-    for (host, bytes) in context.storage.topology().all()? {
-        let record = match bytes.split_first() {
-            Some((&STORED_VERSION, body)) => postcard::from_bytes::<HostTopology>(body)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .and_then(|r| {
-                    r.check()?;
-                    Ok(r)
-                }),
-            Some((version, _)) => Err(anyhow::anyhow!("unknown record version {version}")),
-            None => Err(anyhow::anyhow!("empty value")),
-        };
-        match record {
-            Ok(record) if record.host == host => stored.push(record),
-            Ok(record) => anyhow::bail!(
-                "storage tree `topology`, key {host:?}: holds the record of {:?}",
-                record.host
-            ),
-            Err(e) => anyhow::bail!(
-                "storage tree `topology`, key {host:?}: unreadable topology record: {e:#} \
-                 (remove the data dir's database to start over)"
-            ),
-        }
-    }
+    let stored = load_stored(&context.storage)?;
     let last_version = stored
         .iter()
         .find(|r| r.host == context.host)
@@ -201,6 +177,43 @@ pub fn spawn(
         table: table_rx,
     };
     Ok((handle, tokio::spawn(task.run(inputs_rx, events_rx))))
+}
+
+/// The stored records. One that cannot be read is said at ERROR, naming its key, and
+/// removed: the map is a copy of what peers publish, and the sync brings that host's record
+/// back within one interval (the tree itself is checked by the storage crate).
+pub fn load_stored(storage: &Storage) -> anyhow::Result<Vec<HostTopology>> {
+    let tree = storage.topology();
+    let mut stored = Vec::new();
+    for (host, bytes) in tree.all()? {
+        let record = match bytes.split_first() {
+            Some((&STORED_VERSION, body)) => postcard::from_bytes::<HostTopology>(body)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.check().map(|()| r).map_err(|e| e.to_string())),
+            Some((version, _)) => Err(format!("unknown record version {version}")),
+            None => Err("empty value".to_owned()),
+        };
+        match record {
+            Ok(record) if record.host == host => stored.push(record),
+            Ok(record) => drop_stored(
+                &tree,
+                &host,
+                &format!("holds the record of {:?}", record.host),
+            )?,
+            Err(why) => drop_stored(&tree, &host, &why)?,
+        }
+    }
+    Ok(stored)
+}
+
+fn drop_stored(tree: &rover_storage::TopologyTree, host: &str, why: &str) -> anyhow::Result<()> {
+    tracing::error!(
+        tree = "topology",
+        key = %host,
+        "unreadable topology record in storage ({why}): removed; peers send it again"
+    );
+    tree.remove(host)?;
+    Ok(())
 }
 
 struct TopologyTask {
@@ -537,5 +550,41 @@ impl TopologyTask {
                 .cloned()
                 .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::record::{ListenerState, Subnet};
+
+    fn record(host: &str) -> HostTopology {
+        HostTopology {
+            host: host.into(),
+            version: 7,
+            listener: ListenerState::Listening,
+            links: vec![Link {
+                interface: "eth0".into(),
+                subnets: vec![Subnet::of("10.0.0.1".parse().unwrap(), 24).unwrap()],
+                switch: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn stored_records_load_and_an_unreadable_one_is_removed_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(dir.path()).unwrap();
+        let tree = storage.topology();
+        let mut good = vec![STORED_VERSION];
+        good.extend(record("n1").encode());
+        tree.put("n1", &good).unwrap();
+        tree.put("n2", &[STORED_VERSION, 0xff, 0xff]).unwrap();
+        tree.put("n3", &[9, 1, 2]).unwrap();
+        tree.put("n4", &good).unwrap(); // n1's record under n4's key
+        let loaded = load_stored(&storage).unwrap();
+        assert_eq!(loaded, vec![record("n1")]);
+        let keys: Vec<String> = tree.all().unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, vec!["n1"]);
     }
 }
