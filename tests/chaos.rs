@@ -60,6 +60,7 @@ fn restart(lab: &mut NsLab, index: usize) {
         env: &[("ROVER_FALLBACK_AFTER", "8s")],
         log: &dir.join(format!("{name}.log")),
         config: None,
+        wrapper: &[],
     });
     assert!(
         agent.wait_ready(Duration::from_secs(20)),

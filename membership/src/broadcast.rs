@@ -24,6 +24,9 @@ pub enum Topic {
     Record,
     /// A cluster-wide keyring operation.
     Keyring,
+    /// A host's LLDP/CDP topology (which switch port each interface hears, its subnets).
+    /// Key: node name; version: grows with every change.
+    Topology,
 }
 
 /// One broadcast item. Field order is the wire format (postcard).

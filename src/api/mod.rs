@@ -9,6 +9,7 @@ mod history_routes;
 pub mod leader_routes;
 mod notify_routes;
 pub mod server;
+mod topology_routes;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
 use rover_storage::{HistoryEntry, Severity, StatusSample};

@@ -57,6 +57,8 @@ pub struct ApiState {
     pub leadership: crate::leadership::LeadershipHandle,
     /// The notification channels (shared with the incident engine).
     pub notifiers: Arc<crate::notify::Notifiers>,
+    /// The topology owner task.
+    pub topology: crate::topology::TopologyHandle,
 }
 
 /// Request bodies at most (the largest change, an alert, is well under 1 KiB).
@@ -85,6 +87,7 @@ pub fn router(state: ApiState) -> Router {
             get(super::leader_routes::incidents).post(super::leader_routes::open),
         )
         .route("/v1/notify/test", post(super::notify_routes::test))
+        .route("/v1/topology", get(super::topology_routes::topology))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(guarded, guard))

@@ -47,12 +47,21 @@ macro_rules! sayln {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    if cli.format == Format::Dot && !matches!(cli.command, Command::Topology) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                "--format dot is only for `topology` (use text or json)",
+            )
+            .exit();
+    }
     match cli.command {
         Command::Agent(ref args) => run_agent(args),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
-                Format::Text => sayln!("{}", key.to_base64()),
+                Format::Text | Format::Dot => sayln!("{}", key.to_base64()),
                 Format::Json => sayln!("{}", serde_json::json!({ "key": key.to_base64() })),
             }
             Ok(())
@@ -154,21 +163,25 @@ async fn run_client(cli: &Cli) -> Result<()> {
             let status: crate::leadership::LeaderStatus = client.get("/v1/leader").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&status)?),
-                Format::Text => say!("{}", super::leader_output::leader_table(&status)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::leader_output::leader_table(&status))
+                }
             }
         }
         Command::Incidents => {
             let view: crate::leadership::LedgerView = client.get("/v1/incidents").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&view)?),
-                Format::Text => say!("{}", super::incidents_output::incidents_tables(&view)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::incidents_output::incidents_tables(&view))
+                }
             }
         }
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&alerts)?),
-                Format::Text => say!("{}", alerts_table(&alerts)),
+                Format::Text | Format::Dot => say!("{}", alerts_table(&alerts)),
             }
         }
         Command::Alert(AlertCommand::Raise {
@@ -211,14 +224,14 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     let history: HistoryResponse = client.get(&path).await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&history)?),
-                        Format::Text => say!("{}", host_timeline(&history)),
+                        Format::Text | Format::Dot => say!("{}", host_timeline(&history)),
                     }
                 }
                 None => {
                     let hosts: Vec<HostSummary> = client.get("/v1/history").await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&hosts)?),
-                        Format::Text => say!("{}", hosts_table(&hosts)),
+                        Format::Text | Format::Dot => say!("{}", hosts_table(&hosts)),
                     }
                 }
             }
@@ -231,7 +244,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 .await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&answer)?),
-                Format::Text => say!("{}", notify_test_table(&answer)),
+                Format::Text | Format::Dot => say!("{}", notify_test_table(&answer)),
             }
             let failed = failures(&answer);
             if answer.channels.is_empty() {
@@ -244,6 +257,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     "{failed} of {} channels did not deliver",
                     answer.channels.len()
                 ));
+            }
+        }
+        Command::Topology => {
+            let report: crate::topology::report::TopologyReport =
+                client.get("/v1/topology").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Dot => say!("{}", crate::topology::report::dot(&report)),
+                Format::Text => say!("{}", crate::topology::report::text(&report)),
             }
         }
         Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),

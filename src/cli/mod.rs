@@ -40,6 +40,8 @@ pub enum Format {
     Text,
     /// JSON.
     Json,
+    /// Graphviz dot (`topology` only).
+    Dot,
 }
 
 /// Member statuses accepted by `members --status`.
@@ -90,6 +92,8 @@ pub enum Command {
     /// Check the notification channels.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The subnet -> switch -> host map from LLDP and CDP (`--format text|dot|json`).
+    Topology,
     /// Recorded status samples, alerts and membership changes.
     History {
         /// Only this host (default: a summary of every host).

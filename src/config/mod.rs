@@ -65,6 +65,8 @@ pub struct Config {
     pub election: ElectionConfig,
     /// Grouping, repeats and the notification channels.
     pub notify: NotifyConfig,
+    /// `[topology]`: LLDP and CDP listening.
+    pub topology: crate::topology::TopologySettings,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -233,6 +235,10 @@ pub fn resolve(
 
     let election = election::resolve(&values)?;
     let notify = notify::resolve(&layers, &values)?;
+    let topology = crate::topology::TopologySettings {
+        enabled: values.switch(&settings::TOPOLOGY_ENABLED)?.unwrap_or(true),
+        interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
+    };
     Ok(Config {
         node_name,
         team,
@@ -251,6 +257,7 @@ pub fn resolve(
         checks,
         election,
         notify,
+        topology,
     })
 }
 

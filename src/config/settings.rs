@@ -74,6 +74,9 @@ pub enum Kind {
     },
     /// `true` or `false`.
     Switch,
+    /// A list of network interface names (1 to 15 characters, no `/` or space); at most
+    /// [`MAX_LIST`].
+    Interfaces,
 }
 
 /// Bounds of a duration setting.
@@ -254,6 +257,19 @@ settings! {
         kind: Kind::Switch,
         doc: "print messages on standard output and in the log",
     };
+    /// `topology.enabled`
+    TOPOLOGY_ENABLED = Setting {
+        key: "topology.enabled", env: Some("ROVER_TOPOLOGY_ENABLED"), flag: None,
+        default: Default::Value("true"), kind: Kind::Switch,
+        doc: "listen for LLDP and CDP (needs CAP_NET_RAW; without it the agent says so and runs on)",
+    };
+    /// `topology.interfaces`
+    TOPOLOGY_INTERFACES = Setting {
+        key: "topology.interfaces", env: Some("ROVER_TOPOLOGY_INTERFACES"), flag: None,
+        default: Default::Unset("every interface that is up, not loopback and not virtual"),
+        kind: Kind::Interfaces,
+        doc: "listen only on these interfaces (env: comma-separated)",
+    };
 }
 
 /// The row of `key`, if there is one.
@@ -307,6 +323,7 @@ impl Kind {
             }
             Kind::Count { min, max } => format!("{min} to {max}"),
             Kind::Switch => "true, false".into(),
+            Kind::Interfaces => format!("up to {MAX_LIST} interface names"),
         }
     }
 }

@@ -28,11 +28,14 @@ pub struct EventRouter {
     pub sync_now: Arc<Notify>,
     /// Bumped on every change of the member list (the leadership task reads SWIM then).
     pub members_changed: watch::Sender<u64>,
+    /// The topology owner task (records heard by gossip, members that left).
+    pub topology: crate::topology::TopologyHandle,
 }
 
 impl EventRouter {
     /// Handles one event; failures are logged, never fatal.
     pub async fn route(&self, event: MemberEvent) {
+        self.topology.on_member_event(&event);
         let result = match &event {
             MemberEvent::Up(m) => {
                 tracing::info!(member = %m.name, addr = %m.addr, "member alive");

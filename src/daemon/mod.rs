@@ -122,6 +122,17 @@ impl Daemon {
         );
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
 
+        let (topology, topology_tasks) = crate::topology::start(
+            crate::topology::TopologyContext {
+                host: config.node_name.clone(),
+                settings: config.topology.clone(),
+                storage: storage.clone(),
+                membership: membership.clone(),
+            },
+            config.sync_interval,
+        )
+        .context("starting topology")?;
+
         let peer_rejected = Arc::new(AtomicU64::new(0));
         supervisor.watch_critical("membership", membership_task);
         supervisor.watch_critical("alerts", alerts_task);
@@ -134,6 +145,7 @@ impl Daemon {
                 alerts: alerts.clone(),
                 leadership: leadership.clone(),
                 rejected: peer_rejected.clone(),
+                topology: topology.clone(),
             }
             .serve(cluster_port),
         );
@@ -148,8 +160,12 @@ impl Daemon {
                 leadership: leadership.clone(),
                 notifiers: notifiers.clone(),
                 rules: due_rules(&config.notify),
+                topology: topology.clone(),
             }),
         );
+        for (name, task) in topology_tasks {
+            supervisor.watch_critical(name, task);
+        }
         if !config.checks.is_empty() {
             // It ends when every check is gone: only with no checks at all is that expected.
             supervisor.spawn_critical(
@@ -200,6 +216,7 @@ impl Daemon {
             data_dir: data_dir.root().display().to_string(),
             started: Instant::now(),
             control: control_tx,
+            topology: topology.clone(),
         };
         let stop_serving = supervisor.token();
         supervisor.spawn_critical("api", Stop::Itself, async move {
@@ -226,6 +243,7 @@ impl Daemon {
             alerts: alerts.clone(),
             sync_now,
             members_changed: members_changed_tx,
+            topology,
         };
         tokio::pin!(shutdown);
         let storage_closed = storage_health::closed(health_rx);

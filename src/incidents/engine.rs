@@ -24,6 +24,7 @@ use tokio::task::JoinSet;
 
 use super::message::{compose, Sender};
 use super::reconcile::{reconcile, HostView, Observed};
+use super::switches;
 use crate::alerts::AlertsHandle;
 use crate::leadership::LeadershipHandle;
 use crate::notify::{Delivery, Message, NotifyError};
@@ -74,6 +75,8 @@ pub struct EngineContext<D> {
     pub notifiers: Arc<D>,
     /// When messages fall due.
     pub rules: DueRules,
+    /// The topology map (switch incidents, cut-off messages).
+    pub topology: crate::topology::TopologyHandle,
 }
 
 /// Runs the engine until the task is aborted.
@@ -89,11 +92,28 @@ pub async fn run<D: Deliver>(context: EngineContext<D>) {
 }
 
 async fn tick<D: Deliver>(context: &EngineContext<D>) -> Result<()> {
-    let Some((_, ledger)) = context.leadership.leading_ledger().await else {
+    let Some((mode, ledger)) = context.leadership.leading_ledger().await else {
         return Ok(());
     };
     let observed = observe(context).await?;
-    let changes = reconcile(&observed, &ledger, unix_ms());
+    let now = unix_ms();
+    let mut changes = reconcile(&observed, &ledger, now);
+    // Switch incidents look at the ledger as reconcile leaves it.
+    let map = context.topology.map();
+    let mut reconciled = ledger.clone();
+    for change in &changes {
+        reconciled.apply(change);
+    }
+    let switch_step = switches::switch_step(
+        &reconciled,
+        &observed,
+        &map.switches(),
+        &context.me,
+        mode,
+        now,
+        context.rules.group_wait_ms,
+    );
+    changes.extend(switch_step.commands);
     if !changes.is_empty() {
         context.leadership.write_here(changes).await?;
     }
@@ -102,6 +122,7 @@ async fn tick<D: Deliver>(context: &EngineContext<D>) -> Result<()> {
     };
     let is_alive = |name: &str| name == context.me || observed.may_be_alive(name);
     let work = due_work(&ledger, &context.me, &is_alive, unix_ms(), &context.rules);
+    let work = switches::keep_sendable(work, &ledger, &switch_step.hold);
     if work.is_empty() {
         return Ok(());
     }
@@ -109,6 +130,7 @@ async fn tick<D: Deliver>(context: &EngineContext<D>) -> Result<()> {
         node: context.me.clone(),
         mode,
         unseen: observed.unseen(),
+        context: switches::message_context(&ledger, &observed, &map, &work, &context.me),
     };
     notify(context, &ledger, work, &sender).await
 }

@@ -11,5 +11,6 @@
 pub mod engine;
 pub mod message;
 pub mod reconcile;
+pub mod switches;
 
 pub use self::engine::{run, Deliver, EngineContext};

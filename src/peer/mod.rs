@@ -85,6 +85,17 @@ pub enum PeerMessage {
     LedgerWrite(Vec<LedgerCommand>),
     /// The answer to [`PeerMessage::LedgerWrite`]: an error text if they were not applied.
     LedgerWriteAnswer(Option<String>),
+    /// "Here is which topology record versions I hold."
+    TopologyDigest(Vec<crate::topology::table::DigestEntry>),
+    /// The answer: the records the server holds newer, and its own digest.
+    TopologyDelta {
+        /// Records newer on the server than in the client's digest.
+        records: Vec<crate::topology::record::HostTopology>,
+        /// The server's digest, so the client can push what the server lacks.
+        digest: Vec<crate::topology::table::DigestEntry>,
+    },
+    /// What the client holds newer than the server's digest.
+    TopologyPush(Vec<crate::topology::record::HostTopology>),
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

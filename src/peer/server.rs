@@ -28,6 +28,8 @@ pub struct PeerServer {
     pub leadership: LeadershipHandle,
     /// Connections dropped because they did not open, decode or follow the protocol.
     pub rejected: Arc<AtomicU64>,
+    /// The topology owner task.
+    pub topology: crate::topology::TopologyHandle,
 }
 
 impl PeerServer {
@@ -140,7 +142,19 @@ impl PeerServer {
                         ))
                         .await?;
                 }
+                PeerMessage::TopologyDigest(digest) => {
+                    let digest = digest.into_iter().take(crate::topology::table::MAX_DIGEST);
+                    let records = self.topology.newer_than(digest.collect()).await?;
+                    let digest = self.topology.digest().await?;
+                    connection
+                        .send(&PeerMessage::TopologyDelta { records, digest })
+                        .await?;
+                }
+                PeerMessage::TopologyPush(records) => {
+                    self.topology.synced(records).await?;
+                }
                 other @ (PeerMessage::AlertDelta { .. }
+                | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
                 | PeerMessage::RaftRefused(_)
                 | PeerMessage::GroupHelloAnswer { .. }
@@ -167,5 +181,8 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::GroupAdoptAnswer(_) => "GroupAdoptAnswer",
         PeerMessage::LedgerWrite(_) => "LedgerWrite",
         PeerMessage::LedgerWriteAnswer(_) => "LedgerWriteAnswer",
+        PeerMessage::TopologyDigest(_) => "TopologyDigest",
+        PeerMessage::TopologyDelta { .. } => "TopologyDelta",
+        PeerMessage::TopologyPush(_) => "TopologyPush",
     }
 }

@@ -43,6 +43,7 @@ pub(crate) struct Open {
     pub(crate) history: sled::Tree,
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
+    pub(crate) topology: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -86,6 +87,7 @@ impl Open {
             history: open_tree(trees::HISTORY)?,
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
+            topology: open_tree(trees::TOPOLOGY)?,
             db,
             rewritten_size: None,
         })
@@ -233,6 +235,11 @@ impl Storage {
     /// [`trees::RAFT_META`] trees.
     pub fn raft(&self) -> RaftTrees {
         RaftTrees::new(self.shared.clone())
+    }
+
+    /// Which switch each host hangs off, in the [`trees::TOPOLOGY`] tree.
+    pub fn topology(&self) -> crate::TopologyTree {
+        crate::TopologyTree::new(self.shared.clone())
     }
 
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the

@@ -33,9 +33,13 @@ pub const RAFT_META: &str = "raft_meta";
 /// Reserved: Raft hard state. Not used yet (the vote is kept in [`RAFT_META`]).
 pub const RAFT_STATE: &str = "raft_state";
 
+/// Which switch each host hangs off, keyed by host name; values are the agent's encoded
+/// topology records (see [`crate::TopologyTree`]).
+pub const TOPOLOGY: &str = "topology";
+
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
-    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE,
+    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE, TOPOLOGY,
 ];
 
 #[cfg(test)]
