@@ -53,15 +53,15 @@ impl Default for TopologySettings {
     }
 }
 
+/// A long-lived task of this module, with the name the daemon's supervisor reports it by.
+pub type NamedTask = (&'static str, tokio::task::JoinHandle<()>);
+
 /// Starts the owner task and the anti-entropy sync (every `sync_interval`); both run until
 /// aborted. The daemon supervises the returned tasks.
 pub fn start(
     context: TopologyContext,
     sync_interval: std::time::Duration,
-) -> anyhow::Result<(
-    TopologyHandle,
-    Vec<(&'static str, tokio::task::JoinHandle<()>)>,
-)> {
+) -> anyhow::Result<(TopologyHandle, Vec<NamedTask>)> {
     let membership = context.membership.clone();
     let (handle, task) = spawn(context)?;
     let sync = tokio::spawn(sync::run(sync_interval, membership, handle.clone()));
