@@ -28,6 +28,7 @@ use openraft::ServerState;
 use rover_election::group::ClusterStamp;
 use rover_election::ledger::{Applied, Incident, LeaderMode, Ledger, LedgerCommand, Notification};
 use rover_election::network::{serve, RaftReply, RaftRequest};
+use rover_election::state_machine::LedgerReader;
 use rover_membership::runtime::unix_ms;
 use rover_membership::Keyring;
 use serde::{Deserialize, Serialize};
@@ -200,6 +201,18 @@ impl LeadershipHandle {
         self.status.borrow().clone()
     }
 
+    /// The status as it changes (the incident engine waits on it).
+    pub fn status_changes(&self) -> watch::Receiver<LeaderStatus> {
+        self.status.clone()
+    }
+
+    /// A reader of the Raft ledger applied here, which can wait for it to change; `None`
+    /// without a Raft node. The node is replaced when its group yields: a reader of the old
+    /// one then reports that its machine stopped.
+    pub fn applied_ledger(&self) -> Option<LedgerReader> {
+        self.shared.current().map(|n| n.reader)
+    }
+
     /// Answers a Raft RPC from a peer of group `cluster`.
     pub async fn serve_raft(&self, cluster: u64, lease: bool, request: RaftRequest) -> PeerMessage {
         let node = self.shared.current();
@@ -285,7 +298,7 @@ impl LeadershipHandle {
 
     /// The ledger this node writes to while it leads, and how it leads: the Raft ledger as
     /// Raft leader, the fallback ledger as fallback leader. `None` when it does not lead.
-    pub async fn leading_ledger(&self) -> Option<(LeaderMode, Ledger)> {
+    pub async fn leading_ledger(&self) -> Option<(LeaderMode, Arc<Ledger>)> {
         let status = self.status();
         if !status.is_me {
             return None;
@@ -303,7 +316,7 @@ impl LeadershipHandle {
             "fallback" => {
                 let base = self.raft_ledger();
                 let side = self.shared.side.lock().await;
-                Some((LeaderMode::Fallback, side.fallback().over(&base)))
+                Some((LeaderMode::Fallback, Arc::new(side.fallback().over(&base))))
             }
             _ => None,
         }
@@ -367,7 +380,7 @@ impl LeadershipHandle {
     }
 
     /// This node's copy of the Raft ledger (as applied here; empty without a Raft node).
-    fn raft_ledger(&self) -> Ledger {
+    fn raft_ledger(&self) -> Arc<Ledger> {
         self.shared
             .current()
             .map(|n| n.reader.ledger())

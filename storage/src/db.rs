@@ -42,6 +42,7 @@ pub(crate) struct Open {
     pub(crate) history: sled::Tree,
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
+    pub(crate) raft_machine: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -68,6 +69,7 @@ impl Open {
             history: open_tree(trees::HISTORY)?,
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
+            raft_machine: open_tree(trees::RAFT_MACHINE)?,
             db,
             rewritten_size: None,
         })

@@ -2,9 +2,10 @@
 //!
 //! [`RaftTrees`] stores what the election crate gives it without decoding it: log entries in
 //! [`trees::RAFT_LOG`], keyed by big-endian `u64` index so that sled's key order is index order,
-//! and small named values (vote, committed id, state machine image, snapshot) in
-//! [`trees::RAFT_META`]. Writes are durable once [`RaftTrees::flush`] or
-//! [`RaftTrees::flush_async`] returns.
+//! small named values (vote, committed id, snapshot) in [`trees::RAFT_META`], and the state
+//! machine's records (keys and values of the election crate's choosing) in
+//! [`trees::RAFT_MACHINE`], written a few records at a time as entries are applied. Writes are
+//! durable once [`RaftTrees::flush`] or [`RaftTrees::flush_async`] returns.
 
 use std::convert::Infallible;
 use std::ops::RangeBounds;
@@ -16,13 +17,19 @@ use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::trees;
 
-/// The Raft log and metadata of one node, in the [`trees::RAFT_LOG`] and [`trees::RAFT_META`]
-/// sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
+/// The Raft log, metadata and state machine of one node, in the [`trees::RAFT_LOG`],
+/// [`trees::RAFT_META`] and [`trees::RAFT_MACHINE`] sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
 /// and keep working after a [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct RaftTrees {
     shared: Shared,
 }
+
+/// One state machine record: its key and value, as the election crate encodes them.
+pub type MachineRecord = (Vec<u8>, Vec<u8>);
+
+/// A state machine record to store (`Some` value) or remove (`None`).
+pub type MachineWrite = (Vec<u8>, Option<Vec<u8>>);
 
 /// The sled key of the log entry at `index`.
 fn index_key(index: u64) -> [u8; 8] {
@@ -159,9 +166,75 @@ impl RaftTrees {
             .map_err(write_error(trees::RAFT_LOG, what))
     }
 
-    /// Empties both trees, the log and every named value, in one sled transaction: after a
-    /// crash either everything or nothing is gone. A write made by another thread while this
-    /// runs may survive it.
+    /// Removes the value stored under `key` in [`trees::RAFT_META`], if any.
+    pub fn remove_meta(&self, key: &str) -> Result<(), StorageError> {
+        self.shared
+            .read()
+            .raft_meta
+            .remove(key.as_bytes())
+            .map_err(write_error(trees::RAFT_META, printable_key(key.as_bytes())))?;
+        Ok(())
+    }
+
+    /// Every record of the state machine, in key order.
+    pub fn machine_records(&self) -> Result<Vec<MachineRecord>, StorageError> {
+        self.shared
+            .read()
+            .raft_machine
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(scan_error(trees::RAFT_MACHINE))?;
+                Ok((key.to_vec(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Stores (`Some`) or removes (`None`) state machine records, all or none (one sled
+    /// batch).
+    pub fn write_machine(
+        &self,
+        changes: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), StorageError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        self.shared
+            .read()
+            .raft_machine
+            .apply_batch(batch)
+            .map_err(write_error(
+                trees::RAFT_MACHINE,
+                format!("{} state machine records", changes.len()),
+            ))
+    }
+
+    /// Replaces every record of the state machine with `records`, all or none (one sled
+    /// batch): what a snapshot installs.
+    pub fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), StorageError> {
+        let open = self.shared.read();
+        let mut batch = sled::Batch::default();
+        for key in open.raft_machine.iter().keys() {
+            batch.remove(key.map_err(scan_error(trees::RAFT_MACHINE))?);
+        }
+        for (key, value) in records {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        open.raft_machine.apply_batch(batch).map_err(write_error(
+            trees::RAFT_MACHINE,
+            format!("every state machine record ({} new)", records.len()),
+        ))
+    }
+
+    /// Empties the three trees, the log, every named value and the state machine, in one sled
+    /// transaction: after a crash either everything or nothing is gone. A write made by
+    /// another thread while this runs may survive it.
     pub fn clear(&self) -> Result<(), StorageError> {
         let open = self.shared.read();
         let keys = |tree: &sled::Tree, name: &str| -> Result<Vec<sled::IVec>, StorageError> {
@@ -172,20 +245,29 @@ impl RaftTrees {
         };
         let log_keys = keys(&open.raft_log, trees::RAFT_LOG)?;
         let meta_keys = keys(&open.raft_meta, trees::RAFT_META)?;
-        (&open.raft_log, &open.raft_meta)
-            .transaction(|(log, meta)| {
+        let machine_keys = keys(&open.raft_machine, trees::RAFT_MACHINE)?;
+        (&open.raft_log, &open.raft_meta, &open.raft_machine)
+            .transaction(|(log, meta, machine)| {
                 for key in &log_keys {
                     log.remove(key)?;
                 }
                 for key in &meta_keys {
                     meta.remove(key)?;
                 }
+                for key in &machine_keys {
+                    machine.remove(key)?;
+                }
                 Ok::<(), ConflictableTransactionError<Infallible>>(())
             })
             .map_err(|err| match err {
                 TransactionError::Abort(never) => match never {},
                 TransactionError::Storage(source) => StorageError::Write {
-                    tree: format!("{} and {}", trees::RAFT_LOG, trees::RAFT_META),
+                    tree: format!(
+                        "{}, {} and {}",
+                        trees::RAFT_LOG,
+                        trees::RAFT_META,
+                        trees::RAFT_MACHINE
+                    ),
                     key: "every key".to_owned(),
                     source,
                 },
@@ -295,13 +377,56 @@ mod tests {
     }
 
     #[test]
-    fn clear_empties_the_log_and_the_meta_values() {
+    fn clear_empties_the_log_the_meta_values_and_the_state_machine() {
         let (_dir, raft) = with_entries(1..=3);
         raft.put_meta("vote", b"v").unwrap();
         raft.put_meta("machine", b"m").unwrap();
+        raft.write_machine(&[(b"i1".to_vec(), Some(b"x".to_vec()))])
+            .unwrap();
         raft.clear().unwrap();
         assert_eq!(raft.last_entry().unwrap(), None);
         assert_eq!(raft.get_meta("vote").unwrap(), None);
+        assert_eq!(raft.get_meta("machine").unwrap(), None);
+        assert_eq!(raft.machine_records().unwrap(), vec![]);
+    }
+
+    fn record(key: &str, value: &str) -> (Vec<u8>, Vec<u8>) {
+        (key.as_bytes().to_vec(), value.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn state_machine_records_are_written_and_removed_a_few_at_a_time() {
+        let (_dir, raft) = with_entries([]);
+        let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+        raft.write_machine(&[put("a", "1"), put("b", "2"), put("c", "3")])
+            .unwrap();
+        raft.write_machine(&[
+            put("b", "22"),
+            (b"c".to_vec(), None),
+            (b"zz".to_vec(), None),
+        ])
+        .unwrap();
+        raft.write_machine(&[]).unwrap();
+        assert_eq!(
+            raft.machine_records().unwrap(),
+            vec![record("a", "1"), record("b", "22")]
+        );
+    }
+
+    #[test]
+    fn replacing_the_state_machine_keeps_only_the_new_records() {
+        let (_dir, raft) = with_entries([]);
+        raft.write_machine(&[(b"old".to_vec(), Some(b"1".to_vec()))])
+            .unwrap();
+        raft.replace_machine(&[record("new", "2"), record("other", "3")])
+            .unwrap();
+        assert_eq!(
+            raft.machine_records().unwrap(),
+            vec![record("new", "2"), record("other", "3")]
+        );
+        raft.put_meta("machine", b"legacy").unwrap();
+        raft.remove_meta("machine").unwrap();
+        raft.remove_meta("never-there").unwrap();
         assert_eq!(raft.get_meta("machine").unwrap(), None);
     }
 

@@ -26,16 +26,29 @@ pub const RECORDS: &str = "records";
 pub const RAFT_LOG: &str = "raft_log";
 
 /// Small named values of the election crate's Raft node (its vote, committed and last purged
-/// log ids, state machine image and last snapshot), keyed by name; values are the bytes the
+/// log ids and last snapshot), keyed by name; values are the bytes the
 /// election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_META: &str = "raft_meta";
+
+/// The election crate's state machine (the notification ledger), one record per incident and
+/// per notification plus the last applied log id, keyed and encoded by the election crate (see
+/// [`crate::RaftTrees`]).
+pub const RAFT_MACHINE: &str = "raft_machine";
 
 /// Reserved: Raft hard state. Not used yet (the vote is kept in [`RAFT_META`]).
 pub const RAFT_STATE: &str = "raft_state";
 
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
-    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE,
+    MEMBERS,
+    META,
+    ALERTS,
+    HISTORY,
+    RECORDS,
+    RAFT_LOG,
+    RAFT_META,
+    RAFT_MACHINE,
+    RAFT_STATE,
 ];
 
 #[cfg(test)]
