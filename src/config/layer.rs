@@ -42,6 +42,8 @@ pub struct Layer {
     pub raw_retention: Option<String>,
     /// `history.retention`
     pub retention: Option<String>,
+    /// `incidents.retention`
+    pub incidents_retention: Option<String>,
     /// The `[[check]]` array, parsed by [`crate::checks::config`].
     pub checks: Option<toml::Value>,
     /// `election.bootstrap_expect`
@@ -72,6 +74,8 @@ struct FileConfig {
     status: FileStatus,
     #[serde(default)]
     history: FileHistory,
+    #[serde(default)]
+    incidents: FileIncidents,
     #[serde(default)]
     election: FileElection,
     notify: Option<FileNotify>,
@@ -111,6 +115,12 @@ struct FileStatus {
 #[serde(deny_unknown_fields)]
 struct FileHistory {
     raw_retention: Option<String>,
+    retention: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileIncidents {
     retention: Option<String>,
 }
 
@@ -211,6 +221,7 @@ impl Layer {
             mounts: file.status.mounts,
             raw_retention: file.history.raw_retention,
             retention: file.history.retention,
+            incidents_retention: file.incidents.retention,
             checks: file.check,
             bootstrap_expect: as_text(file.election.bootstrap_expect),
             max_voters: as_text(file.election.max_voters),
@@ -245,6 +256,7 @@ impl Layer {
             mounts: None,
             raw_retention: get("ROVER_HISTORY_RAW_RETENTION"),
             retention: get("ROVER_HISTORY_RETENTION"),
+            incidents_retention: get("ROVER_INCIDENTS_RETENTION"),
             checks: None,
             bootstrap_expect: get("ROVER_BOOTSTRAP_EXPECT"),
             max_voters: get("ROVER_MAX_VOTERS"),

@@ -22,6 +22,8 @@ use rover_membership::Profile;
 pub const DEFAULT_GOSSIP_PORT: u16 = 7900;
 /// Default local API address.
 pub const DEFAULT_API: &str = "127.0.0.1:7901";
+/// Default `incidents.retention`: closed incidents are forgotten 30 days after they ended.
+pub const DEFAULT_INCIDENTS_RETENTION: Duration = Duration::from_secs(30 * 86_400);
 
 /// The validated configuration the daemon runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub raw_retention: Duration,
     /// How long history is kept at all.
     pub retention: Duration,
+    /// How long closed incidents stay in the ledger after they ended.
+    pub incidents_retention: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
@@ -319,6 +323,16 @@ pub fn resolve(
             ),
         });
     }
+    let incidents_retention = duration(
+        "incidents.retention",
+        pick(
+            &layers,
+            |l| l.incidents_retention.clone(),
+            "ROVER_INCIDENTS_RETENTION",
+            "-",
+        ),
+        DEFAULT_INCIDENTS_RETENTION,
+    )?;
     let mounts = pick(&layers, |l| l.mounts.clone(), "-", "-")
         .map(|m| m.value.into_iter().map(PathBuf::from).collect())
         .unwrap_or_else(|| vec![PathBuf::from("/")]);
@@ -352,6 +366,7 @@ pub fn resolve(
         mounts,
         raw_retention,
         retention,
+        incidents_retention,
         checks,
         election,
         notify,
@@ -663,11 +678,37 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
     }
 
     #[test]
+    fn incidents_retention_comes_from_the_file_or_the_environment_and_names_its_source() {
+        let config = resolve_with(
+            Some("[incidents]\nretention = \"7d\"\n"),
+            &[],
+            Layer::default(),
+        )
+        .unwrap();
+        assert_eq!(config.incidents_retention, Duration::from_secs(7 * 86_400));
+        let env = [("ROVER_INCIDENTS_RETENTION", "1h")];
+        let config = resolve_with(None, &env, Layer::default()).unwrap();
+        assert_eq!(config.incidents_retention, Duration::from_secs(3_600));
+        let err = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "0s")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("incidents.retention") && err.contains("ROVER_INCIDENTS_RETENTION"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn history_and_status_settings_have_defaults_and_parse() {
         let config = resolve_with(None, &[], Layer::default()).unwrap();
         assert_eq!(config.status_interval, Duration::from_secs(5));
         assert_eq!(config.raw_retention, Duration::from_secs(48 * 3600));
         assert_eq!(config.retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.incidents_retention, DEFAULT_INCIDENTS_RETENTION);
         assert_eq!(config.mounts, vec![PathBuf::from("/")]);
         let text = "[status]\ninterval = \"2s\"\nmounts = [\"/\", \"/tmp\"]\n[history]\nraw_retention = \"1h\"\nretention = \"2d\"\n";
         let config = resolve_with(Some(text), &[], Layer::default()).unwrap();

@@ -9,7 +9,7 @@ use rover_membership::{MemberEvent, MemberInfo, Topic};
 use rover_storage::{
     HistoryEntry, HistoryEvent, HistoryStore, MemberStore, MetaStore, Storage, StoredMember,
 };
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::alerts::{AlertInput, AlertsHandle};
 use crate::status;
@@ -26,6 +26,8 @@ pub struct EventRouter {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync (on joining a cluster or meeting a new member).
     pub sync_now: Arc<Notify>,
+    /// Bumped on every change of the member view (the incident engine waits on it).
+    pub member_changed: watch::Sender<u64>,
 }
 
 impl EventRouter {
@@ -82,6 +84,17 @@ impl EventRouter {
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot record membership event");
+        }
+        if matches!(
+            event,
+            MemberEvent::Up(_)
+                | MemberEvent::Failed(_)
+                | MemberEvent::Left(_)
+                | MemberEvent::Renamed { .. }
+                | MemberEvent::Rejoined(_)
+        ) {
+            self.member_changed
+                .send_modify(|version| *version = version.wrapping_add(1));
         }
         if matches!(
             event,
