@@ -17,12 +17,17 @@ pub struct DiskError(pub String);
 
 /// Durable storage for one Raft node. Entries are stored by log index as opaque bytes.
 pub trait RaftDisk: Clone + Send + Sync + 'static {
-    /// A small named value (vote, committed id, last purged id, snapshot).
+    /// A small named value (vote, committed id, last purged id).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError>;
     /// Stores a small named value.
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError>;
     /// Removes a named value (nothing if there is none).
     fn remove_meta(&self, key: &str) -> Result<(), DiskError>;
+    /// The last snapshot, if any (kept apart from the small values that change on every
+    /// commit).
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError>;
+    /// Stores the snapshot, replacing the last one.
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError>;
     /// Every record of the state machine, in key order.
     fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError>;
     /// Stores (`Some`) or removes (`None`) state machine records, all or none.
@@ -57,6 +62,7 @@ struct MemoryInner {
     meta: BTreeMap<String, Vec<u8>>,
     entries: BTreeMap<u64, Vec<u8>>,
     machine: BTreeMap<Vec<u8>, Vec<u8>>,
+    snapshot: Option<Vec<u8>>,
 }
 
 impl MemoryDisk {
@@ -84,6 +90,14 @@ impl RaftDisk for MemoryDisk {
         self.with(|i| {
             i.meta.remove(key);
         })
+    }
+
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+        self.with(|i| i.snapshot.clone())
+    }
+
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+        self.with(|i| i.snapshot = Some(bytes.to_vec()))
     }
 
     fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
@@ -151,6 +165,7 @@ impl RaftDisk for MemoryDisk {
             i.meta.clear();
             i.entries.clear();
             i.machine.clear();
+            i.snapshot = None;
         })
     }
 
@@ -172,6 +187,7 @@ pub(crate) mod tests {
         }
         disk.write_machine(&[(b"i".to_vec(), Some(b"x".to_vec()))])
             .unwrap();
+        disk.put_snapshot(b"s").unwrap();
         disk.clear().unwrap();
         disk.flush().unwrap();
         assert_eq!(disk.last_entry().unwrap(), None);
@@ -180,6 +196,7 @@ pub(crate) mod tests {
             assert_eq!(disk.get_meta(key).unwrap(), None, "{key}");
         }
         assert_eq!(disk.machine_records().unwrap(), vec![]);
+        assert_eq!(disk.get_snapshot().unwrap(), None);
     }
 
     #[test]

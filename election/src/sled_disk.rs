@@ -29,6 +29,17 @@ impl RaftDisk for RaftTrees {
             .map_err(disk_error(format_args!("removing raft meta value `{key}`")))
     }
 
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+        RaftTrees::get_snapshot(self).map_err(disk_error("reading the raft snapshot"))
+    }
+
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+        RaftTrees::put_snapshot(self, bytes).map_err(disk_error(format_args!(
+            "writing the raft snapshot ({} bytes)",
+            bytes.len()
+        )))
+    }
+
     fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
         RaftTrees::machine_records(self).map_err(disk_error("reading the ledger records"))
     }

@@ -9,8 +9,8 @@
 //! - Readers ([`LedgerReader`]) share the applied ledger as an `Arc` snapshot published on a
 //!   watch, and can wait for it to change; an apply changes the ledger in place unless a
 //!   reader still holds the previous snapshot.
-//! - A snapshot is the whole image ([`MachineImage`]), built when openraft asks and kept in
-//!   the meta tree; installing one replaces every record at once.
+//! - A snapshot is the whole image ([`MachineImage`]), built when openraft asks and kept on
+//!   its own (`RaftDisk::put_snapshot`); installing one replaces every record at once.
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -28,9 +28,10 @@ use crate::ledger::{Applied, Changes, Ledger};
 use crate::machine_records::{self, AppliedState};
 use crate::types::{io_error, LedgerEntry, LedgerRaft, StorageError};
 
-const SNAPSHOT: &str = "snapshot";
 /// Where versions before the per-record layout kept the whole image; moved on open.
 const LEGACY_MACHINE: &str = "machine";
+/// Where those versions kept the snapshot, among the meta values; moved on open.
+const LEGACY_SNAPSHOT: &str = "snapshot";
 
 /// Everything the state machine holds; also the snapshot format.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -145,6 +146,14 @@ impl<D: RaftDisk> LedgerMachine<D> {
                 .and_then(|()| disk.flush())
                 .map_err(write_error)?;
         }
+        if let Some(snapshot) = disk.get_meta(LEGACY_SNAPSHOT).map_err(read_error)? {
+            if disk.get_snapshot().map_err(read_error)?.is_none() {
+                disk.put_snapshot(&snapshot).map_err(write_error)?;
+            }
+            disk.remove_meta(LEGACY_SNAPSHOT)
+                .and_then(|()| disk.flush())
+                .map_err(write_error)?;
+        }
         let (applied, ledger) = machine_records::decode_all(&records).map_err(read_error)?;
         let (view, _) = watch::channel(MachineView {
             applied,
@@ -201,7 +210,7 @@ impl<D: RaftDisk> RaftSnapshotBuilder<LedgerRaft> for LedgerMachine<D> {
         let bytes = postcard::to_stdvec(&stored)
             .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
         self.disk
-            .put_meta(SNAPSHOT, &bytes)
+            .put_snapshot(&bytes)
             .and_then(|()| self.disk.flush())
             .map_err(write_error)?;
         Ok(Snapshot {
@@ -283,7 +292,7 @@ impl<D: RaftDisk> RaftStateMachine<LedgerRaft> for LedgerMachine<D> {
         // always has its records.
         self.disk
             .replace_machine(&records)
-            .and_then(|()| self.disk.put_meta(SNAPSHOT, &bytes))
+            .and_then(|()| self.disk.put_snapshot(&bytes))
             .and_then(|()| self.disk.flush())
             .map_err(write_error)?;
         self.view.send_replace(MachineView {
@@ -294,7 +303,7 @@ impl<D: RaftDisk> RaftStateMachine<LedgerRaft> for LedgerMachine<D> {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<LedgerRaft>>, StorageError> {
-        let Some(bytes) = self.disk.get_meta(SNAPSHOT).map_err(read_error)? else {
+        let Some(bytes) = self.disk.get_snapshot().map_err(read_error)? else {
             return Ok(None);
         };
         let stored: StoredSnapshot = postcard::from_bytes(&bytes)
@@ -424,6 +433,12 @@ mod tests {
         fn remove_meta(&self, key: &str) -> Result<(), DiskError> {
             self.inner.remove_meta(key)
         }
+        fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+            self.inner.get_snapshot()
+        }
+        fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+            self.inner.put_snapshot(bytes)
+        }
         fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
             self.inner.machine_records()
         }
@@ -531,7 +546,7 @@ mod tests {
     }
 
     #[test]
-    fn a_whole_image_left_by_an_older_version_becomes_records() {
+    fn a_whole_image_and_a_snapshot_left_by_an_older_version_move_to_their_new_places() {
         let disk = MemoryDisk::default();
         let mut ledger = Ledger::default();
         ledger.apply(&open("a"));
@@ -548,7 +563,10 @@ mod tests {
         };
         disk.put_meta(LEGACY_MACHINE, &postcard::to_stdvec(&old).unwrap())
             .unwrap();
+        disk.put_meta(LEGACY_SNAPSHOT, b"old snapshot").unwrap();
         let machine = LedgerMachine::open(disk.clone()).unwrap();
+        assert_eq!(disk.get_meta(LEGACY_SNAPSHOT).unwrap(), None);
+        assert_eq!(disk.get_snapshot().unwrap(), Some(b"old snapshot".to_vec()));
         assert_eq!(*machine.reader().ledger(), ledger);
         assert_eq!(machine.reader().last_applied(), image.last_applied);
         assert_eq!(disk.get_meta(LEGACY_MACHINE).unwrap(), None);

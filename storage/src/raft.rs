@@ -2,9 +2,11 @@
 //!
 //! [`RaftTrees`] stores what the election crate gives it without decoding it: log entries in
 //! [`trees::RAFT_LOG`], keyed by big-endian `u64` index so that sled's key order is index order,
-//! small named values (vote, committed id, snapshot) in [`trees::RAFT_META`], and the state
-//! machine's records (keys and values of the election crate's choosing) in
-//! [`trees::RAFT_MACHINE`], written a few records at a time as entries are applied. Writes are
+//! small named values (vote, committed id) in [`trees::RAFT_META`], the state machine's
+//! records (keys and values of the election crate's choosing) in [`trees::RAFT_MACHINE`],
+//! written a few records at a time as entries are applied, and the last snapshot alone in
+//! [`trees::RAFT_SNAPSHOT`] (a big value beside small ones that change on every commit would
+//! be rewritten with them: sled writes a node whole). Writes are
 //! durable once [`RaftTrees::flush`] or [`RaftTrees::flush_async`] returns.
 
 use std::convert::Infallible;
@@ -17,8 +19,9 @@ use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::trees;
 
-/// The Raft log, metadata and state machine of one node, in the [`trees::RAFT_LOG`],
-/// [`trees::RAFT_META`] and [`trees::RAFT_MACHINE`] sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
+/// The Raft log, metadata, state machine and snapshot of one node, in the
+/// [`trees::RAFT_LOG`], [`trees::RAFT_META`], [`trees::RAFT_MACHINE`] and
+/// [`trees::RAFT_SNAPSHOT`] sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
 /// and keep working after a [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct RaftTrees {
@@ -30,6 +33,9 @@ pub type MachineRecord = (Vec<u8>, Vec<u8>);
 
 /// A state machine record to store (`Some` value) or remove (`None`).
 pub type MachineWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// The key of the snapshot in [`trees::RAFT_SNAPSHOT`].
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 /// The sled key of the log entry at `index`.
 fn index_key(index: u64) -> [u8; 8] {
@@ -176,6 +182,34 @@ impl RaftTrees {
         Ok(())
     }
 
+    /// The stored snapshot, if any.
+    pub fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let value = self
+            .shared
+            .read()
+            .raft_snapshot
+            .get(SNAPSHOT_KEY)
+            .map_err(|source| StorageError::Read {
+                tree: trees::RAFT_SNAPSHOT.to_owned(),
+                key: printable_key(SNAPSHOT_KEY),
+                source,
+            })?;
+        Ok(value.map(|value| value.to_vec()))
+    }
+
+    /// Stores the snapshot, replacing the one there.
+    pub fn put_snapshot(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.shared
+            .read()
+            .raft_snapshot
+            .insert(SNAPSHOT_KEY, bytes)
+            .map_err(write_error(
+                trees::RAFT_SNAPSHOT,
+                printable_key(SNAPSHOT_KEY),
+            ))?;
+        Ok(())
+    }
+
     /// Every record of the state machine, in key order.
     pub fn machine_records(&self) -> Result<Vec<MachineRecord>, StorageError> {
         self.shared
@@ -232,8 +266,8 @@ impl RaftTrees {
         ))
     }
 
-    /// Empties the three trees, the log, every named value and the state machine, in one sled
-    /// transaction: after a crash either everything or nothing is gone. A write made by
+    /// Empties the four trees, the log, every named value, the state machine and the
+    /// snapshot, in one sled transaction: after a crash either everything or nothing is gone. A write made by
     /// another thread while this runs may survive it.
     pub fn clear(&self) -> Result<(), StorageError> {
         let open = self.shared.read();
@@ -246,8 +280,14 @@ impl RaftTrees {
         let log_keys = keys(&open.raft_log, trees::RAFT_LOG)?;
         let meta_keys = keys(&open.raft_meta, trees::RAFT_META)?;
         let machine_keys = keys(&open.raft_machine, trees::RAFT_MACHINE)?;
-        (&open.raft_log, &open.raft_meta, &open.raft_machine)
-            .transaction(|(log, meta, machine)| {
+        let snapshot_keys = keys(&open.raft_snapshot, trees::RAFT_SNAPSHOT)?;
+        (
+            &open.raft_log,
+            &open.raft_meta,
+            &open.raft_machine,
+            &open.raft_snapshot,
+        )
+            .transaction(|(log, meta, machine, snapshot)| {
                 for key in &log_keys {
                     log.remove(key)?;
                 }
@@ -257,16 +297,20 @@ impl RaftTrees {
                 for key in &machine_keys {
                     machine.remove(key)?;
                 }
+                for key in &snapshot_keys {
+                    snapshot.remove(key)?;
+                }
                 Ok::<(), ConflictableTransactionError<Infallible>>(())
             })
             .map_err(|err| match err {
                 TransactionError::Abort(never) => match never {},
                 TransactionError::Storage(source) => StorageError::Write {
                     tree: format!(
-                        "{}, {} and {}",
+                        "{}, {}, {} and {}",
                         trees::RAFT_LOG,
                         trees::RAFT_META,
-                        trees::RAFT_MACHINE
+                        trees::RAFT_MACHINE,
+                        trees::RAFT_SNAPSHOT
                     ),
                     key: "every key".to_owned(),
                     source,
@@ -383,7 +427,9 @@ mod tests {
         raft.put_meta("machine", b"m").unwrap();
         raft.write_machine(&[(b"i1".to_vec(), Some(b"x".to_vec()))])
             .unwrap();
+        raft.put_snapshot(b"s").unwrap();
         raft.clear().unwrap();
+        assert_eq!(raft.get_snapshot().unwrap(), None);
         assert_eq!(raft.last_entry().unwrap(), None);
         assert_eq!(raft.get_meta("vote").unwrap(), None);
         assert_eq!(raft.get_meta("machine").unwrap(), None);
@@ -411,6 +457,20 @@ mod tests {
             raft.machine_records().unwrap(),
             vec![record("a", "1"), record("b", "22")]
         );
+    }
+
+    #[test]
+    fn the_snapshot_is_replaced_whole_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let raft = Storage::open(dir.path()).unwrap().raft();
+            assert_eq!(raft.get_snapshot().unwrap(), None);
+            raft.put_snapshot(b"first").unwrap();
+            raft.put_snapshot(b"second").unwrap();
+            raft.flush().unwrap();
+        }
+        let raft = crate::test_support::reopen(dir.path()).raft();
+        assert_eq!(raft.get_snapshot().unwrap(), Some(b"second".to_vec()));
     }
 
     #[test]
