@@ -147,7 +147,8 @@ impl<D: Deliver> Engine<D> {
         }
     }
 
-    /// Sleeps until a task ends, a watch changes or the next deadline.
+    /// Sleeps until a task ends, a watch changes or the next deadline. A leadership status
+    /// published again with the same leader and mode is no news.
     async fn wait(&mut self) -> Wake {
         let deadline = self.next_wake();
         let Self {
@@ -158,17 +159,26 @@ impl<D: Deliver> Engine<D> {
             ledger,
             ..
         } = self;
-        tokio::select! {
-            Some(joined) = tasks.join_next_with_id() => Wake::Done(joined),
-            () = tokio::time::sleep_until(deadline) => Wake::Other,
-            () = changed(status) => Wake::Other,
-            () = changed(members) => Wake::Other,
-            () = changed(alerts) => Wake::Other,
-            stopped = ledger_changed(ledger) => {
-                if stopped.is_err() {
-                    *ledger = None;
+        let mut leading = status.as_ref().map(|s| leading_key(&s.borrow()));
+        loop {
+            tokio::select! {
+                Some(joined) = tasks.join_next_with_id() => return Wake::Done(joined),
+                () = tokio::time::sleep_until(deadline) => return Wake::Other,
+                () = changed(status) => {
+                    let now = status.as_ref().map(|s| leading_key(&s.borrow()));
+                    if now != leading {
+                        return Wake::Other;
+                    }
+                    leading = now;
                 }
-                Wake::Other
+                () = changed(members) => return Wake::Other,
+                () = changed(alerts) => return Wake::Other,
+                stopped = ledger_changed(ledger) => {
+                    if stopped.is_err() {
+                        *ledger = None;
+                    }
+                    return Wake::Other;
+                }
             }
         }
     }
@@ -400,6 +410,11 @@ impl<D: Deliver> Engine<D> {
             None => tracing::error!(%error, "an incident engine task failed"),
         }
     }
+}
+
+/// What of the leadership status matters to the engine: who leads, how, and whether it is us.
+fn leading_key(status: &LeaderStatus) -> (String, Option<String>, bool) {
+    (status.mode.clone(), status.leader.clone(), status.is_me)
 }
 
 /// Waits for a change; for ever once the sender is gone (and forgets the receiver).
