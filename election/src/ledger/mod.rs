@@ -156,9 +156,13 @@ impl Ledger {
         self.active.iter().filter_map(|id| self.incidents.get(id))
     }
 
-    /// When the closed incident that ended first ended (unix ms), if any is closed.
+    /// When the closed incident that ended first ended (unix ms), among those that
+    /// [`LedgerCommand::Forget`] can drop (nothing pending), if any.
     pub fn oldest_closed_at_ms(&self) -> Option<u64> {
-        self.closed.first().map(|(at, _)| *at)
+        self.closed
+            .iter()
+            .find(|(_, id)| !self.notifications_of(id).any(Notification::is_pending))
+            .map(|(at, _)| *at)
     }
 
     /// The notification records of one incident, by message then channel.
@@ -873,7 +877,11 @@ mod tests {
             ledger.incident("pending").unwrap().state,
             IncidentState::Closed
         );
-        assert_eq!(ledger.oldest_closed_at_ms(), Some(500));
+        assert_eq!(
+            ledger.oldest_closed_at_ms(),
+            Some(1_000),
+            "the one ended at 500 still has a record pending"
+        );
 
         let forget = LedgerCommand::Forget {
             closed_before_ms: 5_000,
