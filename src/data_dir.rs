@@ -1,13 +1,17 @@
 //! The data dir: the keyring, the API token and the database, each kept private (0700 dir,
-//! 0600 files).
+//! 0600 files). What is found there is trusted only if this user owns it and nobody else may
+//! write it ([`trust`]): otherwise the agent refuses to start and says which `chmod` or
+//! `chown` to run. A token others could read is replaced by a new one.
 //!
 //! Keyring rules: once `keyring` exists it is the truth (so a restart after a rotation keeps
 //! the rotated keys). A key given with `--key-file` that is not yet in it is installed and made
 //! primary (the operator changed the key). With no key anywhere, a new one is generated.
 
+pub mod trust;
+
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -39,11 +43,15 @@ pub enum KeyringOrigin {
 }
 
 impl DataDir {
-    /// Creates the directory (mode 0700) if needed.
+    /// Creates the directory (mode 0700) if needed; refuses one that another user owns or
+    /// others may write (see [`trust::check_dir`]).
     pub fn open(root: &Path) -> Result<Self> {
-        fs::create_dir_all(root)
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .with_context(|| format!("cannot create data dir {}", root.display()))?;
-        let _ = fs::set_permissions(root, fs::Permissions::from_mode(0o700));
+        trust::check_dir(root)?;
         Ok(Self {
             root: root.to_owned(),
         })
@@ -71,8 +79,14 @@ impl DataDir {
 
     /// Loads the keyring per the module rules, persisting any change.
     pub fn load_keyring(&self, key_file: Option<&Path>) -> Result<(Keyring, KeyringOrigin)> {
+        if let Some(file) = key_file {
+            trust::check_key_file(file)?;
+        }
         let given = key_file.map(read_key_file).transpose()?;
         let path = self.keyring_path();
+        if let trust::FileTrust::Readable(mode) = trust::check_private_file(&path, "keyring")? {
+            trust::make_private(&path, "keyring", mode)?;
+        }
         let persisted = match fs::read_to_string(&path) {
             Ok(text) => Some(
                 Keyring::from_lines(&text)
@@ -108,14 +122,26 @@ impl DataDir {
         write_private(&self.keyring_path(), ring.to_lines().as_bytes())
     }
 
-    /// The API token, created (mode 0600) on first use.
+    /// The API token, created (mode 0600) on first use. A token that others could read (or
+    /// that is too short) is replaced by a new one; one of another user, or that others may
+    /// write, is refused.
     pub fn load_or_create_token(&self) -> Result<String> {
         let path = self.token_path();
-        if let Ok(text) = fs::read_to_string(&path) {
-            let token = text.trim().to_owned();
-            if token.len() >= 32 {
-                return Ok(token);
+        match trust::check_private_file(&path, "API token")? {
+            trust::FileTrust::Private => {
+                if let Ok(text) = fs::read_to_string(&path) {
+                    let token = text.trim().to_owned();
+                    if token.len() >= 32 {
+                        return Ok(token);
+                    }
+                }
             }
+            trust::FileTrust::Readable(mode) => tracing::warn!(
+                path = %path.display(),
+                mode = %format!("{mode:04o}"),
+                "the API token was readable by other users: replaced it with a new one (0600)"
+            ),
+            trust::FileTrust::Absent => {}
         }
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -165,6 +191,8 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     fn key_file(dir: &Path, key: &ClusterKey) -> PathBuf {
@@ -225,6 +253,50 @@ mod tests {
         fs::write(&path, "hello\n").unwrap();
         let err = format!("{:#}", read_key_file(&path).unwrap_err());
         assert!(err.contains("keygen"), "{err}");
+    }
+
+    #[test]
+    fn a_planted_token_in_a_directory_open_to_everyone_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(TOKEN_FILE), "a".repeat(64)).unwrap();
+        fs::set_permissions(
+            tmp.path().join(TOKEN_FILE),
+            fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        let err = format!("{:#}", DataDir::open(tmp.path()).unwrap_err());
+        assert!(err.contains("chmod 700"), "{err}");
+    }
+
+    #[test]
+    fn a_token_readable_by_others_is_replaced_by_a_private_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let planted = "a".repeat(64);
+        fs::write(dir.token_path(), &planted).unwrap();
+        fs::set_permissions(dir.token_path(), fs::Permissions::from_mode(0o644)).unwrap();
+        let token = dir.load_or_create_token().unwrap();
+        assert_ne!(token, planted);
+        let mode = fs::metadata(dir.token_path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_keyring_writable_by_others_is_refused_and_a_readable_one_made_private() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        dir.load_keyring(None).unwrap();
+        fs::set_permissions(dir.keyring_path(), fs::Permissions::from_mode(0o644)).unwrap();
+        dir.load_keyring(None).unwrap();
+        let mode = fs::metadata(dir.keyring_path())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::set_permissions(dir.keyring_path(), fs::Permissions::from_mode(0o660)).unwrap();
+        let err = format!("{:#}", dir.load_keyring(None).unwrap_err());
+        assert!(err.contains("chmod 600"), "{err}");
     }
 
     #[test]

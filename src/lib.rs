@@ -11,6 +11,7 @@ pub mod api;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod control_chars;
 pub mod daemon;
 pub mod data_dir;
 pub mod incidents;

@@ -27,6 +27,7 @@ use crate::profile::Tunables;
 use crate::stale_suspicion::StaleSuspicions;
 
 mod known_members;
+mod name_conflict;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -87,6 +88,15 @@ pub struct Counters {
     pub suppressed_turn_undead: u64,
     /// Custom broadcasts still being retransmitted (a gauge, not a counter).
     pub broadcast_backlog: u64,
+    /// Datagrams from, or gossip about, another agent using our node name.
+    #[serde(default)]
+    pub name_conflicts: u64,
+    /// The address of the last agent seen using our node name.
+    #[serde(default)]
+    pub name_conflict_with: Option<SocketAddr>,
+    /// When (the driver's ms) that agent was last seen using our name.
+    #[serde(default)]
+    pub name_conflict_at_ms: u64,
 }
 
 /// Everything the core needs at construction.
@@ -118,6 +128,7 @@ pub struct MembershipCore {
     reannounce_delay: Duration,
     refuted_suspect: Option<NodeIdentity>,
     stale_suspicions: StaleSuspicions,
+    name_conflicts: name_conflict::NameConflicts,
     sweep_armed: bool,
     has_left: bool,
     now_ms: u64,
@@ -152,6 +163,7 @@ impl MembershipCore {
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
+            name_conflicts: name_conflict::NameConflicts::default(),
             sweep_armed: false,
             has_left: false,
             now_ms: 0,
@@ -215,6 +227,18 @@ impl MembershipCore {
                 return Err(e.into());
             }
         };
+        let evidence =
+            name_conflict::evidence(self.identity(), &plaintext, |n| self.active_named(n));
+        if let Some(evidence) = evidence {
+            let refused = match evidence {
+                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
+                _ => None,
+            };
+            self.handle_name_conflict(evidence);
+            if let Some(addr) = refused {
+                return Err(PacketError::NameConflict(addr));
+            }
+        }
         let result = self.foca.handle_data(&plaintext, &mut self.runtime);
         self.drain();
         result.map_err(|e| {

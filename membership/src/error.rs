@@ -56,6 +56,10 @@ pub enum PacketError {
     /// The envelope opened but the SWIM payload was rejected by foca; counted, state untouched.
     #[error("rejected by SWIM: {0}")]
     Rejected(String),
+    /// Sent by another agent using our node name (at this address); counted, logged, and
+    /// answered with a notice, never handed to SWIM.
+    #[error("refused: the agent at {0} uses our node name")]
+    NameConflict(std::net::SocketAddr),
 }
 
 /// Why a broadcast could not be queued.

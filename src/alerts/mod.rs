@@ -2,11 +2,20 @@
 //!
 //! One owner task holds the [`table::AlertTable`]. Local changes (checks, `alert raise`/`clear`)
 //! bump the version, are stored, and go out as a foca broadcast; alerts heard by gossip or by
-//! the anti-entropy [`sync`] are applied if newer. Every state change is stored and written to
-//! history with its time.
+//! the anti-entropy [`sync`] are applied if newer, our own included: an agent whose data dir
+//! was rolled back takes the highest version of its own alerts that its peers hold, so its
+//! next change always wins. Every state change is stored and written to history with its time.
+//!
+//! A change asked for through the API is stored durably (written and flushed) before it is
+//! applied: if storage fails, nothing changes and the caller gets
+//! [`AlertChangeError::NotStored`]. A change from a check, or heard from a peer, is applied
+//! and gossiped even when it cannot be stored here (a full disk must still raise its alert);
+//! it is stored once storage takes writes again.
 
 pub mod sync;
 pub mod table;
+
+use std::collections::BTreeSet;
 
 use rover_membership::runtime::unix_ms;
 use rover_membership::{BroadcastItem, MembershipHandle, Topic};
@@ -34,8 +43,10 @@ pub enum AlertInput {
         severity: Severity,
         /// One line for humans.
         summary: String,
+        /// Whether the change must be stored durably before it is applied.
+        must_store: bool,
         /// The alert as it now stands (`None`: already firing like that).
-        reply: Option<oneshot::Sender<Option<Alert>>>,
+        reply: Option<oneshot::Sender<ChangeResult>>,
     },
     /// Resolve one of our own alerts.
     Clear {
@@ -43,8 +54,10 @@ pub enum AlertInput {
         name: String,
         /// Optional new summary.
         summary: Option<String>,
+        /// Whether the change must be stored durably before it is applied.
+        must_store: bool,
         /// The alert as it now stands (`None`: it was not firing).
-        reply: Option<oneshot::Sender<Option<Alert>>>,
+        reply: Option<oneshot::Sender<ChangeResult>>,
     },
     /// Every alert.
     List(oneshot::Sender<Vec<Alert>>),
@@ -66,6 +79,26 @@ pub struct AlertsHandle {
 #[error("the alerts task has stopped")]
 pub struct AlertsStopped;
 
+/// Why a raise or clear did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertChangeError {
+    /// The task has stopped (the agent is shutting down); nothing changed.
+    #[error("the alerts task has stopped")]
+    Stopped,
+    /// The change could not be stored durably; nothing changed.
+    #[error("storage is failing, the alert was not changed: {0}")]
+    NotStored(String),
+}
+
+impl From<AlertsStopped> for AlertChangeError {
+    fn from(_: AlertsStopped) -> Self {
+        AlertChangeError::Stopped
+    }
+}
+
+/// What a raise or clear answers: the alert as it now stands (`None`: nothing to change).
+pub type ChangeResult = Result<Option<Alert>, AlertChangeError>;
+
 impl AlertsHandle {
     async fn ask<T>(
         &self,
@@ -84,34 +117,34 @@ impl AlertsHandle {
         self.inputs.send(input).await.map_err(|_| AlertsStopped)
     }
 
-    /// Raises one of our alerts.
+    /// Raises one of our alerts. With `must_store`, the change is stored durably first and
+    /// nothing changes if that fails ([`AlertChangeError::NotStored`]).
     pub async fn raise(
         &self,
         name: &str,
         severity: Severity,
         summary: &str,
-    ) -> Result<Option<Alert>, AlertsStopped> {
+        must_store: bool,
+    ) -> ChangeResult {
         self.ask(|tx| AlertInput::Raise {
             name: name.to_owned(),
             severity,
             summary: summary.to_owned(),
+            must_store,
             reply: Some(tx),
         })
-        .await
+        .await?
     }
 
-    /// Clears one of our alerts.
-    pub async fn clear(
-        &self,
-        name: &str,
-        summary: Option<&str>,
-    ) -> Result<Option<Alert>, AlertsStopped> {
+    /// Clears one of our alerts; `must_store` as for [`AlertsHandle::raise`].
+    pub async fn clear(&self, name: &str, summary: Option<&str>, must_store: bool) -> ChangeResult {
         self.ask(|tx| AlertInput::Clear {
             name: name.to_owned(),
             summary: summary.map(str::to_owned),
+            must_store,
             reply: Some(tx),
         })
-        .await
+        .await?
     }
 
     /// A counter bumped whenever the table changes (the incident engine waits on it).
@@ -157,6 +190,7 @@ pub fn spawn(context: AlertsContext) -> anyhow::Result<(AlertsHandle, JoinHandle
         table: AlertTable::from_alerts(stored),
         context,
         changed,
+        unstored: BTreeSet::new(),
     };
     Ok((AlertsHandle { inputs, changes }, tokio::spawn(task.run(rx))))
 }
@@ -165,6 +199,8 @@ struct AlertsTask {
     table: AlertTable,
     context: AlertsContext,
     changed: watch::Sender<u64>,
+    /// Alerts changed in the table but not stored (storage was failing).
+    unstored: BTreeSet<AlertKey>,
 }
 
 impl AlertsTask {
@@ -175,6 +211,7 @@ impl AlertsTask {
     }
 
     async fn handle(&mut self, input: AlertInput) {
+        self.store_unstored();
         match input {
             AlertInput::Gossip(payload) => match postcard::from_bytes::<Alert>(&payload) {
                 Ok(alert) => self.apply_remote(alert, "gossip"),
@@ -189,6 +226,7 @@ impl AlertsTask {
                 name,
                 severity,
                 summary,
+                must_store,
                 reply,
             } => {
                 let origin = (self.context.team.as_str(), self.context.host.as_str());
@@ -201,19 +239,21 @@ impl AlertsTask {
                     .table
                     .get(&key)
                     .is_some_and(|a| a.state == AlertState::Firing);
+                let before = self.table.get(&key).cloned();
                 let changed = self
                     .table
                     .raise(origin, &name, severity, &summary, unix_ms());
-                if let Some(alert) = &changed {
-                    self.publish(alert, !was_firing).await;
-                }
+                let answer = self
+                    .commit(key, before, changed, must_store, !was_firing)
+                    .await;
                 if let Some(reply) = reply {
-                    let _ = reply.send(changed);
+                    let _ = reply.send(answer);
                 }
             }
             AlertInput::Clear {
                 name,
                 summary,
+                must_store,
                 reply,
             } => {
                 let key = AlertKey {
@@ -221,12 +261,11 @@ impl AlertsTask {
                     host: self.context.host.clone(),
                     name,
                 };
+                let before = self.table.get(&key).cloned();
                 let changed = self.table.clear(&key, summary.as_deref(), unix_ms());
-                if let Some(alert) = &changed {
-                    self.publish(alert, true).await;
-                }
+                let answer = self.commit(key, before, changed, must_store, true).await;
                 if let Some(reply) = reply {
-                    let _ = reply.send(changed);
+                    let _ = reply.send(answer);
                 }
             }
             AlertInput::List(reply) => {
@@ -241,18 +280,82 @@ impl AlertsTask {
         }
     }
 
-    /// Applies an alert from elsewhere; our own alerts are only ever changed here.
-    fn apply_remote(&mut self, alert: Alert, via: &str) {
-        let own = alert.team == self.context.team && alert.host == self.context.host;
-        if own && self.table.get(&alert.key()).is_some() {
-            // Our own alerts come back to us through peers; ours is the truth.
+    /// Finishes a change the table made to one of our alerts (`changed`; `before` is what the
+    /// table held): with `must_store`, stores it durably first and puts `before` back if that
+    /// fails; then stores, records and broadcasts it.
+    async fn commit(
+        &mut self,
+        key: AlertKey,
+        before: Option<Alert>,
+        changed: Option<Alert>,
+        must_store: bool,
+        state_changed: bool,
+    ) -> ChangeResult {
+        let Some(alert) = changed else {
+            return Ok(None);
+        };
+        if must_store {
+            if let Err(e) = self.store_durably(&alert).await {
+                self.table.restore(key, before);
+                tracing::warn!(alert = %alert.key(), error = %e, "alert change refused: storage is failing");
+                return Err(AlertChangeError::NotStored(e.to_string()));
+            }
+        }
+        self.publish(&alert, state_changed).await;
+        Ok(Some(alert))
+    }
+
+    /// Writes `alert` and waits for the flush.
+    async fn store_durably(&self, alert: &Alert) -> Result<(), rover_storage::StorageError> {
+        self.context.storage.alerts().put(alert)?;
+        self.context.storage.flush_async().await
+    }
+
+    /// Stores the alerts changed while storage was failing, once it takes writes again.
+    fn store_unstored(&mut self) {
+        if self.unstored.is_empty() || !self.context.storage.health().is_ok() {
             return;
         }
-        let applied = self.table.apply(alert.clone());
-        if applied != Applied::Stale {
-            tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
-            self.record(&alert, applied);
+        let store = self.context.storage.alerts();
+        let keys = std::mem::take(&mut self.unstored);
+        for key in keys {
+            let stored = match self.table.get(&key) {
+                Some(alert) => store.put(alert),
+                None => store.remove(&key),
+            };
+            if stored.is_err() {
+                self.unstored.insert(key);
+            }
         }
+        if self.unstored.is_empty() {
+            tracing::info!("alerts changed while storage was failing are stored now");
+        }
+    }
+
+    /// Applies an alert from elsewhere if it is newer than ours, our own alerts included.
+    fn apply_remote(&mut self, alert: Alert, via: &str) {
+        let Some(alert) = table::sanitized(alert) else {
+            tracing::debug!(via, "alert with control characters in its key dropped");
+            return;
+        };
+        let own = alert.team == self.context.team && alert.host == self.context.host;
+        let held = own
+            .then(|| self.table.get(&alert.key()).map(|a| a.version))
+            .flatten();
+        // Our own alerts come back to us through peers. A peer's copy newer than ours means
+        // our data dir was rolled back (restored, or lost its last writes): we take it, so
+        // that our next change gets a version above every copy and wins everywhere.
+        let applied = self.table.apply(alert.clone());
+        if applied == Applied::Stale {
+            return;
+        }
+        if let Some(held) = held {
+            tracing::warn!(alert = %alert.key(), ours = held, theirs = alert.version, via,
+                "a peer holds a newer version of our own alert (data dir rolled back?): taking it");
+        } else {
+            tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
+        }
+        self.record(&alert, applied);
     }
 
     /// Stores, records and broadcasts a change to one of our own alerts.
@@ -269,11 +372,12 @@ impl AlertsTask {
         }
     }
 
-    fn record(&self, alert: &Alert, applied: Applied) {
+    fn record(&mut self, alert: &Alert, applied: Applied) {
         self.changed
             .send_modify(|version| *version = version.wrapping_add(1));
         if let Err(e) = self.context.storage.alerts().put(alert) {
-            tracing::error!(error = %e, "cannot store alert");
+            tracing::warn!(alert = %alert.key(), error = %e, "alert not stored here (kept in memory and gossiped; stored once storage recovers)");
+            self.unstored.insert(alert.key());
         }
         let transition = match applied {
             Applied::New => alert.state == AlertState::Firing,

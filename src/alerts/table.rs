@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use rover_storage::{Alert, AlertKey, AlertState, Severity};
 
+use crate::control_chars;
+
 /// What applying an alert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -150,6 +152,15 @@ impl AlertTable {
         Some(next)
     }
 
+    /// Puts back what [`AlertTable::get`] returned for `key` before a change that could not
+    /// be stored (`None`: removes the alert).
+    pub fn restore(&mut self, key: AlertKey, before: Option<Alert>) {
+        match before {
+            Some(alert) => self.alerts.insert(key, alert),
+            None => self.alerts.remove(&key),
+        };
+    }
+
     /// Which version of each alert we hold.
     pub fn digest(&self) -> Vec<DigestEntry> {
         self.alerts
@@ -169,12 +180,33 @@ impl AlertTable {
     }
 }
 
+/// A summary as stored: one line without control characters, at most [`MAX_SUMMARY`]
+/// characters.
 fn cap(summary: &str) -> String {
-    let line = summary.lines().next().unwrap_or_default().trim();
+    let line = control_chars::strip(summary);
     match line.char_indices().nth(MAX_SUMMARY) {
-        Some((at, _)) => line[..at].to_owned(),
-        None => line.to_owned(),
+        Some((at, _)) => line[..at].trim_end().to_owned(),
+        None => line,
     }
+}
+
+/// An alert heard from a peer, made fit to store: its summary and path stripped of control
+/// characters like our own; `None` (to be dropped) if its team, host or name is empty or holds
+/// a control character, since those are its key.
+pub fn sanitized(mut alert: Alert) -> Option<Alert> {
+    let bad_key = [&alert.team, &alert.host, &alert.name]
+        .iter()
+        .any(|part| part.is_empty() || control_chars::has_control(part));
+    if bad_key {
+        return None;
+    }
+    alert.summary = cap(&alert.summary);
+    alert.path = alert
+        .path
+        .iter()
+        .map(|hop| control_chars::strip(hop))
+        .collect();
+    Some(alert)
 }
 
 #[cfg(test)]
@@ -251,6 +283,30 @@ mod tests {
         assert_eq!(for_b, vec![x2]);
         let for_a = b.newer_than(&a.digest());
         assert_eq!(for_a, vec![y]);
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_stored_summary() {
+        let mut table = AlertTable::default();
+        let forged = "disk fine\rRESOLVED (forged)\u{1b}[2K\u{7}\0\u{2028}x\u{85}y\u{202e}";
+        let alert = table
+            .raise(ME, "disk", Severity::Warning, forged, 1)
+            .unwrap();
+        assert_eq!(alert.summary, "disk fine RESOLVED (forged)[2K x y");
+        let cleared = table.clear(&alert.key(), Some("ok\r\nnow"), 2).unwrap();
+        assert_eq!(cleared.summary, "ok now");
+    }
+
+    #[test]
+    fn a_peers_alert_is_cleaned_or_dropped_if_its_key_holds_control_characters() {
+        let mut peer = AlertTable::default();
+        let mut alert = peer
+            .raise(("home", "n2"), "x", Severity::Warning, "y", 1)
+            .unwrap();
+        alert.summary = "bad\rline\u{9b}".into();
+        assert_eq!(sanitized(alert.clone()).unwrap().summary, "bad line");
+        alert.name = "x\u{1b}[2J".into();
+        assert_eq!(sanitized(alert), None);
     }
 
     #[test]

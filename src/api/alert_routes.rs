@@ -1,4 +1,7 @@
 //! `GET /v1/alerts`, `POST /v1/alerts/raise`, `POST /v1/alerts/clear`.
+//!
+//! A raise or clear answers 200 only once the change is on disk; when storage fails it answers
+//! 503 with the reason, and nothing changed.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -43,7 +46,7 @@ pub(super) async fn raise(
     check_name(&request.name)?;
     let alert = state
         .alerts
-        .raise(&request.name, request.severity, &request.summary)
+        .raise(&request.name, request.severity, &request.summary, true)
         .await
         .map_err(unavailable)?;
     Ok(Json(alert))
@@ -59,7 +62,7 @@ pub(super) async fn clear(
     check_name(&request.name)?;
     let alert = state
         .alerts
-        .clear(&request.name, request.summary.as_deref())
+        .clear(&request.name, request.summary.as_deref(), true)
         .await
         .map_err(unavailable)?;
     Ok(Json(alert))

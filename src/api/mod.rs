@@ -65,6 +65,45 @@ pub struct InfoResponse {
     pub uptime_secs: u64,
     /// Data dir.
     pub data_dir: String,
+    /// Whether storage takes writes (absent from agents before it was reported).
+    #[serde(default)]
+    pub storage: StorageStatus,
+}
+
+/// Whether the agent's storage takes writes, as `info` shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StorageStatus {
+    /// `ok`, `failing` (writes are refused; the agent retries) or `closed` (the database could
+    /// not be opened again; the agent stops).
+    pub state: String,
+    /// Since when writes fail (Unix ms).
+    pub failing_since_ms: Option<u64>,
+    /// The latest error.
+    pub error: Option<String>,
+    /// Writes and flushes that failed since then.
+    pub failed_writes: u64,
+    /// How many times the database was reopened after failing.
+    pub recoveries: u64,
+}
+
+impl StorageStatus {
+    /// The status of `health`.
+    pub fn of(health: &rover_storage::StorageHealth) -> Self {
+        let state = if health.closed {
+            "closed"
+        } else if health.failing.is_some() {
+            "failing"
+        } else {
+            "ok"
+        };
+        Self {
+            state: state.to_owned(),
+            failing_since_ms: health.failing.as_ref().map(|f| f.since_ms),
+            error: health.failing.as_ref().map(|f| f.error.clone()),
+            failed_writes: health.failing.as_ref().map_or(0, |f| f.failed_writes),
+            recoveries: health.recoveries,
+        }
+    }
 }
 
 /// Members per status.

@@ -184,6 +184,7 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
             .load(std::sync::atomic::Ordering::Relaxed),
         uptime_secs: state.started.elapsed().as_secs(),
         data_dir: state.data_dir.clone(),
+        storage: super::StorageStatus::of(&state.storage.health()),
     }))
 }
 
@@ -214,15 +215,67 @@ async fn join(
             }
         }
     }
+    let conflicts_before = state
+        .membership
+        .status()
+        .await
+        .map_err(unavailable)?
+        .counters
+        .name_conflicts;
     state
         .membership
         .join(seeds.clone())
         .await
         .map_err(unavailable)?;
+    if let Some(holder) = name_conflict_after_join(&state, &seeds, conflicts_before).await {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "the agent at {holder} already uses our node name: node names must be unique \
+                 in a cluster; restart this agent with another --node"
+            ),
+        ));
+    }
     Ok(Json(JoinResponse {
         announced: seeds.iter().map(ToString::to_string).collect(),
     }))
 }
+
+/// Waits up to [`JOIN_ANSWER_WAIT`] for every seed to be a member or for a name conflict;
+/// the other holder's address if there was one.
+async fn name_conflict_after_join(
+    state: &ApiState,
+    seeds: &[std::net::SocketAddr],
+    conflicts_before: u64,
+) -> Option<std::net::SocketAddr> {
+    let deadline = tokio::time::Instant::now() + JOIN_ANSWER_WAIT;
+    loop {
+        let counters = state.membership.status().await.ok()?.counters;
+        let recent = rover_membership::runtime::unix_ms()
+            .saturating_sub(counters.name_conflict_at_ms)
+            < RECENT_CONFLICT_MS;
+        let holder = counters.name_conflict_with;
+        if counters.name_conflicts > conflicts_before
+            || (recent && holder.is_some_and(|h| seeds.contains(&h)))
+        {
+            return holder;
+        }
+        let members = state.membership.members().await.ok()?;
+        let all_in = seeds
+            .iter()
+            .all(|seed| members.iter().any(|m| m.addr == *seed));
+        if all_in || tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A name conflict with a seed seen this recently answers a join at once.
+const RECENT_CONFLICT_MS: u64 = 10_000;
+
+/// How long `POST /v1/join` waits for the seeds' answers (a name conflict, or membership).
+const JOIN_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn leave(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<serde_json::Value> {
     authorize(&state, &headers)?;
@@ -282,6 +335,25 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "Opened datagrams SWIM rejected.",
         "counter",
         c.dropped_rejected,
+    );
+    let health = state.storage.health();
+    metric(
+        "rover_storage_failing",
+        "1 while storage refuses writes (the agent retries; see info), else 0.",
+        "gauge",
+        u64::from(!health.is_ok()),
+    );
+    metric(
+        "rover_storage_failed_writes",
+        "Writes and flushes that failed since storage started failing.",
+        "gauge",
+        health.failing.as_ref().map_or(0, |f| f.failed_writes),
+    );
+    metric(
+        "rover_storage_recoveries_total",
+        "Times the database was reopened after failing.",
+        "counter",
+        health.recoveries,
     );
     out.push_str("# HELP rover_members Members by status.\n# TYPE rover_members gauge\n");
     for (status, n) in [

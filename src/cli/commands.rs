@@ -48,7 +48,7 @@ macro_rules! sayln {
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Agent(ref args) => run_agent(&cli, args),
+        Command::Agent(ref args) => run_agent(args),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
@@ -67,25 +67,14 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
+fn run_agent(args: &AgentArgs) -> Result<()> {
     init_logging();
     let file = match &args.config {
         Some(path) => Some((Layer::from_file(path)?, path.clone())),
         None => None,
     };
     let env = Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-    let flags = Layer {
-        node_name: args.node.clone(),
-        team: args.team.clone(),
-        data_dir: cli.data_dir.as_ref().map(|p| p.display().to_string()),
-        bind: args.bind.clone(),
-        advertise: args.advertise.clone(),
-        join: (!args.join.is_empty()).then(|| args.join.clone()),
-        key_file: args.key_file.as_ref().map(|p| p.display().to_string()),
-        profile: args.profile.clone(),
-        api: cli.api.clone(),
-        ..Layer::default()
-    };
+    let flags = args.settings.0.clone();
     let config = config::resolve(
         file,
         env,
@@ -224,7 +213,8 @@ async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::History { host, since } => {
-            let since_ms = unix_ms().saturating_sub(since.as_millis() as u64);
+            let since_ms =
+                unix_ms().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
             match host {
                 Some(host) => {
                     let path = format!("/v1/history?host={}&since_ms={since_ms}", host);
@@ -389,7 +379,23 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         ],
         vec!["uptime".into(), format!("{}s", info.uptime_secs)],
         vec!["data dir".into(), info.data_dir.clone()],
+        vec!["storage".into(), storage_line(&info.storage)],
     ];
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
+}
+
+/// The `storage` row of `info`.
+fn storage_line(storage: &crate::api::StorageStatus) -> String {
+    match storage.state.as_str() {
+        "" | "ok" if storage.recoveries == 0 => "ok".to_owned(),
+        "" | "ok" => format!("ok (recovered {} times)", storage.recoveries),
+        state => format!(
+            "{} since {} ms: {} failed writes; {}",
+            state.to_uppercase(),
+            storage.failing_since_ms.unwrap_or(0),
+            storage.failed_writes,
+            storage.error.as_deref().unwrap_or("no error text")
+        ),
+    }
 }

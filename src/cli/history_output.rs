@@ -133,7 +133,7 @@ fn entry_text(entry: &HistoryEntry) -> (String, String) {
 pub fn host_timeline(history: &HistoryResponse) -> String {
     let mut out = format!(
         "{}: {}\n",
-        history.host,
+        crate::control_chars::escape(&history.host),
         last_heard(history.last_heard_ms, history.quiet)
     );
     let rows: Vec<Vec<String>> = history

@@ -7,6 +7,7 @@ mod history_output;
 mod incidents_output;
 mod leader_output;
 mod notify_output;
+mod setting_flags;
 mod table;
 
 use std::path::PathBuf;
@@ -148,27 +149,9 @@ pub struct AgentArgs {
     /// TOML config file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Node name (default: hostname).
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
-    /// Team name (default: default).
-    #[arg(long, value_name = "NAME")]
-    pub team: Option<String>,
-    /// Gossip bind address (default 0.0.0.0:7900).
-    #[arg(long, value_name = "IP:PORT")]
-    pub bind: Option<String>,
-    /// Address other agents reach this one at.
-    #[arg(long, value_name = "IP:PORT")]
-    pub advertise: Option<String>,
-    /// File holding the cluster key (one base64 line from `keygen`).
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// Seed to join at start (repeatable).
-    #[arg(long, value_name = "SEED")]
-    pub join: Vec<String>,
-    /// Gossip timings.
-    #[arg(long, value_name = "PROFILE", value_parser = ["lan", "wan", "local"])]
-    pub profile: Option<String>,
+    /// The settings table's flags (`--node`, `--bind`, `--join`...).
+    #[command(flatten)]
+    pub settings: setting_flags::SettingFlags,
 }
 
 /// Parses the command line and runs it.

@@ -1,5 +1,4 @@
-//! Background duties of the daemon: flushing storage every second (and reporting when), folding
-//! and expiring history, and turning check results into alerts and the worst-check state.
+//! Background duties of the daemon: folding and expiring history, and turning check results into alerts and the worst-check state.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,8 +11,6 @@ use crate::alerts::AlertsHandle;
 use crate::checks::outcome::CheckState;
 use crate::checks::runner::CheckEvent;
 
-/// How often storage is flushed to disk.
-pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How often history retention runs.
 pub const COMPACT_EVERY: Duration = Duration::from_secs(600);
 /// After retention, sled's file is rewritten when it takes more than this many times its live
@@ -22,21 +19,6 @@ pub const REWRITE_FACTOR: f64 = 4.0;
 /// A file smaller than this is never rewritten.
 pub const REWRITE_MIN_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Flushes every [`FLUSH_EVERY`]; publishes the start time (unix ms) of the last flush that
-/// completed: everything written before that time is on disk.
-pub async fn flush_loop(storage: Storage, flushed: watch::Sender<u64>) {
-    loop {
-        tokio::time::sleep(FLUSH_EVERY).await;
-        let started = unix_ms();
-        match storage.flush_async().await {
-            Ok(()) => {
-                let _ = flushed.send(started);
-            }
-            Err(e) => tracing::error!(error = %e, "storage flush failed"),
-        }
-    }
-}
-
 /// Applies history retention now and every [`COMPACT_EVERY`], then gives back the space of
 /// what retention (history's, and the ledger's `incidents.retention`) dropped by rewriting
 /// sled's file when it is bloated.
@@ -44,9 +26,10 @@ pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: 
     loop {
         let history = storage.history();
         let now = unix_ms();
+        // Checked, never truncated: a retention past u64 ms keeps everything.
         let (raw, all) = (
-            raw_retention.as_millis() as u64,
-            retention.as_millis() as u64,
+            u64::try_from(raw_retention.as_millis()).unwrap_or(u64::MAX),
+            u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
         );
         match tokio::task::spawn_blocking(move || history.compact(now, raw, all)).await {
             Ok(Ok(stats)) if stats.folded + stats.expired > 0 => {
@@ -97,8 +80,9 @@ pub async fn check_loop(
         let now_worst = states.values().copied().max().unwrap_or(CheckLevel::Ok);
         let _ = worst.send(now_worst);
         let result = match transition.to {
+            // A check's alert is applied and gossiped even when it cannot be stored here.
             CheckState::Ok => alerts
-                .clear(&event.name, Some(&transition.summary))
+                .clear(&event.name, Some(&transition.summary), false)
                 .await
                 .map(|_| ()),
             bad => {
@@ -110,13 +94,15 @@ pub async fn check_loop(
                         _ => rover_storage::Severity::Warning,
                     });
                 alerts
-                    .raise(&event.name, severity, &transition.summary)
+                    .raise(&event.name, severity, &transition.summary, false)
                     .await
                     .map(|_| ())
             }
         };
-        if result.is_err() {
-            return;
+        match result {
+            Err(crate::alerts::AlertChangeError::Stopped) => return,
+            Err(e) => tracing::warn!(check = %event.name, error = %e, "check alert not changed"),
+            Ok(()) => {}
         }
     }
 }

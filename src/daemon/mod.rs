@@ -3,7 +3,9 @@
 
 mod events;
 mod housekeeping;
+pub mod open;
 pub mod signals;
+pub mod storage_health;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -25,7 +27,6 @@ use crate::config::Config;
 use crate::data_dir::{DataDir, KeyringOrigin};
 use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
-use crate::node_key::NodeKey;
 use crate::peer::server::PeerServer;
 use crate::status::Sampler;
 use rover_election::policy::DueRules;
@@ -53,7 +54,8 @@ impl Daemon {
     /// Runs until `shutdown` resolves or a `leave` request arrives; both leave gracefully.
     pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
         let data_dir = DataDir::open(&config.data_dir)?;
-        let storage = Storage::open(data_dir.db_path())?;
+        let opened = open::open_storage(&data_dir)?;
+        let storage = opened.storage.clone();
         let keyring = load_keyring(&data_dir, &config)?;
         let token = data_dir.load_or_create_token()?;
         let identity = NodeIdentity {
@@ -81,6 +83,7 @@ impl Daemon {
         let sync_now = Arc::new(Notify::new());
         let (worst_tx, worst_rx) = watch::channel(CheckLevel::Ok);
         let (flushed_tx, flushed_rx) = watch::channel(0u64);
+        let (health_tx, health_rx) = watch::channel(storage.health());
         let (check_tx, check_rx) = mpsc::channel(64);
         let overrides: BTreeMap<_, _> = config
             .checks
@@ -88,13 +91,13 @@ impl Daemon {
             .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
             .collect();
 
-        let node_key = NodeKey::load_or_create(data_dir.root())?;
         let (leadership, leadership_task) = leadership::spawn(
             LeadershipSettings {
                 name: config.node_name.clone(),
-                node_id: node_key.node_id(),
+                node_id: opened.node_id,
                 team: config.team.clone(),
-                bootstrap: config.election.bootstraps(&config.join),
+                // A node that lost its Raft state waits to be added to its peers' group.
+                bootstrap: config.election.bootstraps(&config.join) && !opened.state_lost,
                 max_voters: config.election.max_voters,
                 voter_reap_after: config.election.voter_reap_after,
                 fallback_after: config.election.fallback_after,
@@ -128,7 +131,12 @@ impl Daemon {
                 alerts.clone(),
                 sync_now.clone(),
             )),
-            tokio::spawn(housekeeping::flush_loop(storage.clone(), flushed_tx)),
+            tokio::spawn({
+                let run = storage_health::run(storage.clone(), flushed_tx, health_tx);
+                async move {
+                    run.await;
+                }
+            }),
             tokio::spawn(housekeeping::compact_loop(
                 storage.clone(),
                 config.raw_retention,
@@ -230,11 +238,18 @@ impl Daemon {
             member_changed,
         };
         tokio::pin!(shutdown);
+        let storage_closed = storage_health::closed(health_rx);
+        tokio::pin!(storage_closed);
+        let mut fatal = None;
         let leave_reply = loop {
             tokio::select! {
                 Some(event) = membership_events.recv() => router.route(event).await,
                 Some(Control::Leave(reply)) = control.recv() => break Some(reply),
                 _ = &mut shutdown => break None,
+                health = &mut storage_closed => {
+                    fatal = Some(health);
+                    break None;
+                }
             }
         };
         leave(&membership).await;
@@ -255,7 +270,20 @@ impl Daemon {
         alerts_task.abort();
         let _ = api_stop_tx.send(());
         let _ = api_task.await;
+        if let Some(health) = fatal {
+            anyhow::bail!(
+                "storage failed and the database could not be opened again ({}); stopping so \
+                 that the agent restarts and verifies it",
+                health.failing.map(|f| f.error).unwrap_or_default()
+            );
+        }
         storage.flush_async().await.context("flushing storage")?;
+        let last = storage.clone();
+        match tokio::task::spawn_blocking(move || last.checkpoint(unix_ms())).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "last storage checkpoint failed"),
+            Err(e) => tracing::warn!(error = %e, "last storage checkpoint task failed"),
+        }
         tracing::info!("left the cluster; bye");
         Ok(())
     }

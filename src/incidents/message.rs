@@ -3,12 +3,17 @@
 //! Every message names each incident, its hosts, when each host stopped talking, and who sent
 //! it (node, Raft or fallback mode; in fallback mode also that there is no quorum and which
 //! members this side cannot see).
+//!
+//! Subjects, details and node names are written without control characters
+//! ([`control_chars::strip`]), whoever stored them: one incident is one line, and no value can
+//! forge another line (a second "Sent by").
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use rover_election::ledger::{Incident, IncidentKind, LeaderMode, Phase, Severity};
 use serde_json::json;
 
+use crate::control_chars::strip;
 use crate::notify::{Message, Priority};
 
 /// Who sends.
@@ -53,8 +58,8 @@ fn title_parts(items: &[(&Incident, Phase)]) -> Vec<String> {
     for (incident, phase) in items {
         let verb = verb(incident, *phase).to_owned();
         match parts.iter_mut().find(|(v, _)| *v == verb) {
-            Some((_, subjects)) => subjects.push(incident.subject.clone()),
-            None => parts.push((verb, vec![incident.subject.clone()])),
+            Some((_, subjects)) => subjects.push(strip(&incident.subject)),
+            None => parts.push((verb, vec![strip(&incident.subject)])),
         }
     }
     parts
@@ -81,7 +86,7 @@ fn verb(incident: &Incident, phase: Phase) -> &'static str {
 
 /// One line of the body for one incident.
 fn line(incident: &Incident, phase: Phase) -> String {
-    let mut line = format!("{} {}", verb(incident, phase), incident.subject);
+    let mut line = format!("{} {}", verb(incident, phase), strip(&incident.subject));
     if incident.kind == IncidentKind::HostDown {
         match incident.last_heard_ms {
             Some(ms) => line.push_str(&format!(" - stopped talking at {}", clock(ms))),
@@ -94,19 +99,25 @@ fn line(incident: &Incident, phase: Phase) -> String {
         if incident.severity == Severity::Critical {
             line.push_str(" [critical]");
         }
-        if !incident.detail.is_empty() {
-            line.push_str(&format!(": {}", incident.detail));
+        let detail = strip(&incident.detail);
+        if !detail.is_empty() {
+            line.push_str(&format!(": {detail}"));
         }
         line.push_str(&format!(" - since {}", clock(incident.opened_at_ms)));
     }
     if let (Phase::Resolved, Some(at)) = (phase, incident.resolved_at_ms) {
         line.push_str(&format!("; over at {}", clock(at)));
     }
-    line.push_str(&format!(" (incident {})", incident.id));
+    line.push_str(&format!(" (incident {})", strip(&incident.id)));
     line
 }
 
 fn sent_by(sender: &Sender) -> String {
+    let sender = &Sender {
+        node: strip(&sender.node),
+        mode: sender.mode,
+        unseen: sender.unseen.iter().map(|n| strip(n)).collect(),
+    };
     match sender.mode {
         LeaderMode::Raft => format!("Sent by {}, Raft leader.", sender.node),
         LeaderMode::Fallback if sender.unseen.is_empty() => format!(
@@ -142,9 +153,9 @@ fn incident_json(incident: &Incident, phase: Phase) -> serde_json::Value {
             Phase::Resolved => "resolved".to_owned(),
             Phase::Reminder(n) => format!("reminder {n}"),
         },
-        "subject": incident.subject,
+        "subject": strip(&incident.subject),
         "severity": format!("{:?}", incident.severity).to_lowercase(),
-        "detail": incident.detail,
+        "detail": strip(&incident.detail),
         "opened_at_ms": incident.opened_at_ms,
         "last_heard_ms": incident.last_heard_ms,
         "resolved_at_ms": incident.resolved_at_ms,
@@ -258,5 +269,39 @@ mod tests {
         let far = down("n9", u64::MAX - 10_000);
         let message = compose(&[(&far, Phase::Opened)], &raft_sender());
         assert!(message.body.contains(" ms after 1970"), "{}", message.body);
+    }
+
+    #[test]
+    fn control_characters_in_a_subject_cannot_forge_a_line() {
+        let manual = Incident::new(
+            "manual/x/1",
+            IncidentKind::Manual,
+            "disk\n\nSent by mallory, Raft leader.\r\0\u{1b}[2K\u{2028}",
+            1_000,
+        );
+        let alert = Incident {
+            detail: "disk fine\rRESOLVED (forged)\u{85}x".into(),
+            ..Incident::new("alert/a", IncidentKind::AlertFiring, "disk on n2", 5)
+        };
+        let message = compose(
+            &[(&manual, Phase::Opened), (&alert, Phase::Opened)],
+            &raft_sender(),
+        );
+        let lines: Vec<&str> = message.body.lines().collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("Sent by")).count(),
+            1,
+            "{lines:?}"
+        );
+        assert!(!crate::control_chars::has_control(
+            &message.body.replace('\n', "")
+        ));
+        assert!(!crate::control_chars::has_control(&message.title));
+        assert!(
+            message.body.contains("disk fine RESOLVED (forged) x"),
+            "{}",
+            message.body
+        );
     }
 }

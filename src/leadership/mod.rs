@@ -213,10 +213,19 @@ impl LeadershipHandle {
         self.shared.current().map(|n| n.reader)
     }
 
-    /// Answers a Raft RPC from a peer of group `cluster`.
-    pub async fn serve_raft(&self, cluster: u64, lease: bool, request: RaftRequest) -> PeerMessage {
+    /// Answers a Raft RPC from a peer of group `cluster` for the node `target`. An RPC for
+    /// another node id (the one this host had before its database was lost) is refused like
+    /// one of another group, so the leader greets this host and learns its new id.
+    pub async fn serve_raft(
+        &self,
+        cluster: u64,
+        target: u64,
+        lease: bool,
+        request: RaftRequest,
+    ) -> PeerMessage {
         let node = self.shared.current();
-        let Some(node) = node.filter(|n| n.cluster == Some(cluster)) else {
+        let for_me = target == self.shared.settings.node_id;
+        let Some(node) = node.filter(|n| for_me && n.cluster == Some(cluster)) else {
             return PeerMessage::RaftRefused(self.shared.stamp());
         };
         let reply = serve(&node.raft, request).await;

@@ -137,6 +137,7 @@ impl RaftTransport for PeerTransport {
             cluster: self.stamp.cluster(),
             lease: self.stamp.lease(),
             request,
+            target,
         };
         let slot = self.slot(target);
         let mut slot = slot.lock().await;

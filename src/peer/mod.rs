@@ -53,6 +53,9 @@ pub enum PeerMessage {
         lease: bool,
         /// The RPC.
         request: RaftRequest,
+        /// The Raft node id the RPC is for: a host that came back with a new node id (its
+        /// database was lost) refuses RPCs for its old one instead of answering for it.
+        target: u64,
     },
     /// The answer to [`PeerMessage::Raft`].
     RaftAnswer(RaftReply),

@@ -74,8 +74,12 @@ impl PeerServer {
                     cluster,
                     lease,
                     request,
+                    target,
                 } => {
-                    let answer = self.leadership.serve_raft(cluster, lease, request).await;
+                    let answer = self
+                        .leadership
+                        .serve_raft(cluster, target, lease, request)
+                        .await;
                     connection.send(&answer).await?;
                 }
                 PeerMessage::GroupHello => {

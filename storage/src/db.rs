@@ -16,6 +16,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::alerts::SledAlertStore;
 use crate::error::StorageError;
+use crate::health::{self, HealthCell, StorageHealth};
 use crate::history::SledHistoryStore;
 use crate::members::SledMemberStore;
 use crate::meta::SledMetaStore;
@@ -51,12 +52,29 @@ pub(crate) struct Open {
 impl Open {
     /// Opens (creating if needed) the sled database in the directory `path` and its trees.
     pub(crate) fn at(path: &Path) -> Result<Open, StorageError> {
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(CACHE_CAPACITY_BYTES)
-            .flush_every_ms(Some(FLUSH_EVERY_MS))
-            .open()
-            .map_err(|err| open_error(path, err))?;
+        Self::with(
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(CACHE_CAPACITY_BYTES)
+                .flush_every_ms(Some(FLUSH_EVERY_MS)),
+            path,
+        )
+    }
+
+    /// An empty database at `path` that sled removes when it is dropped: it stands in while
+    /// a failed database is closed and opened again (see [`crate::health`]).
+    pub(crate) fn temporary(path: &Path) -> Result<Open, StorageError> {
+        Self::with(
+            sled::Config::new()
+                .path(path)
+                .temporary(true)
+                .flush_every_ms(None),
+            path,
+        )
+    }
+
+    fn with(config: sled::Config, path: &Path) -> Result<Open, StorageError> {
+        let db = config.open().map_err(|err| open_error(path, err))?;
         let open_tree = |name: &str| {
             db.open_tree(name).map_err(|source| StorageError::Open {
                 path: path.to_path_buf(),
@@ -78,46 +96,66 @@ impl Open {
     }
 }
 
-/// The open database, shared by a [`Storage`], its clones and every store obtained from them.
+/// The open database, shared by a [`Storage`], its clones and every store obtained from them,
+/// and whether it takes writes ([`HealthCell`]).
 ///
 /// Store operations hold [`Shared::read`] for their whole duration (and never take it twice:
-/// a waiting rewrite would deadlock a nested read); a rewrite holds [`Shared::write`]. The
-/// guarded value is only ever replaced whole, so a panic while a guard is held cannot leave it
-/// half-changed and a poisoned lock is taken over.
+/// a waiting rewrite would deadlock a nested read); a rewrite or a reopen holds
+/// [`Shared::write`]. The guarded value is only ever replaced whole, so a panic while a guard
+/// is held cannot leave it half-changed and a poisoned lock is taken over.
 #[derive(Debug, Clone)]
-pub(crate) struct Shared(Arc<RwLock<Open>>);
+pub(crate) struct Shared {
+    open: Arc<RwLock<Open>>,
+    pub(crate) health: Arc<HealthCell>,
+}
 
 impl Shared {
     pub(crate) fn new(open: Open) -> Self {
-        Self(Arc::new(RwLock::new(open)))
+        Self {
+            open: Arc::new(RwLock::new(open)),
+            health: Arc::new(HealthCell::default()),
+        }
     }
 
     /// The current database, for the duration of one operation.
     pub(crate) fn read(&self) -> RwLockReadGuard<'_, Open> {
-        self.0.read().unwrap_or_else(PoisonError::into_inner)
+        self.open.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The current database, exclusively: no store operation runs while this is held.
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Open> {
-        self.0.write().unwrap_or_else(PoisonError::into_inner)
+        self.open.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records a failed write or flush in the health (see [`crate::health`]); passes the result
+    /// on unchanged.
+    pub(crate) fn noted<T>(&self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(err) = &result {
+            self.health.failed(err);
+        }
+        result
     }
 
     /// See [`Storage::flush`].
     pub(crate) fn flush(&self) -> Result<(), StorageError> {
-        self.read()
+        let flushed = self
+            .read()
             .db
             .flush()
             .map(drop)
-            .map_err(|source| StorageError::Flush { source })
+            .map_err(|source| StorageError::Flush { source });
+        self.noted(flushed)
     }
 
     /// See [`Storage::flush_async`].
     pub(crate) async fn flush_async(&self) -> Result<(), StorageError> {
         let db = self.read().db.clone();
-        db.flush_async()
+        let flushed = db
+            .flush_async()
             .await
             .map(drop)
-            .map_err(|source| StorageError::Flush { source })
+            .map_err(|source| StorageError::Flush { source });
+        self.noted(flushed)
     }
 }
 
@@ -145,6 +183,29 @@ impl Storage {
             shared: Shared::new(open),
             path,
         })
+    }
+
+    /// Opens the database at `path` only if it holds what this node last knew to be on disk,
+    /// otherwise moves it aside and opens an empty one (see [`crate::integrity`] for the
+    /// checks); the report says which, and what is lost. `now_ms` names a moved-aside
+    /// database; `new_epoch` (random, nonzero) is the epoch of a database made here.
+    ///
+    /// Fails, without moving anything, when the directory is locked or not accessible, or
+    /// when a record was written by a newer build ([`StorageError::UnknownVersion`]).
+    pub fn open_checked(
+        path: impl AsRef<Path>,
+        now_ms: u64,
+        new_epoch: u64,
+    ) -> Result<(Storage, crate::integrity::OpenReport), StorageError> {
+        crate::integrity::open_checked(path.as_ref(), now_ms, new_epoch)
+    }
+
+    /// Bumps the database's seal, flushes, and records the seal in the watermark beside the
+    /// database (see [`crate::integrity`]); returns what it recorded. An agent calls this
+    /// every few seconds: a later [`Storage::open_checked`] refuses a database that holds less
+    /// than the last checkpoint. Blocks for two fsyncs.
+    pub fn checkpoint(&self, now_ms: u64) -> Result<crate::integrity::Watermark, StorageError> {
+        crate::integrity::checkpoint(self, now_ms)
     }
 
     /// The data directory this storage was opened at.
@@ -223,6 +284,32 @@ impl Storage {
         min_bytes: u64,
     ) -> Result<Option<RewriteStats>, StorageError> {
         rewrite::rewrite_if_bloated(&self.shared, &self.path, factor, min_bytes)
+    }
+
+    /// Whether writes currently succeed, and since when they fail if they do not (see
+    /// [`crate::health`]). Every failed write or flush of this storage, its clones and its
+    /// stores is recorded here.
+    pub fn health(&self) -> StorageHealth {
+        self.shared.health.snapshot()
+    }
+
+    /// Writes and flushes a small probe value: succeeds only if the database takes durable
+    /// writes now. A success marks the storage healthy again. Blocks for one fsync.
+    pub fn probe(&self) -> Result<(), StorageError> {
+        health::probe(&self.shared)
+    }
+
+    /// Gets a failed database back without a restart: checks that the disk takes writes again
+    /// (a probe file beside the database), then closes the database and opens it again in
+    /// place, and probes it (see [`crate::health`] for the steps). Stores obtained before keep
+    /// working. The reopened database holds what was on disk at the last good flush.
+    ///
+    /// Fails with [`StorageError::Reopen`] while the disk still refuses writes (nothing is
+    /// touched then). If the database cannot be opened again, [`StorageHealth::closed`] is set
+    /// and every later operation sees an empty stand-in database: restart the agent then.
+    /// Blocks the calling thread, and every store operation, for the reopen.
+    pub fn recover(&self) -> Result<(), StorageError> {
+        health::recover(&self.shared, &self.path)
     }
 
     /// A raw sled tree of the current database, for tests that plant bytes.

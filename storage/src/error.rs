@@ -82,6 +82,30 @@ pub enum StorageError {
         #[source]
         source: std::io::Error,
     },
+    /// Getting a failed database back (see [`crate::Storage::recover`]) failed at a file-system
+    /// step: the disk still refuses writes, or the database could not be opened again.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Reopen {
+        /// What was being done, such as `write a probe file at`.
+        action: &'static str,
+        /// The file or directory it was done to.
+        path: PathBuf,
+        /// The error the file system reported.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading or writing the database's watermark (see [`crate::integrity`]) failed; the
+    /// database itself is unchanged.
+    #[error("cannot {action} the database watermark {}: {source}", path.display())]
+    Watermark {
+        /// What was being done, such as `write` or `rename`.
+        action: &'static str,
+        /// The file it was done to.
+        path: PathBuf,
+        /// The error the file system reported.
+        #[source]
+        source: std::io::Error,
+    },
     /// A value could not be encoded; nothing was written.
     #[error("cannot encode a `{record}`: {reason}")]
     Encode {

@@ -20,6 +20,11 @@
 //! - [`rewrite`] keeps sled's file bounded: [`Storage::rewrite_if_bloated`] copies the
 //!   database into a fresh file when the old one holds too much dead space, and
 //!   [`Storage::open`] recovers from a crash in the middle of it.
+//! - [`integrity`] opens the database only when it holds what was last known to be on disk
+//!   ([`Storage::open_checked`]: a watermark file beside it, every record decoded); a damaged
+//!   one is moved aside and replaced by an empty one with a new epoch, and the caller is told.
+//! - [`health`] records failed writes ([`Storage::health`]) and gets a failed database back
+//!   without a restart ([`Storage::recover`]).
 //! - [`keys`] builds big-endian time keys for time-ordered range scans.
 //!
 //! This crate knows nothing of gossip, HTTP or notifications: it stores what it is given, and
@@ -33,7 +38,9 @@ pub mod compaction;
 pub mod conformance;
 pub mod db;
 pub mod error;
+pub mod health;
 pub mod history;
+pub mod integrity;
 pub mod keys;
 pub mod members;
 pub mod meta;
@@ -47,7 +54,9 @@ pub use crate::alerts::{AlertStore, MemoryAlertStore, SledAlertStore};
 pub use crate::compaction::CompactStats;
 pub use crate::db::Storage;
 pub use crate::error::StorageError;
+pub use crate::health::{StorageFailure, StorageHealth};
 pub use crate::history::{HistoryStore, MemoryHistoryStore, SledHistoryStore};
+pub use crate::integrity::{Damage, OpenReport, OpenState, Watermark};
 pub use crate::keys::{parse_time_key, time_key};
 pub use crate::members::{MemberStore, MemoryMemberStore, SledMemberStore, StoredMember};
 pub use crate::meta::{MemoryMetaStore, MetaStore, SledMetaStore};

@@ -73,6 +73,12 @@ impl MetaValue {
     }
 }
 
+/// The stored bytes of the `u64` `value`, for writers that bypass a [`SledMetaStore`] (the
+/// probe of [`crate::health`], which holds the database's write guard).
+pub(crate) fn encode_u64(value: u64) -> Result<Vec<u8>, StorageError> {
+    record::encode(&MetaValue::U64(value))
+}
+
 /// Meta values in the [`trees::META`] sled tree, key = name bytes. Obtained from
 /// [`crate::Storage::meta`]; cheap to clone, clones share the tree, and keep working after a
 /// [`crate::Storage::rewrite_if_bloated`].
@@ -84,6 +90,19 @@ pub struct SledMetaStore {
 impl SledMetaStore {
     pub(crate) fn new(shared: Shared) -> Self {
         Self { shared }
+    }
+
+    /// Decodes every value, without keeping them; returns how many there are. Fails on the
+    /// first bad one (see [`crate::integrity`]).
+    pub(crate) fn verify(&self) -> Result<u64, StorageError> {
+        let open = self.shared.read();
+        open.meta.iter().try_fold(0, |count, item| {
+            let (key, bytes) = item.map_err(|source| StorageError::Scan {
+                tree: trees::META.to_owned(),
+                source,
+            })?;
+            record::decode::<MetaValue>(trees::META, &key, &bytes).map(|_| count + 1)
+        })
     }
 
     fn get(&self, key: &str) -> Result<Option<MetaValue>, StorageError> {

@@ -168,9 +168,14 @@ pub(crate) fn recover_and_open(path: &Path) -> Result<Open, StorageError> {
     }
     let open = Open::at(path)?;
     // sled's lock on `P` is held: no rewrite of another process can be under way.
-    for (leftover, what) in [(&tmp, "copy"), (&old, "replaced database")] {
+    let stand_in = crate::health::sibling(path, crate::health::REOPEN_TMP_SUFFIX);
+    for (leftover, what) in [
+        (&tmp, "copy of an interrupted rewrite"),
+        (&old, "replaced database of an interrupted rewrite"),
+        (&stand_in, "stand-in database of an interrupted reopen"),
+    ] {
         if leftover.exists() {
-            tracing::warn!(path = %leftover.display(), "removing the {what} of an interrupted rewrite");
+            tracing::warn!(path = %leftover.display(), "removing the {what}");
             remove_dir(leftover)?;
         }
     }
@@ -334,7 +339,7 @@ fn apply(
 
 /// Opens the copy at `path`, waiting up to [`RELEASE_WAIT`] for sled's lock on it: sled's
 /// background threads close a dropped database's file shortly after the drop, not during it.
-fn open_when_released(path: &Path) -> Result<Open, StorageError> {
+pub(crate) fn open_when_released(path: &Path) -> Result<Open, StorageError> {
     let deadline = Instant::now() + RELEASE_WAIT;
     loop {
         match Open::at(path) {

@@ -365,17 +365,36 @@ impl Cluster {
         self.add_agent_at(key_file, &join)
     }
 
+    /// Starts one more agent called `name` (which another agent may have too: its data dir
+    /// and log are named `name-N`), joining the agent at `seed`.
+    pub fn add_agent_named(&mut self, name: &str, seed: usize) -> usize {
+        let key = self.key_file.clone();
+        let join = [self.agents[seed].gossip];
+        let files = format!("{name}-{}", self.agents.len() + 1);
+        self.add_agent_as(&key, &join, name.to_owned(), files)
+    }
+
     fn add_agent_at(&mut self, key_file: &Path, join: &[SocketAddr]) -> usize {
+        let name = format!("n{}", self.agents.len() + 1);
+        self.add_agent_as(key_file, join, name.clone(), name)
+    }
+
+    fn add_agent_as(
+        &mut self,
+        key_file: &Path,
+        join: &[SocketAddr],
+        name: String,
+        files: String,
+    ) -> usize {
         let index = self.agents.len();
-        let name = format!("n{}", index + 1);
-        let data_dir = self.dir.path().join(&name);
+        let data_dir = self.dir.path().join(&files);
         std::fs::create_dir_all(&data_dir).unwrap();
-        let log = self.dir.path().join(format!("{name}.log"));
+        let log = self.dir.path().join(format!("{files}.log"));
         // Port 0: the OS picks free ports, so parallel tests never race for one.
         let gossip: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let api: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let config = self.config_for.as_ref().map(|make| {
-            let path = self.dir.path().join(format!("{name}.toml"));
+            let path = self.dir.path().join(format!("{files}.toml"));
             std::fs::write(&path, make(index)).unwrap();
             path
         });

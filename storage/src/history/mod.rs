@@ -129,6 +129,17 @@ impl SledHistoryStore {
         Self { shared }
     }
 
+    /// Decodes every entry and checks its key, without keeping them; returns how many there
+    /// are. Fails on the first bad one (see [`crate::integrity`]).
+    pub(crate) fn verify(&self) -> Result<u64, StorageError> {
+        self.with(|tree| {
+            tree.tree.iter().try_fold(0, |count, item| {
+                let (key, bytes) = item.map_err(HistoryTree::scan_error)?;
+                HistoryTree::decode(&key, &bytes).map(|_| count + 1)
+            })
+        })
+    }
+
     /// Runs `op` on the history tree of the current database, holding the read guard
     /// throughout so a rewrite cannot swap the database under it.
     fn with<T>(&self, op: impl FnOnce(&HistoryTree<'_>) -> T) -> T {
