@@ -59,6 +59,8 @@ pub struct Config {
     pub raw_retention: Duration,
     /// How long history is kept at all.
     pub retention: Duration,
+    /// How long closed incidents stay in the ledger after they ended.
+    pub incidents_retention: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
@@ -203,6 +205,7 @@ pub fn resolve(
     let status_interval = values.required_duration(&STATUS_INTERVAL)?.value;
     let raw_retention = values.required_duration(&HISTORY_RAW_RETENTION)?;
     let retention = values.required_duration(&HISTORY_RETENTION)?;
+    let incidents_retention = values.required_duration(&INCIDENTS_RETENTION)?.value;
     if retention.value < raw_retention.value {
         return Err(ConfigError::Invalid {
             key: HISTORY_RETENTION.key,
@@ -254,6 +257,7 @@ pub fn resolve(
         mounts,
         raw_retention: raw_retention.value,
         retention: retention.value,
+        incidents_retention,
         checks,
         election,
         notify,
@@ -653,6 +657,38 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
         assert_eq!(
             ten_years.unwrap().retention,
             Duration::from_secs(3650 * 86_400)
+        );
+    }
+
+    #[test]
+    fn incidents_retention_comes_from_the_file_or_the_environment_and_names_its_source() {
+        let config = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(config.incidents_retention, Duration::from_secs(30 * 86_400));
+        let file = resolve_with(
+            Some("[incidents]\nretention = \"7d\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(
+            file.unwrap().incidents_retention,
+            Duration::from_secs(7 * 86_400)
+        );
+        let env = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "1h")],
+            Layer::default(),
+        );
+        assert_eq!(env.unwrap().incidents_retention, Duration::from_secs(3_600));
+        let err = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "5s")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("incidents.retention") && err.contains("ROVER_INCIDENTS_RETENTION"),
+            "{err}"
         );
     }
 

@@ -214,6 +214,12 @@ settings! {
         default: Default::Value("30d"), kind: between(HOUR, LONGEST),
         doc: "history, then dropped (at least `history.raw_retention`)",
     };
+    /// `incidents.retention`
+    INCIDENTS_RETENTION = Setting {
+        key: "incidents.retention", env: Some("ROVER_INCIDENTS_RETENTION"), flag: None,
+        default: Default::Value("30d"), kind: between(MINUTE, LONGEST),
+        doc: "closed incidents stay in the ledger this long after they ended, then go",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,

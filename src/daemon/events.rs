@@ -26,7 +26,8 @@ pub struct EventRouter {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync (on joining a cluster or meeting a new member).
     pub sync_now: Arc<Notify>,
-    /// Bumped on every change of the member list (the leadership task reads SWIM then).
+    /// Bumped on every change of the member list (the leadership task and the incident engine
+    /// read SWIM then).
     pub members_changed: watch::Sender<u64>,
     /// The topology owner task (records heard by gossip, members that left).
     pub topology: crate::topology::TopologyHandle,

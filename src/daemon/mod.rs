@@ -37,13 +37,15 @@ use crate::peer::server::PeerServer;
 use rover_election::policy::DueRules;
 
 /// When messages fall due, from `[notify]`: a notification pending twice as long as a send may
-/// take is taken over even from a holder that still looks alive.
-fn due_rules(notify: &crate::config::notify::NotifyConfig) -> DueRules {
+/// take is taken over even from a holder that still looks alive; closed incidents go after
+/// `incidents.retention`.
+fn due_rules(config: &Config) -> DueRules {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     DueRules {
-        group_wait_ms: ms(notify.group_wait),
-        repeat_interval_ms: notify.repeat_interval.map_or(0, ms),
+        group_wait_ms: ms(config.notify.group_wait),
+        repeat_interval_ms: config.notify.repeat_interval.map_or(0, ms),
         orphan_after_ms: ms(crate::notify::SEND_BUDGET * 2),
+        retention_ms: ms(config.incidents_retention),
     }
 }
 
@@ -155,11 +157,12 @@ impl Daemon {
             crate::incidents::run(EngineContext {
                 me: config.node_name.clone(),
                 membership: membership.clone(),
+                member_changes: members_changed_tx.subscribe(),
                 alerts: alerts.clone(),
                 storage: storage.clone(),
                 leadership: leadership.clone(),
                 notifiers: notifiers.clone(),
-                rules: due_rules(&config.notify),
+                rules: due_rules(&config),
                 topology: topology.clone(),
             }),
         );

@@ -41,6 +41,7 @@ use openraft::{BasicNode, ServerState};
 use rover_election::group::ClusterStamp;
 use rover_election::ledger::{Applied, Incident, LeaderMode, Ledger, LedgerCommand, Notification};
 use rover_election::network::{serve, RaftReply, RaftRequest};
+use rover_election::state_machine::LedgerReader;
 use rover_membership::MembershipHandle;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -367,6 +368,13 @@ impl LeadershipHandle {
         answer.await.map_err(|_| LeadershipError::stopped())
     }
 
+    /// A reader of the Raft ledger applied here, which can wait for it to change; `None`
+    /// without a Raft node. The node is replaced when its group yields: a reader of the old
+    /// one then reports that its machine stopped.
+    pub fn applied_ledger(&self) -> Option<LedgerReader> {
+        self.writer.node.borrow().as_ref().map(|n| n.reader.clone())
+    }
+
     /// Answers a Raft RPC from a peer of group `cluster` for the node `target`. An RPC for
     /// another node id (the one this host had before its database was lost) is refused like
     /// one of another group, so the leader greets this host and learns its new id.
@@ -456,7 +464,7 @@ impl LeadershipHandle {
 
     /// The ledger this node writes to while it leads, and how it leads: the Raft ledger as
     /// Raft leader, the fallback ledger as fallback leader. `None` when it does not lead.
-    pub async fn leading_ledger(&self) -> Option<(LeaderMode, Ledger)> {
+    pub async fn leading_ledger(&self) -> Option<(LeaderMode, Arc<Ledger>)> {
         let status = self.status();
         if !status.is_me {
             return None;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use openraft::{BasicNode, Raft};
 use rover_election::config::raft_config;
-use rover_election::disk::{DiskError, RaftDisk};
+use rover_election::disk::{DiskError, MachineRecord, MachineWrite, RaftDisk};
 use rover_election::ledger::LedgerCommand;
 use rover_election::log_store::LogStore;
 use rover_election::network::Network;
@@ -175,6 +175,34 @@ impl RaftDisk for Disk {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError> {
         self.check("writing raft meta")?;
         RaftDisk::put_meta(&self.trees, key, value)
+    }
+
+    fn remove_meta(&self, key: &str) -> Result<(), DiskError> {
+        self.check("removing raft meta")?;
+        RaftDisk::remove_meta(&self.trees, key)
+    }
+
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+        RaftDisk::get_snapshot(&self.trees)
+    }
+
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+        self.check("writing the raft snapshot")?;
+        RaftDisk::put_snapshot(&self.trees, bytes)
+    }
+
+    fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
+        RaftDisk::machine_records(&self.trees)
+    }
+
+    fn write_machine(&self, changes: &[MachineWrite]) -> Result<(), DiskError> {
+        self.check("writing the ledger")?;
+        RaftDisk::write_machine(&self.trees, changes)
+    }
+
+    fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), DiskError> {
+        self.check("replacing the ledger")?;
+        RaftDisk::replace_machine(&self.trees, records)
     }
 
     fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError> {

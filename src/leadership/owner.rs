@@ -66,7 +66,7 @@ pub enum Input {
     /// The fallback ledger over this node's copy of the Raft ledger, if it leads as fallback.
     LeadingLedger {
         /// The answer.
-        reply: oneshot::Sender<Option<(LeaderMode, Ledger)>>,
+        reply: oneshot::Sender<Option<(LeaderMode, Arc<Ledger>)>>,
     },
     /// Record outcomes of fallback intents where those intents are: answers `true` if kept in
     /// the fallback ledger or the pending merge, else gives the commands back to be written
@@ -297,7 +297,7 @@ impl Owner {
                 let ledger = (status.is_me && status.mode == Mode::Fallback).then(|| {
                     (
                         LeaderMode::Fallback,
-                        self.side.fallback().over(&self.raft_ledger()),
+                        Arc::new(self.side.fallback().over(&self.raft_ledger())),
                     )
                 });
                 let _ = reply.send(ledger);
@@ -316,7 +316,7 @@ impl Owner {
         }
     }
 
-    pub(super) fn raft_ledger(&self) -> Ledger {
+    pub(super) fn raft_ledger(&self) -> Arc<Ledger> {
         self.node().map(|n| n.reader.ledger()).unwrap_or_default()
     }
 

@@ -44,6 +44,8 @@ pub(crate) struct Open {
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
     pub(crate) topology: sled::Tree,
+    pub(crate) raft_machine: sled::Tree,
+    pub(crate) raft_snapshot: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -88,6 +90,8 @@ impl Open {
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
             topology: open_tree(trees::TOPOLOGY)?,
+            raft_machine: open_tree(trees::RAFT_MACHINE)?,
+            raft_snapshot: open_tree(trees::RAFT_SNAPSHOT)?,
             db,
             rewritten_size: None,
         })

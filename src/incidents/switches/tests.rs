@@ -6,13 +6,14 @@ use crate::incidents::message::compose;
 use crate::incidents::reconcile::{reconcile, HostView};
 use crate::topology::map::tests::host_on;
 use crate::topology::table::TopologyTable;
-use rover_election::policy::{due_work, Claim, DueRules};
+use rover_election::policy::{due_work, Claim, DueRules, SendView};
 
 const GROUP_WAIT: u64 = 5_000;
 const RULES: DueRules = DueRules {
     group_wait_ms: GROUP_WAIT,
     repeat_interval_ms: 60_000,
     orphan_after_ms: 180_000,
+    retention_ms: 30 * 86_400_000,
 };
 /// 2025-11-21T22:18:34Z
 const T0: u64 = 1_763_763_514_000;
@@ -79,7 +80,14 @@ impl Leader {
             self.ledger.apply(c);
         }
         let alive = |n: &str| observed.may_be_alive(n);
-        let work = due_work(&self.ledger, self.me, &alive, now, &RULES);
+        let channels = ["email".to_owned()];
+        let view = SendView {
+            me: self.me,
+            idle: &channels,
+            busy: &[],
+            is_alive: &alive,
+        };
+        let work = due_work(&self.ledger, &view, now, &RULES);
         let work = keep_sendable(work, &self.ledger, &step.hold);
         if work.is_empty() {
             return;
