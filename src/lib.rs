@@ -23,6 +23,7 @@ pub mod node_key;
 pub mod notify;
 pub mod peer;
 pub mod status;
+pub mod topology;
 
 /// Makes ring rustls's process-wide crypto provider, once; reqwest (built without a provider of
 /// its own) panics building a client otherwise. Safe to call many times.

@@ -24,6 +24,7 @@ use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 pub use crate::member::{MemberEvent, MemberInfo, MemberStatus};
 use crate::profile::Tunables;
+use crate::replay::{self, ReplayGuard};
 use crate::stale_suspicion::StaleSuspicions;
 
 mod known_members;
@@ -71,6 +72,7 @@ pub enum Output {
 
 /// Traffic and drop counters, for `info` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Datagrams handed to `handle_packet`.
     pub packets_in: u64,
@@ -82,6 +84,12 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Datagrams that failed to open (wrong key, forged, garbage); never parsed.
     pub dropped_unsealed: u64,
+    /// Datagrams in an envelope version this build does not speak (an older or newer agent).
+    pub dropped_version: u64,
+    /// Datagrams that opened but were already seen inside the replay window.
+    pub dropped_replayed: u64,
+    /// Datagrams that opened but were sent outside the replay window (clock skew or replay).
+    pub dropped_stale: u64,
     /// Datagrams that opened but foca rejected.
     pub dropped_rejected: u64,
     /// Stray "you are down" messages foca wanted to send to a member that had refuted.
@@ -118,6 +126,7 @@ pub struct MembershipCore {
     runtime: AccumulatingRuntime<NodeIdentity>,
     news: mpsc::Receiver<BroadcastItem>,
     keyring: Keyring,
+    replay: ReplayGuard,
     nonce_rng: StdRng,
     tunables: Tunables,
     sized_for: usize,
@@ -153,6 +162,7 @@ impl MembershipCore {
             runtime: AccumulatingRuntime::new(),
             news,
             keyring: settings.keyring,
+            replay: ReplayGuard::new(settings.tunables.replay_window, replay::DEFAULT_CAPACITY),
             nonce_rng: StdRng::seed_from_u64(settings.rng_seed ^ 0x5eed_5eed_5eed_5eed),
             tunables: settings.tunables,
             sized_for: 1,
@@ -215,20 +225,36 @@ impl MembershipCore {
         self.has_left
     }
 
-    /// A datagram arrived. Packets that do not open are dropped and counted, never parsed.
+    /// A datagram arrived. Packets that do not open, or that opened but were sent outside the
+    /// replay window or already seen inside it, are dropped and counted, never parsed.
     pub fn handle_packet(&mut self, now_ms: u64, packet: &[u8]) -> Result<(), PacketError> {
         self.now_ms = now_ms;
         self.counters.packets_in += 1;
         self.counters.bytes_in += packet.len() as u64;
-        let plaintext = match self.keyring.open(packet) {
-            Ok(plaintext) => plaintext,
+        let opened = match self.keyring.open(packet) {
+            Ok(opened) => opened,
+            Err(e @ crate::error::OpenError::UnknownVersion(_)) => {
+                self.counters.dropped_version += 1;
+                return Err(e.into());
+            }
             Err(e) => {
                 self.counters.dropped_unsealed += 1;
                 return Err(e.into());
             }
         };
+        match self.replay.admit(now_ms, opened.sent_ms, &opened.nonce) {
+            Ok(()) => {}
+            Err(replay::Refusal::Replayed) => {
+                self.counters.dropped_replayed += 1;
+                return Err(PacketError::Replayed);
+            }
+            Err(replay::Refusal::Stale { skew_ms }) => {
+                self.counters.dropped_stale += 1;
+                return Err(PacketError::Stale { skew_ms });
+            }
+        }
         let evidence =
-            name_conflict::evidence(self.identity(), &plaintext, |n| self.active_named(n));
+            name_conflict::evidence(self.identity(), &opened.plaintext, |n| self.active_named(n));
         if let Some(evidence) = evidence {
             let refused = match evidence {
                 name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
@@ -239,7 +265,7 @@ impl MembershipCore {
                 return Err(PacketError::NameConflict(addr));
             }
         }
-        let result = self.foca.handle_data(&plaintext, &mut self.runtime);
+        let result = self.foca.handle_data(&opened.plaintext, &mut self.runtime);
         self.drain();
         result.map_err(|e| {
             self.counters.dropped_rejected += 1;
@@ -320,13 +346,12 @@ impl MembershipCore {
     /// Queue a custom broadcast for dissemination (and count it as seen by us).
     pub fn handle_broadcast(&mut self, item: &BroadcastItem) -> Result<bool, BroadcastError> {
         let bytes = item.encode();
-        let limit = self
+        let max_packet = self
             .tunables
             .foca_config(self.sized_for)
             .max_packet_size
-            .get()
-            / 2;
-        if bytes.len() > limit {
+            .get();
+        if bytes.len() > crate::broadcast::item_capacity(max_packet, self.longest_identity()) {
             return Err(BroadcastError::TooBig(bytes.len()));
         }
         let queued = self
@@ -335,7 +360,27 @@ impl MembershipCore {
             .map_err(|e| BroadcastError::Refused(e.to_string()))?;
         // Our own item is news to the inbox too; it is not an event for us.
         while self.news.try_recv().is_ok() {}
+        if queued && bytes.len() > max_packet / 2 {
+            // Too big to ride beside pending member updates: send it now in messages of its own
+            // (gossip carries it further whenever a datagram has room).
+            if let Err(e) = self.foca.broadcast(&mut self.runtime) {
+                tracing::debug!(error = %e, "sending a big broadcast failed");
+            }
+            self.drain();
+        }
         Ok(queued)
+    }
+
+    /// The longest encoded identity among us and the members we know: every datagram's header
+    /// carries two of them.
+    fn longest_identity(&self) -> usize {
+        let len = |id: &NodeIdentity| postcard::experimental::serialized_size(id).unwrap_or(0);
+        self.foca
+            .iter_membership_state()
+            .map(|m| len(m.id()))
+            .chain(std::iter::once(len(self.identity())))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every member we know, us included, sorted by name.
@@ -491,7 +536,7 @@ impl MembershipCore {
                 self.counters.suppressed_turn_undead += 1;
                 continue;
             }
-            let packet = self.keyring.seal(&data, &mut self.nonce_rng);
+            let packet = self.keyring.seal(self.now_ms, &data, &mut self.nonce_rng);
             self.counters.packets_out += 1;
             self.counters.bytes_out += packet.len() as u64;
             self.out.push_back(Output::Send {

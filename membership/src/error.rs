@@ -53,6 +53,17 @@ pub enum PacketError {
     /// The envelope did not open; the packet was dropped and counted, state untouched.
     #[error("dropped: {0}")]
     Unsealed(#[from] OpenError),
+    /// The envelope opened but was already seen inside the replay window; counted, state
+    /// untouched.
+    #[error("dropped: replayed")]
+    Replayed,
+    /// The envelope opened but its sender time is outside the replay window; counted, state
+    /// untouched.
+    #[error("dropped: sent {skew_ms} ms away from our clock, outside the replay window")]
+    Stale {
+        /// Our clock minus the sender's, in ms.
+        skew_ms: i64,
+    },
     /// The envelope opened but the SWIM payload was rejected by foca; counted, state untouched.
     #[error("rejected by SWIM: {0}")]
     Rejected(String),

@@ -64,6 +64,14 @@ pub struct Tunables {
     pub retransmit_mult: u32,
     /// Scales the profile's suspicion timeout (1.0 = memberlist's).
     pub suspicion_scale: f64,
+    /// How far a datagram's sender time may be from ours (see [`crate::replay`]): the clock
+    /// skew the cluster tolerates.
+    #[serde(default = "default_replay_window")]
+    pub replay_window: Duration,
+}
+
+fn default_replay_window() -> Duration {
+    crate::replay::DEFAULT_WINDOW
 }
 
 impl From<Profile> for Tunables {
@@ -73,6 +81,7 @@ impl From<Profile> for Tunables {
             indirect_probes: 4,
             retransmit_mult: 4,
             suspicion_scale: 1.0,
+            replay_window: crate::replay::DEFAULT_WINDOW,
         }
     }
 }

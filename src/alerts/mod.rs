@@ -23,7 +23,7 @@ use rover_storage::{
     Alert, AlertKey, AlertState, AlertStore, HistoryEntry, HistoryEvent, HistoryStore, Severity,
     Storage,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use self::table::{AlertTable, Applied, DigestEntry};
@@ -71,6 +71,7 @@ pub enum AlertInput {
 #[derive(Debug, Clone)]
 pub struct AlertsHandle {
     inputs: mpsc::Sender<AlertInput>,
+    changes: watch::Receiver<u64>,
 }
 
 /// The task has stopped (the agent is shutting down).
@@ -146,6 +147,11 @@ impl AlertsHandle {
         .await?
     }
 
+    /// A counter bumped whenever the table changes (the incident engine waits on it).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
     /// Every alert we know.
     pub async fn list(&self) -> Result<Vec<Alert>, AlertsStopped> {
         self.ask(AlertInput::List).await
@@ -179,17 +185,20 @@ pub struct AlertsContext {
 pub fn spawn(context: AlertsContext) -> anyhow::Result<(AlertsHandle, JoinHandle<()>)> {
     let stored = context.storage.alerts().all()?;
     let (inputs, rx) = mpsc::channel(256);
+    let (changed, changes) = watch::channel(0);
     let task = AlertsTask {
         table: AlertTable::from_alerts(stored),
         context,
+        changed,
         unstored: BTreeSet::new(),
     };
-    Ok((AlertsHandle { inputs }, tokio::spawn(task.run(rx))))
+    Ok((AlertsHandle { inputs, changes }, tokio::spawn(task.run(rx))))
 }
 
 struct AlertsTask {
     table: AlertTable,
     context: AlertsContext,
+    changed: watch::Sender<u64>,
     /// Alerts changed in the table but not stored (storage was failing).
     unstored: BTreeSet<AlertKey>,
 }
@@ -364,6 +373,8 @@ impl AlertsTask {
     }
 
     fn record(&mut self, alert: &Alert, applied: Applied) {
+        self.changed
+            .send_modify(|version| *version = version.wrapping_add(1));
         if let Err(e) = self.context.storage.alerts().put(alert) {
             tracing::warn!(alert = %alert.key(), error = %e, "alert not stored here (kept in memory and gossiped; stored once storage recovers)");
             self.unstored.insert(alert.key());

@@ -25,8 +25,15 @@ pub enum Applied {
 /// A digest entry: which version of which alert a node holds.
 pub type DigestEntry = (AlertKey, u64);
 
-/// Summaries are capped so that an alert always fits in one gossip datagram.
+/// Summaries are cut to their first line and to this many characters...
 pub const MAX_SUMMARY: usize = 300;
+
+/// ...and to this many bytes of UTF-8 (at a character boundary), so that an alert always fits
+/// one gossip broadcast (`rover_membership::broadcast::GUARANTEED_ITEM_BYTES`) when its team,
+/// host and name are at most 32 bytes each: 300 characters of any script of the Basic
+/// Multilingual Plane (3 bytes at most each) stay whole; 4-byte characters (emoji) are cut at
+/// 225.
+pub const MAX_SUMMARY_BYTES: usize = 900;
 
 /// The table. See the module docs.
 #[derive(Debug, Clone, Default)]
@@ -184,10 +191,15 @@ impl AlertTable {
 /// characters.
 fn cap(summary: &str) -> String {
     let line = control_chars::strip(summary);
-    match line.char_indices().nth(MAX_SUMMARY) {
-        Some((at, _)) => line[..at].trim_end().to_owned(),
-        None => line,
+    let chars = line
+        .char_indices()
+        .nth(MAX_SUMMARY)
+        .map_or(line.len(), |(at, _)| at);
+    let mut end = chars.min(MAX_SUMMARY_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
     }
+    line[..end].trim_end().to_owned()
 }
 
 /// An alert heard from a peer, made fit to store: its summary and path stripped of control
@@ -212,6 +224,40 @@ pub fn sanitized(mut alert: Alert) -> Option<Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_at_the_summary_limit_fits_one_broadcast_in_bytes() {
+        let mut table = AlertTable::default();
+        let (team, host, name) = ("t".repeat(32), "h".repeat(32), "n".repeat(32));
+        for text in ["ディスク満杯".repeat(60), "🔥".repeat(300), "x".repeat(400)] {
+            let alert = table
+                .raise((&team, &host), &name, Severity::Critical, &text, 10)
+                .unwrap();
+            assert!(alert.summary.len() <= MAX_SUMMARY_BYTES);
+            assert!(alert.summary.chars().count() <= MAX_SUMMARY);
+            let item = rover_membership::BroadcastItem {
+                topic: rover_membership::Topic::Alert,
+                key: alert.key().to_string(),
+                version: u64::MAX,
+                payload: postcard::to_stdvec(&Alert {
+                    first_seen_ms: u64::MAX,
+                    last_change_ms: u64::MAX,
+                    version: u64::MAX,
+                    ..alert
+                })
+                .unwrap(),
+            };
+            assert!(
+                item.encode().len() <= rover_membership::broadcast::GUARANTEED_ITEM_BYTES,
+                "{} bytes",
+                item.encode().len()
+            );
+        }
+        let cjk = table
+            .raise(ME, "cjk", Severity::Warning, &"ディスク満杯".repeat(50), 1)
+            .unwrap();
+        assert_eq!(cjk.summary.chars().count(), 300, "BMP text stays whole");
+    }
 
     const ME: (&str, &str) = ("home", "n1");
 

@@ -57,12 +57,21 @@ macro_rules! sayln {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    if cli.format == Format::Dot && !matches!(cli.command, Command::Topology) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                "--format dot is only for `topology` (use text or json)",
+            )
+            .exit();
+    }
     match cli.command {
         Command::Agent(ref args) => run_agent(args),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
-                Format::Text => sayln!("{}", key.to_base64()),
+                Format::Text | Format::Dot => sayln!("{}", key.to_base64()),
                 Format::Json => sayln!("{}", serde_json::json!({ "key": key.to_base64() })),
             }
             Ok(())
@@ -78,7 +87,7 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run_agent(args: &AgentArgs) -> Result<()> {
-    init_logging();
+    crate::daemon::log_sink::init();
     let file = match &args.config {
         Some(path) => Some((Layer::from_file(path)?, path.clone())),
         None => None,
@@ -100,16 +109,6 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(Daemon::run(config, signals::first_signal()))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {
@@ -196,21 +195,25 @@ async fn run_client(cli: &Cli) -> Result<()> {
             let status: crate::leadership::LeaderStatus = client.get("/v1/leader").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&status)?),
-                Format::Text => say!("{}", super::leader_output::leader_table(&status)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::leader_output::leader_table(&status))
+                }
             }
         }
         Command::Incidents => {
             let view: crate::leadership::LedgerView = client.get("/v1/incidents").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&view)?),
-                Format::Text => say!("{}", super::incidents_output::incidents_tables(&view)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::incidents_output::incidents_tables(&view))
+                }
             }
         }
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&alerts)?),
-                Format::Text => say!("{}", alerts_table(&alerts)),
+                Format::Text | Format::Dot => say!("{}", alerts_table(&alerts)),
             }
         }
         Command::Alert(AlertCommand::Raise {
@@ -253,14 +256,14 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     let history: HistoryResponse = client.get(&path).await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&history)?),
-                        Format::Text => say!("{}", host_timeline(&history)),
+                        Format::Text | Format::Dot => say!("{}", host_timeline(&history)),
                     }
                 }
                 None => {
                     let hosts: Vec<HostSummary> = client.get("/v1/history").await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&hosts)?),
-                        Format::Text => say!("{}", hosts_table(&hosts)),
+                        Format::Text | Format::Dot => say!("{}", hosts_table(&hosts)),
                     }
                 }
             }
@@ -273,7 +276,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 .await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&answer)?),
-                Format::Text => say!("{}", notify_test_table(&answer)),
+                Format::Text | Format::Dot => say!("{}", notify_test_table(&answer)),
             }
             let failed = failures(&answer);
             if answer.channels.is_empty() {
@@ -286,6 +289,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     "{failed} of {} channels did not deliver",
                     answer.channels.len()
                 ));
+            }
+        }
+        Command::Topology => {
+            let report: crate::topology::report::TopologyReport =
+                client.get("/v1/topology").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Dot => say!("{}", crate::topology::report::dot(&report)),
+                Format::Text => say!("{}", crate::topology::report::text(&report)),
             }
         }
         Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),
@@ -389,20 +401,30 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec![
             "packets".into(),
             format!(
-                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected",
+                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected, {} replayed, \
+                 {} stale, {} other version",
                 c.packets_in,
                 c.bytes_in,
                 c.packets_out,
                 c.bytes_out,
                 c.dropped_unsealed,
-                c.dropped_rejected
+                c.dropped_rejected,
+                c.dropped_replayed,
+                c.dropped_stale,
+                c.dropped_version
             ),
         ],
         vec![
             "cluster port".into(),
             format!(
-                "{} connections rejected; sent {} frames ({} B), raft {} frames ({} B)",
+                "{} connections rejected ({} handshakes, {} frames, {} over the limit, {} timed \
+                 out); {} handshakes; sent {} frames ({} B), raft {} frames ({} B)",
                 info.peer_rejected,
+                info.cluster_port_refused.handshakes,
+                info.cluster_port_refused.frames,
+                info.cluster_port_refused.over_limit,
+                info.cluster_port_refused.timeouts,
+                info.cluster_port.handshakes,
                 info.cluster_port.frames_out,
                 info.cluster_port.bytes_out,
                 info.cluster_port.raft_frames_out,

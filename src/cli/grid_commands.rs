@@ -109,7 +109,8 @@ fn print(
 ) -> Result<()> {
     match format {
         Format::Json => print_json(value),
-        Format::Text => {
+        // `--format dot` is refused before any command but `topology` runs.
+        Format::Text | Format::Dot => {
             super::commands::write_text(&text());
             Ok(())
         }

@@ -126,6 +126,14 @@ fn entry_text(entry: &HistoryEntry) -> (String, String) {
             "notify".into(),
             format!("{incident} via {channel}: {detail}"),
         ),
+        HistoryEvent::SwitchChange {
+            interface,
+            from,
+            to,
+        } => (
+            "switch".into(),
+            crate::topology::history_text(interface, from.as_deref(), to.as_deref()),
+        ),
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Format {
     Text,
     /// JSON.
     Json,
+    /// Graphviz dot (`topology` only).
+    Dot,
 }
 
 /// Member statuses accepted by `members --status`.
@@ -115,6 +117,8 @@ pub enum Command {
         #[arg(long, default_value = "24h", value_parser = parse_since)]
         ttl: std::time::Duration,
     },
+    /// The subnet -> switch -> host map from LLDP and CDP (`--format text|dot|json`).
+    Topology,
     /// Recorded status samples, alerts and membership changes.
     History {
         /// Only this host (default: a summary of every host).

@@ -41,14 +41,14 @@ pub struct Layer {
 }
 
 /// Sections a config file may hold that later features read.
-const LATER_SECTIONS: &[&str] = &["teams", "topology"];
+const LATER_SECTIONS: &[&str] = &["teams"];
 
 impl Layer {
     /// This layer with `setting` set to `value` (a list setting takes it as one item).
     pub fn with(mut self, setting: &Setting, value: impl Into<String>) -> Self {
         let value = value.into();
         let raw = match setting.kind {
-            Kind::Seeds | Kind::AbsolutePaths => Raw::Many(vec![value]),
+            Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(vec![value]),
             _ => Raw::One(value),
         };
         self.values.insert(setting.key, raw);
@@ -148,7 +148,7 @@ impl Layer {
                 continue;
             };
             let raw = match setting.kind {
-                Kind::Seeds | Kind::AbsolutePaths => Raw::Many(
+                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(
                     value
                         .split(',')
                         .map(str::trim)
@@ -168,7 +168,7 @@ impl Layer {
 fn raw_from_toml(setting: &Setting, value: toml::Value) -> Result<Raw, String> {
     use toml::Value;
     match (setting.kind, value) {
-        (Kind::Seeds | Kind::AbsolutePaths, Value::Array(items)) => items
+        (Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces, Value::Array(items)) => items
             .into_iter()
             .map(|item| match item {
                 Value::String(text) => Ok(text),
@@ -179,7 +179,7 @@ fn raw_from_toml(setting: &Setting, value: toml::Value) -> Result<Raw, String> {
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Raw::Many),
-        (Kind::Seeds | Kind::AbsolutePaths, other) => Err(format!(
+        (Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces, other) => Err(format!(
             "expected an array of strings, found {}",
             other.type_str()
         )),

@@ -61,12 +61,16 @@ pub struct Config {
     pub raw_retention: Duration,
     /// How long history is kept at all.
     pub retention: Duration,
+    /// How long closed incidents stay in the ledger after they ended.
+    pub incidents_retention: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
     pub election: ElectionConfig,
     /// Grouping, repeats and the notification channels.
     pub notify: NotifyConfig,
+    /// `[topology]`: LLDP and CDP listening.
+    pub topology: crate::topology::TopologySettings,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -204,6 +208,7 @@ pub fn resolve(
     let status_interval = values.required_duration(&STATUS_INTERVAL)?.value;
     let raw_retention = values.required_duration(&HISTORY_RAW_RETENTION)?;
     let retention = values.required_duration(&HISTORY_RETENTION)?;
+    let incidents_retention = values.required_duration(&INCIDENTS_RETENTION)?.value;
     if retention.value < raw_retention.value {
         return Err(ConfigError::Invalid {
             key: HISTORY_RETENTION.key,
@@ -236,6 +241,10 @@ pub fn resolve(
 
     let election = election::resolve(&values)?;
     let notify = notify::resolve(&layers, &values)?;
+    let topology = crate::topology::TopologySettings {
+        enabled: values.switch(&settings::TOPOLOGY_ENABLED)?.unwrap_or(true),
+        interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
+    };
     Ok(Config {
         node_name,
         team,
@@ -252,9 +261,11 @@ pub fn resolve(
         mounts,
         raw_retention: raw_retention.value,
         retention: retention.value,
+        incidents_retention,
         checks,
         election,
         notify,
+        topology,
     })
 }
 
@@ -650,6 +661,38 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
         assert_eq!(
             ten_years.unwrap().retention,
             Duration::from_secs(3650 * 86_400)
+        );
+    }
+
+    #[test]
+    fn incidents_retention_comes_from_the_file_or_the_environment_and_names_its_source() {
+        let config = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(config.incidents_retention, Duration::from_secs(30 * 86_400));
+        let file = resolve_with(
+            Some("[incidents]\nretention = \"7d\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(
+            file.unwrap().incidents_retention,
+            Duration::from_secs(7 * 86_400)
+        );
+        let env = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "1h")],
+            Layer::default(),
+        );
+        assert_eq!(env.unwrap().incidents_retention, Duration::from_secs(3_600));
+        let err = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "5s")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("incidents.retention") && err.contains("ROVER_INCIDENTS_RETENTION"),
+            "{err}"
         );
     }
 

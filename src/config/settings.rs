@@ -77,6 +77,9 @@ pub enum Kind {
     /// A token from `rover-agent invite` (checked when the agent starts: a bad one is a usage
     /// error, exit code 2).
     Invitation,
+    /// A list of network interface names (1 to 15 characters, no `/` or space); at most
+    /// [`MAX_LIST`].
+    Interfaces,
 }
 
 /// Bounds of a duration setting.
@@ -220,6 +223,12 @@ settings! {
         default: Default::Value("30d"), kind: between(HOUR, LONGEST),
         doc: "history, then dropped (at least `history.raw_retention`)",
     };
+    /// `incidents.retention`
+    INCIDENTS_RETENTION = Setting {
+        key: "incidents.retention", env: Some("ROVER_INCIDENTS_RETENTION"), flag: None,
+        default: Default::Value("30d"), kind: between(MINUTE, LONGEST),
+        doc: "closed incidents stay in the ledger this long after they ended, then go",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,
@@ -262,6 +271,19 @@ settings! {
         default: Default::Computed("on only when no other channel is configured"),
         kind: Kind::Switch,
         doc: "print messages on standard output and in the log",
+    };
+    /// `topology.enabled`
+    TOPOLOGY_ENABLED = Setting {
+        key: "topology.enabled", env: Some("ROVER_TOPOLOGY_ENABLED"), flag: None,
+        default: Default::Value("true"), kind: Kind::Switch,
+        doc: "listen for LLDP and CDP (needs CAP_NET_RAW; without it the agent says so and runs on)",
+    };
+    /// `topology.interfaces`
+    TOPOLOGY_INTERFACES = Setting {
+        key: "topology.interfaces", env: Some("ROVER_TOPOLOGY_INTERFACES"), flag: None,
+        default: Default::Unset("every interface that is up, not loopback and not virtual"),
+        kind: Kind::Interfaces,
+        doc: "listen only on these interfaces (env: comma-separated)",
     };
 }
 
@@ -317,6 +339,7 @@ impl Kind {
             }
             Kind::Count { min, max } => format!("{min} to {max}"),
             Kind::Switch => "true, false".into(),
+            Kind::Interfaces => format!("up to {MAX_LIST} interface names"),
         }
     }
 }

@@ -41,7 +41,9 @@ impl<'a> Values<'a> {
         self.raw(setting).or_else(|| match setting.default {
             settings::Default::Value(text) => Some(Sourced {
                 value: match setting.kind {
-                    Kind::Seeds | Kind::AbsolutePaths => Raw::Many(vec![text.to_owned()]),
+                    Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => {
+                        Raw::Many(vec![text.to_owned()])
+                    }
                     _ => Raw::One(text.to_owned()),
                 },
                 source: Source::Default,
@@ -147,6 +149,23 @@ impl<'a> Values<'a> {
             }
         })?;
         Ok(paths.map(|p| p.value).unwrap_or_default())
+    }
+
+    /// An `Interfaces` list (empty when unset).
+    pub(super) fn interfaces(&self, setting: &Setting) -> Result<Vec<String>, ConfigError> {
+        let names = self.parsed(setting, |raw| {
+            let items = many(raw)?;
+            match items
+                .iter()
+                .find(|n| n.is_empty() || n.len() > 15 || n.contains(['/', ' ']))
+            {
+                Some(bad) => Err(format!(
+                    "{bad:?}: an interface name has 1 to 15 characters, no '/' or space"
+                )),
+                None => Ok(items.to_vec()),
+            }
+        })?;
+        Ok(names.map(|n| n.value).unwrap_or_default())
     }
 
     /// A `Duration` value within the row's bounds; `None` for a zero the row allows (e.g.

@@ -13,8 +13,15 @@ use crate::checks::runner::CheckEvent;
 
 /// How often history retention runs.
 pub const COMPACT_EVERY: Duration = Duration::from_secs(600);
+/// After retention, sled's file is rewritten when it takes more than this many times its live
+/// data (and more than [`REWRITE_MIN_BYTES`]): sled never shrinks its file by itself.
+pub const REWRITE_FACTOR: f64 = 4.0;
+/// A file smaller than this is never rewritten.
+pub const REWRITE_MIN_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Applies history retention now and every [`COMPACT_EVERY`].
+/// Applies history retention now and every [`COMPACT_EVERY`], then gives back the space of
+/// what retention (history's, and the ledger's `incidents.retention`) dropped by rewriting
+/// sled's file when it is bloated.
 pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: Duration) {
     loop {
         let history = storage.history();
@@ -31,6 +38,16 @@ pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: 
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "history compaction failed"),
             Err(e) => tracing::error!(error = %e, "history compaction task failed"),
+        }
+        let rewriting = storage.clone();
+        let rewrite = tokio::task::spawn_blocking(move || {
+            rewriting.rewrite_if_bloated(REWRITE_FACTOR, REWRITE_MIN_BYTES)
+        });
+        match rewrite.await {
+            Ok(Ok(Some(stats))) => tracing::info!(?stats, "storage rewritten"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "storage rewrite failed"),
+            Err(e) => tracing::error!(error = %e, "storage rewrite task failed"),
         }
         tokio::time::sleep(COMPACT_EVERY).await;
     }

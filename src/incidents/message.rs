@@ -25,6 +25,9 @@ pub struct Sender {
     pub mode: LeaderMode,
     /// Members it cannot see (named in fallback mode).
     pub unseen: Vec<String>,
+    /// Switch incidents' hosts, and why a cut-off side lost what it lost
+    /// ([`super::switches`]).
+    pub context: super::switches::MessageContext,
 }
 
 /// One message about `items` (incident and which of its messages), sent by `sender`. News
@@ -33,8 +36,18 @@ pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
     let mut items = items.to_vec();
     items.sort_by(|(a, pa), (b, pb)| (pa, &a.subject, &a.id).cmp(&(pb, &b.subject, &b.id)));
     let items = items.as_slice();
-    let title = format!("rover: {}", title_parts(items).join("; "));
-    let mut body: Vec<String> = items.iter().map(|(i, phase)| line(i, *phase)).collect();
+    let cut_off = super::switches::cut_off(items, sender);
+    let title = format!(
+        "rover: {}",
+        title_parts(items, sender, cut_off.as_ref().map(|(t, _)| t.as_str())).join("; ")
+    );
+    let mut body: Vec<String> = cut_off.map(|(_, lines)| lines).unwrap_or_default();
+    body.extend(items.iter().flat_map(|(i, phase)| match i.kind {
+        IncidentKind::SwitchUnreachable => {
+            super::switches::switch_lines(i, *phase, &sender.context, &clock)
+        }
+        _ => vec![line(i, *phase)],
+    }));
     body.push(String::new());
     body.push(sent_by(sender));
     Message {
@@ -52,19 +65,47 @@ pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
     }
 }
 
-/// "DOWN n2, n3; BACK n4; FIRING disk on n2": one part per kind of news, in the order given.
-fn title_parts(items: &[(&Incident, Phase)]) -> Vec<String> {
+/// "DOWN n2, n3; BACK n4; FIRING disk on n2": one part per kind of news, in the order given;
+/// one part per switch incident; a cut-off side's `cut_off` part instead of its downs.
+fn title_parts(
+    items: &[(&Incident, Phase)],
+    sender: &Sender,
+    cut_off: Option<&str>,
+) -> Vec<String> {
     let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    let mut switches = Vec::new();
     for (incident, phase) in items {
+        let lost = *phase == Phase::Opened
+            && matches!(
+                incident.kind,
+                IncidentKind::HostDown | IncidentKind::SwitchUnreachable
+            );
+        if cut_off.is_some() && lost {
+            continue;
+        }
+        if incident.kind == IncidentKind::SwitchUnreachable {
+            switches.push(super::switches::switch_title(
+                incident,
+                *phase,
+                &sender.context,
+            ));
+            continue;
+        }
         let verb = verb(incident, *phase).to_owned();
         match parts.iter_mut().find(|(v, _)| *v == verb) {
             Some((_, subjects)) => subjects.push(strip(&incident.subject)),
             None => parts.push((verb, vec![strip(&incident.subject)])),
         }
     }
-    parts
+    cut_off
+        .map(str::to_owned)
         .into_iter()
-        .map(|(verb, subjects)| format!("{verb} {}", subjects.join(", ")))
+        .chain(switches)
+        .chain(
+            parts
+                .into_iter()
+                .map(|(verb, subjects)| format!("{verb} {}", subjects.join(", "))),
+        )
         .collect()
 }
 
@@ -117,6 +158,7 @@ fn sent_by(sender: &Sender) -> String {
         node: strip(&sender.node),
         mode: sender.mode,
         unseen: sender.unseen.iter().map(|n| strip(n)).collect(),
+        context: super::switches::MessageContext::default(),
     };
     match sender.mode {
         LeaderMode::Raft => format!("Sent by {}, Raft leader.", sender.node),
@@ -202,6 +244,7 @@ mod tests {
             node: "n1".into(),
             mode: LeaderMode::Raft,
             unseen: vec![],
+            context: Default::default(),
         }
     }
 
@@ -229,6 +272,7 @@ mod tests {
             node: "n1".into(),
             mode: LeaderMode::Fallback,
             unseen: vec!["n2".into(), "n3".into()],
+            context: Default::default(),
         };
         let message = compose(&[(&a, Phase::Opened)], &sender);
         assert!(message.body.ends_with(

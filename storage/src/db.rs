@@ -44,6 +44,9 @@ pub(crate) struct Open {
     pub(crate) grid: sled::Tree,
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
+    pub(crate) topology: sled::Tree,
+    pub(crate) raft_machine: sled::Tree,
+    pub(crate) raft_snapshot: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -88,6 +91,9 @@ impl Open {
             grid: open_tree(trees::GRID)?,
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
+            topology: open_tree(trees::TOPOLOGY)?,
+            raft_machine: open_tree(trees::RAFT_MACHINE)?,
+            raft_snapshot: open_tree(trees::RAFT_SNAPSHOT)?,
             db,
             rewritten_size: None,
         })
@@ -240,6 +246,11 @@ impl Storage {
     /// [`trees::RAFT_META`] trees.
     pub fn raft(&self) -> RaftTrees {
         RaftTrees::new(self.shared.clone())
+    }
+
+    /// Which switch each host hangs off, in the [`trees::TOPOLOGY`] tree.
+    pub fn topology(&self) -> crate::TopologyTree {
+        crate::TopologyTree::new(self.shared.clone())
     }
 
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the

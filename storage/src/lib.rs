@@ -51,6 +51,7 @@ pub mod raft;
 pub mod record;
 pub mod records;
 pub mod rewrite;
+pub mod topology;
 pub mod trees;
 
 pub use crate::alerts::{AlertStore, MemoryAlertStore, SledAlertStore};
@@ -70,6 +71,7 @@ pub use crate::records::{
     StatusSample,
 };
 pub use crate::rewrite::RewriteStats;
+pub use crate::topology::TopologyTree;
 
 /// Test support shared by the crate's tests.
 #[cfg(test)]

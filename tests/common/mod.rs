@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 pub mod grid;
 pub mod leaders;
+pub mod relay;
 
 use rover_membership::MemberInfo;
 use serde_json::Value;

@@ -217,7 +217,7 @@ impl MembershipCore {
         if PostcardCodec.encode_header(&header, &mut data).is_err() {
             return;
         }
-        let packet = self.keyring.seal(&data, &mut self.nonce_rng);
+        let packet = self.keyring.seal(self.now_ms, &data, &mut self.nonce_rng);
         self.counters.packets_out += 1;
         self.counters.bytes_out += packet.len() as u64;
         self.out.push_back(Output::Send { to, packet });
