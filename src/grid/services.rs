@@ -200,6 +200,19 @@ pub fn is_trusted(records: &[SignedRecord], who: &[u8; 32], what: TrustWhat) -> 
         .any(|r| r.who == *who && r.what.contains(&what))
 }
 
+/// Every recommendation in force that says `what` (for the teams' border links: which team
+/// keys to take alerts from, or send them to).
+pub async fn trusted_for(
+    grid: &GridHandle,
+    what: TrustWhat,
+) -> Result<Vec<Recommendation>, GridError> {
+    let records = grid.list().await?;
+    Ok(recommendations(&records)
+        .into_iter()
+        .filter(|r| r.what.contains(&what))
+        .collect())
+}
+
 fn checked_service_name(name: &str) -> Result<(), ServiceError> {
     if is_service_name(name) {
         Ok(())

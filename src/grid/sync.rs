@@ -7,6 +7,8 @@
 
 use anyhow::{bail, Result};
 
+use rover_storage::grid::order::MAX_RECORDS;
+
 use super::{GridHandle, GridInput};
 use crate::keys::KeysHandle;
 use crate::peer::{PeerConnection, PeerMessage};
@@ -31,6 +33,9 @@ pub async fn exchange(
     let Some(PeerMessage::RecordDelta { records, digest }) = connection.receive().await? else {
         bail!("the peer did not answer the records digest");
     };
+    let (mut records, mut digest) = (records, digest);
+    records.truncate(MAX_RECORDS);
+    digest.truncate(MAX_RECORDS);
     let pulled = records.len();
     if pulled > 0 {
         grid.send(GridInput::Synced(records)).await?;
@@ -67,13 +72,16 @@ impl GridPeer {
     /// Answers a records or keyring request from a peer.
     pub async fn handle(&self, message: PeerMessage) -> Result<Handled> {
         match message {
-            PeerMessage::RecordDigest(digest) => {
+            PeerMessage::RecordDigest(mut digest) => {
+                digest.truncate(MAX_RECORDS);
                 Ok(Handled::Answer(Box::new(PeerMessage::RecordDelta {
                     records: self.grid.newer_than(digest).await?,
                     digest: self.grid.digest().await?,
                 })))
             }
-            PeerMessage::RecordPush(records) => {
+            PeerMessage::RecordPush(mut records) => {
+                // A table holds at most MAX_RECORDS: more in one push is not one table's worth.
+                records.truncate(MAX_RECORDS);
                 self.grid.send(GridInput::Synced(records)).await?;
                 Ok(Handled::Taken)
             }
