@@ -408,19 +408,7 @@ impl LeadershipHandle {
 
     fn stamp(&self) -> Option<ClusterStamp> {
         let node = self.writer.node.borrow().clone()?;
-        let size = node
-            .raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .nodes()
-            .count();
-        Some(ClusterStamp {
-            id: node.cluster?,
-            size: u32::try_from(size).unwrap_or(u32::MAX),
-            led: self.writer.status.borrow().mode == Mode::Raft,
-        })
+        node.stamp(self.writer.status.borrow().mode == Mode::Raft)
     }
 
     /// Who this node is, for a leader that wants to add it.

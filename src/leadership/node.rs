@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use openraft::{BasicNode, Raft};
 use rover_election::config::raft_config;
 use rover_election::disk::{DiskError, MachineRecord, MachineWrite, RaftDisk};
+use rover_election::group::ClusterStamp;
 use rover_election::ledger::LedgerCommand;
 use rover_election::log_store::LogStore;
 use rover_election::network::Network;
@@ -39,7 +41,15 @@ pub struct RaftNode {
     pub reader: LedgerReader,
     /// The group this node belongs to, if any yet.
     pub cluster: Option<u64>,
+    /// The group this node yielded to, as it described itself, and when: until that group's
+    /// leader replicates its membership here, this node speaks for the group by that stamp,
+    /// so a second leader greeting it meanwhile does not take it away (see [`Self::stamp`]).
+    pub joining: Option<(ClusterStamp, Instant)>,
 }
+
+/// How long a node that yielded speaks for its new group by the stamp it was greeted with
+/// (see [`RaftNode::stamp`]); after that, a group that never added it no longer holds it.
+pub const JOINING_GRACE: Duration = Duration::from_secs(15);
 
 impl RaftNode {
     /// Starts the node on `disk` (its log, vote and ledger as left by the last run).
@@ -65,6 +75,7 @@ impl RaftNode {
             raft,
             reader,
             cluster,
+            joining: None,
         })
     }
 
@@ -112,6 +123,36 @@ impl RaftNode {
         disk.trees.flush().context("flushing the raft state")?;
         let node = Self::start(node_id, team, disk, transport).await?;
         Ok((node, kept))
+    }
+
+    /// The group this node is in as a greeting leader should see it: its id, how many nodes
+    /// its membership holds and whether it has a Raft leader (`led`, as this node sees it).
+    /// A node that just yielded and holds no membership yet answers with the stamp of the
+    /// group it yielded to (for [`JOINING_GRACE`]): without that it would look like a group of
+    /// none without a leader, and yield again to the next leader that greets it, leaving the
+    /// first group with a voter it can never reach.
+    pub fn stamp(&self, led: bool) -> Option<ClusterStamp> {
+        let id = self.cluster?;
+        let size = self
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .nodes()
+            .count();
+        if size == 0 {
+            if let Some((theirs, since)) = self.joining {
+                if theirs.id == id && since.elapsed() < JOINING_GRACE {
+                    return Some(theirs);
+                }
+            }
+        }
+        Some(ClusterStamp {
+            id,
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            led,
+        })
     }
 
     /// Whether the node holds any Raft state (it was bootstrapped or added before).

@@ -387,25 +387,16 @@ impl Owner {
                 tracing::error!(error = %format!("{e:#}"), "cannot record the raft group id");
                 return false;
             }
+            node.joining = Some((theirs, std::time::Instant::now()));
             self.node_tx.send_replace(Some(node));
             self.joined_group();
             return true;
         }
-        let mine = ClusterStamp {
-            id: node.cluster.unwrap_or(0),
-            size: u32::try_from(
-                node.raft
-                    .metrics()
-                    .borrow()
-                    .membership_config
-                    .membership()
-                    .nodes()
-                    .count(),
-            )
-            .unwrap_or(u32::MAX),
-            led: self.status_tx.borrow().mode == Mode::Raft,
-        };
-        if node.cluster.is_some() && !should_yield(mine, theirs) {
+        let led = self.status_tx.borrow().mode == Mode::Raft;
+        if node
+            .stamp(led)
+            .is_some_and(|mine| !should_yield(mine, theirs))
+        {
             return false;
         }
         tracing::warn!(
@@ -436,7 +427,8 @@ impl Owner {
             ))
         });
         match yielded {
-            Ok((fresh, kept)) => {
+            Ok((mut fresh, kept)) => {
+                fresh.joining = Some((theirs, std::time::Instant::now()));
                 self.set_node(fresh);
                 self.joined_group();
                 if let Err(e) = self.side.add_pending(kept) {
