@@ -11,6 +11,10 @@ Side by side (same N, loopback, default LAN timings for both; see benchlib/side_
 rover-agent alone (Serf has no leader nor notifier; see benchlib/rover_only.py):
   leader; notify (kill -9 to email, only when asked: scripts/bench-notify.sh counts the emails
   of both tools)
+The ledger (only when asked; see benchlib/ledger.py):
+  ledger       data dir size after 100, 1 000 and 10 000 alerts raised and cleared, and after
+               incidents.retention (--ledger-minutes bounds the run)
+  engine_idle  CPU of 3 idle agents with an exec channel over the window
 The membership simulation at 1 000 and 10 000 nodes (sim; --quick: 1 000):
   periods until all know of a join and a death, traffic per node per period, next to theory
 
@@ -21,10 +25,13 @@ again on new ports; every wait is bounded.
 import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import rover_only, side_by_side  # noqa: E402
+from benchlib import ledger, rover_only, side_by_side  # noqa: E402
 from benchlib.common import ROOT, Output, stop_on_exit, versions  # noqa: E402
 
-SCENARIOS = ["join", "failure", "dissemination", "idle", "leader", "notify", "sim"]
+SCENARIOS = ["join", "failure", "dissemination", "idle", "leader", "notify", "sim", "ledger", "engine_idle"]
+# Only run when named: notify is measured side by side with Serf handlers by bench-notify.sh;
+# the ledger scenarios measure rover-agent's storage and engine alone.
+ON_REQUEST = {"notify", "ledger", "engine_idle"}
 
 
 def simulation(out, target, quick):
@@ -54,12 +61,15 @@ def main():
                         help="run only these (repeatable); default: all")
     parser.add_argument("--sizes", default=None, help="comma-separated N for join/failure/dissemination")
     parser.add_argument("--idle-sizes", default=None, help="comma-separated N for idle")
+    parser.add_argument("--ledger-minutes", type=float, default=40,
+                        help="bound of the ledger scenario's raising and clearing (default 40)")
+    parser.add_argument("--no-retention", action="store_true",
+                        help="ledger: do not set incidents.retention nor wait for it")
     args = parser.parse_args()
     stop_on_exit()
     chosen = set(args.scenario or ["all"])
     if "all" in chosen:
-        # notify is measured side by side with Serf handlers by bench-notify.sh
-        chosen = set(SCENARIOS) - ({"leader", "notify"} if args.quick else {"notify"})
+        chosen = set(SCENARIOS) - ON_REQUEST - ({"leader"} if args.quick else set())
     sizes = numbers(args.sizes) if args.sizes else ([5] if args.quick else [5, 20, 50, 100])
     idle_sizes = numbers(args.idle_sizes) if args.idle_sizes else ([5] if args.quick else [5, 20, 50])
     runs, window = 3, (10 if args.quick else 60)
@@ -85,6 +95,10 @@ def main():
         rover_only.fallback(out, args.binary, 1)
     if "notify" in chosen:
         rover_only.notify(out, args.binary, runs)
+    if "ledger" in chosen:
+        ledger.ledger_size(out, args.binary, args.ledger_minutes, not args.no_retention)
+    if "engine_idle" in chosen:
+        ledger.engine_idle(out, args.binary, window)
     if "sim" in chosen:
         simulation(out, target, args.quick)
     table = out.table()

@@ -19,6 +19,8 @@ TEST_PACKAGES=(
     "procps:ps"   # `ps`, to find and check agent processes
     "monitoring-plugins-basic:/usr/lib/nagios/plugins/check_tcp" # real Nagios plugins for the checks tests
     "python3-aiosmtpd:aiosmtpd" # a real SMTP server for the email notifier tests (tests/common/smtp.rs)
+    "lldpd:lldpd"       # real LLDP/CDP switches for the topology tests (tests/common/switches.rs)
+    "libcap2-bin:capsh" # an agent without CAP_NET_RAW (tests/topology.rs)
 )
 # ---------------------------------------------------------------------------------------------
 

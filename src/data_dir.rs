@@ -4,8 +4,11 @@
 //! `chown` to run. A token others could read is replaced by a new one.
 //!
 //! Keyring rules: once `keyring` exists it is the truth (so a restart after a rotation keeps
-//! the rotated keys). A key given with `--key-file` that is not yet in it is installed and made
-//! primary (the operator changed the key). With no key anywhere, a new one is generated.
+//! the rotated keys). A key given with `--key-file` (or an invitation) that is not yet in it is
+//! installed and made primary (the operator changed the key), unless a cluster-wide rotation
+//! removed it: then it is ignored, so an agent restarted with its original command line still
+//! seals with the rotated key (see [`crate::keys::state`]). With no key anywhere, a new one is
+//! generated.
 
 pub mod trust;
 
@@ -17,6 +20,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use rover_membership::{ClusterKey, Keyring};
+
+use crate::keys::state::{GivenKey, KeyringState};
 
 /// File names inside the data dir.
 pub const KEYRING_FILE: &str = "keyring";
@@ -40,6 +45,12 @@ pub enum KeyringOrigin {
     FromKeyFile,
     /// No key anywhere: a new one was generated.
     Generated,
+    /// The key file's key was removed by a rotation: ignored (its fingerprint).
+    KeyFileKeyRemoved(String),
+    /// The invitation's key was new: installed and made primary.
+    FromInvitation,
+    /// The invitation's key was removed by a rotation: ignored (its fingerprint).
+    InvitationKeyRemoved(String),
 }
 
 impl DataDir {
@@ -79,6 +90,17 @@ impl DataDir {
 
     /// Loads the keyring per the module rules, persisting any change.
     pub fn load_keyring(&self, key_file: Option<&Path>) -> Result<(Keyring, KeyringOrigin)> {
+        let (state, origin) = self.load_keyring_state(key_file, None)?;
+        Ok((state.ring, origin))
+    }
+
+    /// Loads the keyring with its rotation state per the module rules, taking the key of
+    /// `key_file` and then `invited` (a key from an invitation), and persists any change.
+    pub fn load_keyring_state(
+        &self,
+        key_file: Option<&Path>,
+        invited: Option<&ClusterKey>,
+    ) -> Result<(KeyringState, KeyringOrigin)> {
         if let Some(file) = key_file {
             trust::check_key_file(file)?;
         }
@@ -89,37 +111,55 @@ impl DataDir {
         }
         let persisted = match fs::read_to_string(&path) {
             Ok(text) => Some(
-                Keyring::from_lines(&text)
+                KeyringState::from_text(&text)
                     .with_context(|| format!("keyring {} is unreadable", path.display()))?,
             ),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        let (ring, origin) = match (persisted, given) {
-            (Some(ring), Some(key)) if ring.keys().any(|k| *k == key) => {
-                (ring, KeyringOrigin::Persisted)
-            }
-            (Some(mut ring), Some(key)) => {
-                ring.install(key.clone());
-                ring.use_key(&key)?;
-                (ring, KeyringOrigin::FromKeyFile)
-            }
-            (Some(ring), None) => (ring, KeyringOrigin::Persisted),
-            (None, Some(key)) => (Keyring::new(key), KeyringOrigin::FromKeyFile),
-            (None, None) => (
-                Keyring::new(ClusterKey::generate(&mut rand::rng())),
+        let loaded = persisted.clone();
+        let (mut state, mut origin) = match (persisted, &given, invited) {
+            (Some(state), _, _) => (state, KeyringOrigin::Persisted),
+            (None, Some(key), _) => (KeyringState::new(key.clone()), KeyringOrigin::FromKeyFile),
+            (None, None, Some(key)) => (
+                KeyringState::new(key.clone()),
+                KeyringOrigin::FromInvitation,
+            ),
+            (None, None, None) => (
+                KeyringState::new(ClusterKey::generate(&mut rand::rng())),
                 KeyringOrigin::Generated,
             ),
         };
-        if origin != KeyringOrigin::Persisted {
-            self.save_keyring(&ring)?;
+        if let Some(key) = &given {
+            match state.take_given_key(key) {
+                GivenKey::Held => {}
+                GivenKey::MadePrimary => origin = KeyringOrigin::FromKeyFile,
+                GivenKey::Removed => origin = KeyringOrigin::KeyFileKeyRemoved(key.fingerprint()),
+            }
         }
-        Ok((ring, origin))
+        if let Some(key) = invited {
+            match state.take_given_key(key) {
+                GivenKey::Held => {}
+                GivenKey::MadePrimary => origin = KeyringOrigin::FromInvitation,
+                GivenKey::Removed => {
+                    origin = KeyringOrigin::InvitationKeyRemoved(key.fingerprint())
+                }
+            }
+        }
+        if loaded.as_ref() != Some(&state) {
+            self.save_keyring_state(&state)?;
+        }
+        Ok((state, origin))
     }
 
     /// Writes the keyring (mode 0600) atomically.
     pub fn save_keyring(&self, ring: &Keyring) -> Result<()> {
         write_private(&self.keyring_path(), ring.to_lines().as_bytes())
+    }
+
+    /// Writes the keyring with its rotation state (mode 0600) atomically and durably.
+    pub fn save_keyring_state(&self, state: &KeyringState) -> Result<()> {
+        write_private(&self.keyring_path(), state.to_text().as_bytes())
     }
 
     /// The API token, created (mode 0600) on first use. A token that others could read (or
@@ -244,6 +284,44 @@ mod tests {
         assert_eq!(origin, KeyringOrigin::FromKeyFile);
         assert_eq!(ring.primary(), &new);
         assert!(ring.keys().any(|k| *k == old));
+    }
+
+    #[test]
+    fn a_key_file_naming_a_key_a_rotation_removed_is_ignored_at_restart() {
+        use crate::keys::state::{KeyOp, Origin};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let old = ClusterKey::from_bytes([1; 32]);
+        let new = ClusterKey::from_bytes([2; 32]);
+        let file = key_file(tmp.path(), &old);
+        let (mut state, _) = dir.load_keyring_state(Some(&file), None).unwrap();
+        state
+            .apply(&KeyOp::Install(new.clone()), 1, Origin::Operator)
+            .unwrap();
+        state
+            .apply(&KeyOp::Use(new.clone()), 2, Origin::Operator)
+            .unwrap();
+        state
+            .apply(&KeyOp::Remove(old.id()), 3, Origin::Operator)
+            .unwrap();
+        dir.save_keyring_state(&state).unwrap();
+        let (after, origin) = dir.load_keyring_state(Some(&file), None).unwrap();
+        assert_eq!(origin, KeyringOrigin::KeyFileKeyRemoved(old.fingerprint()));
+        assert_eq!(after.ring.primary(), &new);
+        assert!(!after.ring.keys().any(|k| *k == old));
+    }
+
+    #[test]
+    fn an_invitation_key_becomes_primary_over_a_generated_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let invited = ClusterKey::from_bytes([7; 32]);
+        let (state, origin) = dir.load_keyring_state(None, Some(&invited)).unwrap();
+        assert_eq!(origin, KeyringOrigin::FromInvitation);
+        assert_eq!(state.ring.primary(), &invited);
+        let (again, origin) = dir.load_keyring_state(None, Some(&invited)).unwrap();
+        assert_eq!(origin, KeyringOrigin::Persisted);
+        assert_eq!(again, state);
     }
 
     #[test]

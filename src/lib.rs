@@ -11,14 +11,19 @@ pub mod api;
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod control_chars;
 pub mod daemon;
 pub mod data_dir;
+pub mod grid;
 pub mod incidents;
+pub mod invite;
+pub mod keys;
 pub mod leadership;
 pub mod node_key;
 pub mod notify;
 pub mod peer;
 pub mod status;
+pub mod topology;
 
 /// Makes ring rustls's process-wide crypto provider, once; reqwest (built without a provider of
 /// its own) panics building a client otherwise. Safe to call many times.

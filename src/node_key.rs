@@ -71,6 +71,16 @@ impl NodeKey {
         })
     }
 
+    /// The signing key (it signs this node's grid-control records and invitations).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.signing
+    }
+
+    /// The public half, raw.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.signing.verifying_key().to_bytes()
+    }
+
     /// The public half, base64.
     pub fn public_base64(&self) -> String {
         base64::engine::general_purpose::STANDARD.encode(self.signing.verifying_key().as_bytes())

@@ -216,3 +216,125 @@ fn a_kill_9_while_samples_and_alerts_flow_loses_nothing_that_was_flushed() {
     }
     eprintln!("before kill: {before}; after restart: {after}");
 }
+
+/// Waits until `agent` reports a flush that started after now: what it stored is on disk.
+fn wait_flushed(agent: &common::Agent) {
+    let now = rover_membership::runtime::unix_ms();
+    let flushed = wait_for(Duration::from_secs(10), || {
+        agent
+            .get_json("/v1/storage")
+            .is_some_and(|c| c["flushed_before_ms"].as_u64().unwrap_or(0) > now + 50)
+    });
+    assert!(flushed.is_some(), "{} reports no flush", agent.name);
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success(), "cp -a {from:?} {to:?}");
+}
+
+#[test]
+fn an_agent_restored_from_an_older_data_dir_takes_its_alerts_versions_from_peers_and_its_next_change_wins(
+) {
+    let mut cluster = Cluster::new();
+    cluster.config_for = Some(Box::new(|_| fast_status()));
+    for _ in 0..3 {
+        cluster.add_agent();
+    }
+    cluster.wait_converged(Duration::from_secs(30));
+    let origin = 1;
+    let alert_on = |cluster: &Cluster, i: usize| {
+        cluster.agents[i]
+            .alerts()
+            .into_iter()
+            .find(|a| a["host"] == "n2" && a["name"] == "rollback")
+    };
+    let everywhere = |cluster: &Cluster, state: &str, version: u64| {
+        (0..3).all(|i| {
+            alert_on(cluster, i)
+                .is_some_and(|a| a["state"] == state && a["version"].as_u64() == Some(version))
+        })
+    };
+    let cli_ok = |cluster: &Cluster, args: &[&str]| {
+        let out = cluster.agents[origin].cli(args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    };
+    cli_ok(
+        &cluster,
+        &[
+            "alert",
+            "raise",
+            "rollback",
+            "--summary",
+            "before the backup",
+        ],
+    );
+    assert!(wait_for(Duration::from_secs(30), || everywhere(
+        &cluster, "firing", 1
+    ))
+    .is_some());
+
+    // A backup of the data dir while the alert is firing (version 1).
+    wait_flushed(&cluster.agents[origin]);
+    cluster.agents[origin].kill();
+    let data_dir = cluster.agents[origin].data_dir.clone();
+    let backup = cluster.dir.path().join("n2-backup");
+    copy_dir(&data_dir, &backup);
+    cluster.agents[origin].restart();
+    cli_ok(&cluster, &["alert", "clear", "rollback"]);
+    assert!(
+        wait_for(Duration::from_secs(30), || everywhere(
+            &cluster, "resolved", 2
+        ))
+        .is_some(),
+        "{:?}",
+        alert_on(&cluster, 0)
+    );
+
+    // Restored: the origin holds firing v1, its peers resolved v2.
+    cluster.agents[origin].kill();
+    copy_dir(&backup, &data_dir);
+    cluster.agents[origin].restart();
+    let adopted = wait_for(Duration::from_secs(30), || {
+        alert_on(&cluster, origin)
+            .is_some_and(|a| a["state"] == "resolved" && a["version"].as_u64() == Some(2))
+    });
+    assert!(
+        adopted.is_some(),
+        "the restored origin kept {:?}\n{}",
+        alert_on(&cluster, origin),
+        cluster.agents[origin].log()
+    );
+    cli_ok(
+        &cluster,
+        &[
+            "alert",
+            "raise",
+            "rollback",
+            "--summary",
+            "after the restore",
+        ],
+    );
+    let converged = wait_for(Duration::from_secs(30), || {
+        (0..3).all(|i| {
+            alert_on(&cluster, i).is_some_and(|a| {
+                a["state"] == "firing"
+                    && a["version"].as_u64() == Some(3)
+                    && a["summary"] == "after the restore"
+            })
+        })
+    });
+    assert!(
+        converged.is_some(),
+        "peers did not take the change: {:?} / {:?} / {:?}",
+        alert_on(&cluster, 0),
+        alert_on(&cluster, 1),
+        alert_on(&cluster, 2)
+    );
+}

@@ -234,7 +234,7 @@ fn thousands_of_random_datagrams_crash_nothing_and_change_no_member_state() {
             break;
         }
         // Mostly small datagrams, some up to the UDP maximum; a third look like our envelope
-        // (version byte and the right key id) so that they reach the decryption step.
+        // (its version byte and the right key id) so that they reach the decryption step.
         let len = if n % 10 == 0 {
             rng.random_range(0..=65_507)
         } else {
@@ -243,7 +243,7 @@ fn thousands_of_random_datagrams_crash_nothing_and_change_no_member_state() {
         let mut datagram = vec![0u8; len];
         rng.fill_bytes(&mut datagram);
         if n % 3 == 0 && len >= 5 {
-            datagram[0] = 1;
+            datagram[0] = rover_membership::envelope::ENVELOPE_VERSION;
             datagram[1..5].copy_from_slice(&key_id);
         }
         if socket.send_to(&datagram, target).is_ok() {

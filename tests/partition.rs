@@ -455,14 +455,5 @@ fn split_and_heal(tag: &str, majority: [&str; 3], minority: [&str; 2], fallback_
          {majority_leader} {majority_after:?} after the split; merged {merged:?} after the heal"
     );
     // An agent must never panic, even when the cluster recovers around it.
-    let panics: Vec<String> = lab
-        .agents
-        .iter()
-        .flat_map(|a| {
-            a.logged_panics()
-                .into_iter()
-                .map(move |p| format!("{}: {p}", a.name))
-        })
-        .collect();
-    assert!(panics.is_empty(), "agents panicked: {panics:#?}");
+    lab.assert_no_panics();
 }

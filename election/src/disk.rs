@@ -1,9 +1,13 @@
 //! Where the Raft log, the vote and the ledger live: the [`RaftDisk`] trait, blocking and
-//! durable on return of [`RaftDisk::flush`]. The agent uses the sled trees of
+//! durable on return of [`RaftDisk::flush`]. The state machine is kept as records (one per
+//! incident and per notification, see [`crate::state_machine`]) that each applied batch adds,
+//! replaces or removes a few at a time. The agent uses the sled trees of
 //! [`crate::sled_disk`]; tests use [`MemoryDisk`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+
+pub use rover_storage::raft::{MachineRecord, MachineWrite};
 
 /// A disk operation failed; the Raft node stops using the store (openraft treats storage
 /// errors as fatal).
@@ -13,10 +17,23 @@ pub struct DiskError(pub String);
 
 /// Durable storage for one Raft node. Entries are stored by log index as opaque bytes.
 pub trait RaftDisk: Clone + Send + Sync + 'static {
-    /// A small named value (vote, committed id, last purged id, state machine image).
+    /// A small named value (vote, committed id, last purged id).
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, DiskError>;
     /// Stores a small named value.
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError>;
+    /// Removes a named value (nothing if there is none).
+    fn remove_meta(&self, key: &str) -> Result<(), DiskError>;
+    /// The last snapshot, if any (kept apart from the small values that change on every
+    /// commit).
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError>;
+    /// Stores the snapshot, replacing the last one.
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError>;
+    /// Every record of the state machine, in key order.
+    fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError>;
+    /// Stores (`Some`) or removes (`None`) state machine records, all or none.
+    fn write_machine(&self, changes: &[MachineWrite]) -> Result<(), DiskError>;
+    /// Replaces every state machine record with `records`, all or none.
+    fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), DiskError>;
     /// Stores entries by index (replacing any with the same index).
     fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError>;
     /// Entries with `from <= index < to`, in index order.
@@ -44,6 +61,8 @@ pub struct MemoryDisk {
 struct MemoryInner {
     meta: BTreeMap<String, Vec<u8>>,
     entries: BTreeMap<u64, Vec<u8>>,
+    machine: BTreeMap<Vec<u8>, Vec<u8>>,
+    snapshot: Option<Vec<u8>>,
 }
 
 impl MemoryDisk {
@@ -65,6 +84,44 @@ impl RaftDisk for MemoryDisk {
         self.with(|i| {
             i.meta.insert(key.to_owned(), value.to_vec());
         })
+    }
+
+    fn remove_meta(&self, key: &str) -> Result<(), DiskError> {
+        self.with(|i| {
+            i.meta.remove(key);
+        })
+    }
+
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+        self.with(|i| i.snapshot.clone())
+    }
+
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+        self.with(|i| i.snapshot = Some(bytes.to_vec()))
+    }
+
+    fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
+        self.with(|i| {
+            i.machine
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    fn write_machine(&self, changes: &[MachineWrite]) -> Result<(), DiskError> {
+        self.with(|i| {
+            for (key, value) in changes {
+                match value {
+                    Some(value) => i.machine.insert(key.clone(), value.clone()),
+                    None => i.machine.remove(key),
+                };
+            }
+        })
+    }
+
+    fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), DiskError> {
+        self.with(|i| i.machine = records.iter().cloned().collect())
     }
 
     fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError> {
@@ -107,6 +164,8 @@ impl RaftDisk for MemoryDisk {
         self.with(|i| {
             i.meta.clear();
             i.entries.clear();
+            i.machine.clear();
+            i.snapshot = None;
         })
     }
 
@@ -126,6 +185,9 @@ pub(crate) mod tests {
         for key in ["vote", "committed", "machine", "snapshot"] {
             disk.put_meta(key, key.as_bytes()).unwrap();
         }
+        disk.write_machine(&[(b"i".to_vec(), Some(b"x".to_vec()))])
+            .unwrap();
+        disk.put_snapshot(b"s").unwrap();
         disk.clear().unwrap();
         disk.flush().unwrap();
         assert_eq!(disk.last_entry().unwrap(), None);
@@ -133,6 +195,8 @@ pub(crate) mod tests {
         for key in ["vote", "committed", "machine", "snapshot"] {
             assert_eq!(disk.get_meta(key).unwrap(), None, "{key}");
         }
+        assert_eq!(disk.machine_records().unwrap(), vec![]);
+        assert_eq!(disk.get_snapshot().unwrap(), None);
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! Two groups that meet (two clusters started apart, then joined) become one: the group with
 //! fewer nodes yields, a tie goes to the lower cluster id ([`should_yield`]). A yielding node
 //! keeps its ledger to merge, forgets its Raft state and waits to be added by the other side.
+//!
+//! Elections are gated by SWIM ([`election_gate`], a pre-vote): a voter calls one only while
+//! it sees a majority of the voters alive and no leader it followed can still be leading.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet};
@@ -194,6 +197,106 @@ pub fn should_yield(mine: ClusterStamp, theirs: ClusterStamp) -> bool {
         return false;
     }
     (mine.led, mine.size, Reverse(mine.id)) < (theirs.led, theirs.size, Reverse(theirs.id))
+}
+
+/// What SWIM says of one member, as the election gate needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwimSeen {
+    /// Alive, for this long (`u64::MAX` when not known).
+    Alive {
+        /// How long it has been alive in this node's view, in ms.
+        for_ms: u64,
+    },
+    /// Suspected (a probe failed lately).
+    Suspect,
+    /// Failed, left, or unknown.
+    Gone,
+}
+
+/// What a voter knows when it decides whether it may call a Raft election.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionView {
+    /// This node's name.
+    pub me: String,
+    /// The voters of the group, by name (this node included if it is one).
+    pub voters: BTreeSet<String>,
+    /// SWIM's view, by name; a name missing here counts as gone.
+    pub swim: BTreeMap<String, SwimSeen>,
+    /// The leader this node last followed (or its Raft vote names), if any.
+    pub leader: Option<String>,
+    /// How long that leader has been both visible in SWIM and silent here: since the later of
+    /// its last entries accepted here and the moment SWIM showed it again.
+    pub leader_silent_ms: u64,
+}
+
+/// Whether a voter may call a Raft election, and if not, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ElectionGate {
+    /// It may: a majority of the voters is alive in its SWIM view and no leader it followed
+    /// can still be leading.
+    Open,
+    /// Fewer than a majority of the voters have been alive (not suspect) in its SWIM view for
+    /// the settle time: an election could not be won, and would only raise the term. (Right
+    /// after a heal, SWIM shows the other side's members one by one: the leader may come
+    /// last.)
+    NoMajority {
+        /// Voters alive for the settle time in the SWIM view (this node included).
+        alive: usize,
+        /// Voters in all.
+        voters: usize,
+    },
+    /// The leader it followed is alive (or suspect) in SWIM and has been silent for less than
+    /// `silent_leader_after_ms` since SWIM showed it: it most likely still leads, or its
+    /// entries are on their way (after a heal, SWIM finds a member before Raft does).
+    LeaderAlive {
+        /// The leader's name.
+        leader: String,
+    },
+    /// This node is not a voter.
+    NotVoter,
+}
+
+/// A pre-vote by SWIM: decides whether this voter may call an election (see
+/// [`ElectionGate`]). A side of a partition without a majority of the voters never calls
+/// one, so its term stays where it was and the healed network never deposes the majority's
+/// leader. A leader that SWIM lists blocks elections until it has been silent, while visible,
+/// for `silent_leader_after_ms`: long enough for its entries to arrive after a heal, and only
+/// a leader whose Raft node is broken is voted out while SWIM sees it. A voter counts towards
+/// the majority once it has been alive for `settle_ms`.
+pub fn election_gate(
+    view: &ElectionView,
+    silent_leader_after_ms: u64,
+    settle_ms: u64,
+) -> ElectionGate {
+    if !view.voters.contains(&view.me) {
+        return ElectionGate::NotVoter;
+    }
+    let alive = view
+        .voters
+        .iter()
+        .filter(|v| {
+            **v == view.me
+                || matches!(view.swim.get(*v), Some(SwimSeen::Alive { for_ms }) if *for_ms >= settle_ms)
+        })
+        .count();
+    if alive <= view.voters.len() / 2 {
+        return ElectionGate::NoMajority {
+            alive,
+            voters: view.voters.len(),
+        };
+    }
+    if let Some(leader) = view.leader.as_ref().filter(|l| **l != view.me) {
+        let visible = matches!(
+            view.swim.get(leader),
+            Some(SwimSeen::Alive { .. } | SwimSeen::Suspect)
+        );
+        if visible && view.leader_silent_ms < silent_leader_after_ms {
+            return ElectionGate::LeaderAlive {
+                leader: leader.clone(),
+            };
+        }
+    }
+    ElectionGate::Open
 }
 
 #[cfg(test)]
@@ -409,5 +512,128 @@ mod tests {
         };
         assert!(should_yield(stranded, working));
         assert!(!should_yield(working, stranded));
+    }
+
+    fn election_view(voters: &[&str], swim: &[(&str, SwimSeen)]) -> ElectionView {
+        ElectionView {
+            me: "n4".into(),
+            voters: voters.iter().map(|v| (*v).to_owned()).collect(),
+            swim: swim.iter().map(|(n, s)| ((*n).to_owned(), *s)).collect(),
+            leader: Some("n1".into()),
+            leader_silent_ms: 5_000,
+        }
+    }
+
+    const ALIVE: SwimSeen = SwimSeen::Alive { for_ms: 60_000 };
+    const SUSPECT: SwimSeen = SwimSeen::Suspect;
+    const FIVE: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
+
+    #[test]
+    fn the_two_side_of_a_split_never_calls_an_election() {
+        // n4 and n5 cut off from n1 n2 n3: the others are suspect, then gone.
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", SUSPECT),
+            ("n3", SwimSeen::Gone),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::NoMajority {
+                alive: 2,
+                voters: 5
+            }
+        );
+    }
+
+    #[test]
+    fn a_leader_only_suspected_holds_elections_until_it_is_declared_failed() {
+        let mut swim = vec![("n1", SUSPECT), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
+        let view = election_view(&FIVE, &swim);
+        assert_eq!(
+            election_gate(&view, 10_000, 5_000),
+            ElectionGate::LeaderAlive {
+                leader: "n1".into()
+            }
+        );
+        swim[0] = ("n1", SwimSeen::Gone);
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::Open
+        );
+    }
+
+    #[test]
+    fn a_leader_visible_in_swim_but_silent_long_enough_no_longer_holds_elections() {
+        let swim = [("n1", ALIVE), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
+        let mut view = election_view(&FIVE, &swim);
+        view.leader_silent_ms = 9_999;
+        assert!(matches!(
+            election_gate(&view, 10_000, 5_000),
+            ElectionGate::LeaderAlive { .. }
+        ));
+        view.leader_silent_ms = 10_000;
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+    }
+
+    #[test]
+    fn right_after_a_heal_members_just_back_do_not_count_until_they_settle() {
+        // n1, the leader, is not back in this view yet; n2 and n3 are, for a second.
+        let back = SwimSeen::Alive { for_ms: 1_000 };
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", back),
+            ("n3", back),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::NoMajority {
+                alive: 2,
+                voters: 5
+            }
+        );
+        let settled = SwimSeen::Alive { for_ms: 5_000 };
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", settled),
+            ("n3", settled),
+            ("n5", ALIVE),
+        ];
+        assert_eq!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::Open
+        );
+    }
+
+    #[test]
+    fn suspects_do_not_count_towards_the_majority() {
+        let swim = [
+            ("n1", SwimSeen::Gone),
+            ("n2", SUSPECT),
+            ("n3", SUSPECT),
+            ("n5", ALIVE),
+        ];
+        assert!(matches!(
+            election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),
+            ElectionGate::NoMajority { alive: 2, .. }
+        ));
+    }
+
+    #[test]
+    fn a_lone_voter_a_node_that_followed_no_leader_and_a_former_leader_may_elect() {
+        let view = election_view(&["n4"], &[]);
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+        let mut view = election_view(&FIVE, &[("n1", ALIVE), ("n2", ALIVE), ("n3", ALIVE)]);
+        view.leader = None;
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+        view.leader = Some("n4".into());
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
+    }
+
+    #[test]
+    fn a_node_that_is_not_a_voter_is_told_so() {
+        let view = election_view(&["n1", "n2", "n3"], &[]);
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::NotVoter);
     }
 }

@@ -9,7 +9,8 @@
 //!   without a Raft leader for `fallback_after`, the lowest-named alive member of a partition
 //!   is its fallback leader; which incidents and orphaned intents are due.
 //! - [`log_store`] and [`state_machine`]: openraft's log storage and state machine over a
-//!   [`disk::RaftDisk`]; [`sled_disk`] puts the log, vote and ledger in the agent's sled
+//!   [`disk::RaftDisk`]; the ledger is stored one record per incident and per notification
+//!   ([`machine_records`]); [`sled_disk`] puts the log, vote and ledger in the agent's sled
 //!   database ([`rover_storage::RaftTrees`]), [`disk::MemoryDisk`] keeps them in memory for
 //!   tests.
 //!
@@ -27,6 +28,7 @@ pub mod disk;
 pub mod group;
 pub mod ledger;
 pub mod log_store;
+pub mod machine_records;
 pub mod network;
 pub mod policy;
 pub mod sled_disk;

@@ -1,11 +1,11 @@
 //! [`RaftDisk`] on the agent's sled database: [`RaftTrees`] (from `Storage::raft`) keeps the
-//! log and the named values as the bytes [`crate::log_store`] and [`crate::state_machine`]
+//! log, the named values and the ledger records as the bytes [`crate::log_store`] and [`crate::state_machine`]
 //! encode; its errors become [`DiskError`]s saying what was being done.
 
 use rover_storage::raft::RaftTrees;
 use rover_storage::StorageError;
 
-use crate::disk::{DiskError, RaftDisk};
+use crate::disk::{DiskError, MachineRecord, MachineWrite, RaftDisk};
 
 /// A [`DiskError`] for a failed `doing` (such as `reading raft meta value \`vote\``), carrying
 /// sled's error, which names the tree and key.
@@ -22,6 +22,40 @@ impl RaftDisk for RaftTrees {
     fn put_meta(&self, key: &str, value: &[u8]) -> Result<(), DiskError> {
         RaftTrees::put_meta(self, key, value)
             .map_err(disk_error(format_args!("writing raft meta value `{key}`")))
+    }
+
+    fn remove_meta(&self, key: &str) -> Result<(), DiskError> {
+        RaftTrees::remove_meta(self, key)
+            .map_err(disk_error(format_args!("removing raft meta value `{key}`")))
+    }
+
+    fn get_snapshot(&self) -> Result<Option<Vec<u8>>, DiskError> {
+        RaftTrees::get_snapshot(self).map_err(disk_error("reading the raft snapshot"))
+    }
+
+    fn put_snapshot(&self, bytes: &[u8]) -> Result<(), DiskError> {
+        RaftTrees::put_snapshot(self, bytes).map_err(disk_error(format_args!(
+            "writing the raft snapshot ({} bytes)",
+            bytes.len()
+        )))
+    }
+
+    fn machine_records(&self) -> Result<Vec<MachineRecord>, DiskError> {
+        RaftTrees::machine_records(self).map_err(disk_error("reading the ledger records"))
+    }
+
+    fn write_machine(&self, changes: &[MachineWrite]) -> Result<(), DiskError> {
+        RaftTrees::write_machine(self, changes).map_err(disk_error(format_args!(
+            "writing {} ledger records",
+            changes.len()
+        )))
+    }
+
+    fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), DiskError> {
+        RaftTrees::replace_machine(self, records).map_err(disk_error(format_args!(
+            "replacing the ledger with {} records",
+            records.len()
+        )))
     }
 
     fn put_entries(&self, entries: &[(u64, Vec<u8>)]) -> Result<(), DiskError> {

@@ -69,6 +69,8 @@ impl Group {
             )
             .await
             .unwrap();
+            // The agent opens elections through its SWIM gate; here every node may elect.
+            raft.runtime_config().elect(true);
             router.nodes.lock().unwrap().insert(id, raft);
         }
         let members: BTreeMap<u64, BasicNode> = (1..=size)

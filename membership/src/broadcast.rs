@@ -24,6 +24,9 @@ pub enum Topic {
     Record,
     /// A cluster-wide keyring operation.
     Keyring,
+    /// A host's LLDP/CDP topology (which switch port each interface hears, its subnets).
+    /// Key: node name; version: grows with every change.
+    Topology,
     /// A member's own failed probes (Lifeguard's confirmations, see [`crate::suspicion`]).
     /// Key: the reporter's name; version: its clock, strictly increasing.
     Suspicion,
@@ -48,6 +51,29 @@ impl BroadcastItem {
         postcard::to_stdvec(self).unwrap_or_default()
     }
 }
+
+/// Bytes of a foca message header beside its two identities: the sender's incarnation (a
+/// varint of at most 3 bytes) and the message kind (1).
+const HEADER_FIXED: usize = 4;
+/// Bytes around one item in a message: foca's item count (2) and the item's length (2).
+const ITEM_FRAMING: usize = 4;
+
+/// The largest item that fits in one datagram of `max_packet_size` bytes between two members
+/// whose encoded identities are at most `identity_len` bytes: the header of a gossip message
+/// carries both, and nothing else need share the datagram.
+pub fn item_capacity(max_packet_size: usize, identity_len: usize) -> usize {
+    max_packet_size.saturating_sub(2 * identity_len + HEADER_FIXED + ITEM_FRAMING)
+}
+
+/// The longest an encoded identity gets when its name and team are at most 32 bytes each:
+/// two length bytes, 64 bytes of text, an IPv6 address (1 + 16 + 3) and a generation (10).
+pub const SHORT_NAMES_IDENTITY_LEN: usize = 2 + 64 + 20 + 10;
+
+/// The item size always carried by one broadcast in a cluster whose node names and teams are
+/// at most 32 bytes (foca's 1 400-byte packets): 1 200 bytes. The alert summary limit is
+/// derived from it.
+pub const GUARANTEED_ITEM_BYTES: usize =
+    1400 - (2 * SHORT_NAMES_IDENTITY_LEN + HEADER_FIXED + ITEM_FRAMING);
 
 /// The identity foca uses to decide which queued items a newer one replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +179,37 @@ mod tests {
             .is_some());
         let got: Vec<u64> = rx.try_iter().map(|i| i.version).collect();
         assert_eq!(got, vec![2, 3]);
+    }
+
+    #[test]
+    fn the_guaranteed_item_fits_beside_the_longest_header_of_short_names() {
+        use foca::{Codec, Header, Message, PostcardCodec};
+        let long = crate::identity::NodeIdentity {
+            name: "n".repeat(32),
+            team: "t".repeat(32),
+            addr: "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+                .parse()
+                .unwrap(),
+            generation: u64::MAX,
+        };
+        assert_eq!(
+            postcard::to_stdvec(&long).unwrap().len(),
+            SHORT_NAMES_IDENTITY_LEN
+        );
+        let header = Header {
+            src: long.clone(),
+            src_incarnation: u16::MAX,
+            dst: long,
+            message: Message::Gossip,
+        };
+        let mut buf = Vec::new();
+        PostcardCodec.encode_header(&header, &mut buf).unwrap();
+        assert!(buf.len() + ITEM_FRAMING + GUARANTEED_ITEM_BYTES <= 1400);
+        assert_eq!(
+            GUARANTEED_ITEM_BYTES,
+            item_capacity(1400, SHORT_NAMES_IDENTITY_LEN)
+        );
+        assert_eq!(GUARANTEED_ITEM_BYTES, 1200);
     }
 
     #[test]

@@ -26,12 +26,14 @@ pub use crate::member::{MemberEvent, MemberInfo, MemberStatus};
 use crate::member_id::MemberId;
 use crate::peek::peek;
 use crate::profile::Tunables;
+use crate::replay::{self, ReplayGuard};
 use crate::stale_suspicion::StaleSuspicions;
 
 mod dissemination;
 pub use dissemination::EAGER_GOSSIP_DELAY;
 mod known_members;
 mod lifeguard;
+mod name_conflict;
 mod suspicion_timers;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
@@ -80,6 +82,7 @@ pub enum Output {
 
 /// Traffic and drop counters, for `info` and `/metrics`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Counters {
     /// Datagrams handed to `handle_packet`.
     pub packets_in: u64,
@@ -91,6 +94,12 @@ pub struct Counters {
     pub bytes_out: u64,
     /// Datagrams that failed to open (wrong key, forged, garbage); never parsed.
     pub dropped_unsealed: u64,
+    /// Datagrams in an envelope version this build does not speak (an older or newer agent).
+    pub dropped_version: u64,
+    /// Datagrams that opened but were already seen inside the replay window.
+    pub dropped_replayed: u64,
+    /// Datagrams that opened but were sent outside the replay window (clock skew or replay).
+    pub dropped_stale: u64,
     /// Datagrams that opened but foca rejected.
     pub dropped_rejected: u64,
     /// Stray "you are down" messages foca wanted to send to a member that had refuted.
@@ -104,6 +113,15 @@ pub struct Counters {
     /// suspicion).
     #[serde(default)]
     pub probes_failed: u64,
+    /// Datagrams from, or gossip about, another agent using our node name.
+    #[serde(default)]
+    pub name_conflicts: u64,
+    /// The address of the last agent seen using our node name.
+    #[serde(default)]
+    pub name_conflict_with: Option<SocketAddr>,
+    /// When (the driver's ms) that agent was last seen using our name.
+    #[serde(default)]
+    pub name_conflict_at_ms: u64,
 }
 
 /// Everything the core needs at construction.
@@ -125,6 +143,7 @@ pub struct MembershipCore {
     runtime: AccumulatingRuntime<MemberId>,
     news: mpsc::Receiver<BroadcastItem>,
     keyring: Keyring,
+    replay: ReplayGuard,
     nonce_rng: StdRng,
     tunables: Tunables,
     sized_for: usize,
@@ -138,6 +157,7 @@ pub struct MembershipCore {
     reannounce_delay: Duration,
     refuted_suspect: Option<MemberId>,
     stale_suspicions: StaleSuspicions,
+    name_conflicts: name_conflict::NameConflicts,
     sweep_armed: bool,
     lifeguard: lifeguard::Lifeguard,
     eager: dissemination::EagerGossip,
@@ -164,6 +184,7 @@ impl MembershipCore {
             runtime: AccumulatingRuntime::new(),
             news,
             keyring: settings.keyring,
+            replay: ReplayGuard::new(settings.tunables.replay_window, replay::DEFAULT_CAPACITY),
             nonce_rng: StdRng::seed_from_u64(settings.rng_seed ^ 0x5eed_5eed_5eed_5eed),
             tunables: settings.tunables,
             sized_for: 1,
@@ -175,6 +196,7 @@ impl MembershipCore {
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
+            name_conflicts: name_conflict::NameConflicts::default(),
             sweep_armed: false,
             lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
             eager: dissemination::EagerGossip::default(),
@@ -233,26 +255,55 @@ impl MembershipCore {
         self.has_left
     }
 
-    /// A datagram arrived. Packets that do not open are dropped and counted, never parsed.
+    /// A datagram arrived. Packets that do not open, or that opened but were sent outside the
+    /// replay window or already seen inside it, are dropped and counted, never parsed.
     pub fn handle_packet(&mut self, now_ms: u64, packet: &[u8]) -> Result<(), PacketError> {
         self.now_ms = now_ms;
         self.counters.packets_in += 1;
         self.counters.bytes_in += packet.len() as u64;
-        let plaintext = match self.keyring.open(packet) {
-            Ok(plaintext) => plaintext,
+        let opened = match self.keyring.open(packet) {
+            Ok(opened) => opened,
+            Err(e @ crate::error::OpenError::UnknownVersion(_)) => {
+                self.counters.dropped_version += 1;
+                return Err(e.into());
+            }
             Err(e) => {
                 self.counters.dropped_unsealed += 1;
                 return Err(e.into());
             }
         };
-        let sized = match peek(&plaintext) {
+        match self.replay.admit(now_ms, opened.sent_ms, &opened.nonce) {
+            Ok(()) => {}
+            Err(replay::Refusal::Replayed) => {
+                self.counters.dropped_replayed += 1;
+                return Err(PacketError::Replayed);
+            }
+            Err(replay::Refusal::Stale { skew_ms }) => {
+                self.counters.dropped_stale += 1;
+                return Err(PacketError::Stale { skew_ms });
+            }
+        }
+        let evidence = name_conflict::evidence(self.foca.identity(), &opened.plaintext, |n| {
+            self.active_named(n)
+        });
+        if let Some(evidence) = evidence {
+            let refused = match evidence {
+                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
+                _ => None,
+            };
+            self.handle_name_conflict(evidence);
+            if let Some(addr) = refused {
+                return Err(PacketError::NameConflict(addr));
+            }
+        }
+        let sized = match peek(&opened.plaintext) {
             Some(peeked) => {
                 self.observe_incoming(&peeked);
                 self.size_for_packet(peeked.updates)
             }
             None => false,
         };
-        let result = self.foca.handle_data(&plaintext, &mut self.runtime);
+        let result = self.foca.handle_data(&opened.plaintext, &mut self.runtime);
         self.drain();
         if sized {
             self.unsize_after_packet();
@@ -335,13 +386,12 @@ impl MembershipCore {
     /// Queue a custom broadcast for dissemination (and count it as seen by us).
     pub fn handle_broadcast(&mut self, item: &BroadcastItem) -> Result<bool, BroadcastError> {
         let bytes = item.encode();
-        let limit = self
+        let max_packet = self
             .tunables
             .foca_config(self.sized_for)
             .max_packet_size
-            .get()
-            / 2;
-        if bytes.len() > limit {
+            .get();
+        if bytes.len() > crate::broadcast::item_capacity(max_packet, self.longest_identity()) {
             return Err(BroadcastError::TooBig(bytes.len()));
         }
         let queued = self
@@ -350,7 +400,27 @@ impl MembershipCore {
             .map_err(|e| BroadcastError::Refused(e.to_string()))?;
         // Our own item is news to the inbox too; it is not an event for us.
         while self.news.try_recv().is_ok() {}
+        if queued && bytes.len() > max_packet / 2 {
+            // Too big to ride beside pending member updates: send it now in messages of its own
+            // (gossip carries it further whenever a datagram has room).
+            if let Err(e) = self.foca.broadcast(&mut self.runtime) {
+                tracing::debug!(error = %e, "sending a big broadcast failed");
+            }
+            self.drain();
+        }
         Ok(queued)
+    }
+
+    /// The longest encoded identity among us and the members we know: every datagram's header
+    /// carries two of them.
+    fn longest_identity(&self) -> usize {
+        let len = |id: &MemberId| postcard::experimental::serialized_size(id).unwrap_or(0);
+        self.foca
+            .iter_membership_state()
+            .map(|m| len(m.id()))
+            .chain(std::iter::once(len(self.foca.identity())))
+            .max()
+            .unwrap_or(0)
     }
 
     /// Every member we know, us included, sorted by name.
@@ -414,15 +484,20 @@ impl MembershipCore {
         }
     }
 
+    /// The member called `name` (active or down), by one lookup in foca's index.
+    fn member_named(&self, name: &str) -> Option<&foca::Member<MemberId>> {
+        self.foca.member_by(name)
+    }
+
     fn is_active(&self, id: &MemberId) -> bool {
-        self.foca.iter_members().any(|m| m.id() == id)
+        self.member_named(id.name())
+            .is_some_and(|m| m.id() == id && m.state() != State::Down)
     }
 
     fn known(&self, id: &MemberId) -> MemberInfo {
         let (incarnation, state) = self
-            .foca
-            .iter_membership_state()
-            .find(|m| m.id() == id)
+            .member_named(id.name())
+            .filter(|m| m.id() == id)
             .map(|m| (m.incarnation(), m.state()))
             .unwrap_or((0, State::Down));
         self.info(id, incarnation, state)
@@ -497,7 +572,9 @@ impl MembershipCore {
 
     /// Seals `plaintext` and queues it for `to`.
     fn send_sealed(&mut self, to: SocketAddr, plaintext: &[u8]) {
-        let packet = self.keyring.seal(plaintext, &mut self.nonce_rng);
+        let packet = self
+            .keyring
+            .seal(self.now_ms, plaintext, &mut self.nonce_rng);
         self.counters.packets_out += 1;
         self.counters.bytes_out += packet.len() as u64;
         self.out.push_back(Output::Send { to, packet });
@@ -516,10 +593,8 @@ impl MembershipCore {
         self.left_notices.insert(item.key.clone(), item.version);
         // A notice that arrives after the member was already reported failed turns it to left.
         let already_down = self
-            .foca
-            .iter_membership_state()
-            .find(|m| m.id().name() == item.key && m.id().generation() == item.version)
-            .filter(|m| m.state() == State::Down)
+            .member_named(&item.key)
+            .filter(|m| m.id().generation() == item.version && m.state() == State::Down)
             .map(|m| m.id().clone());
         if let Some(id) = already_down {
             self.status_since.insert(id.name().to_owned(), self.now_ms);

@@ -1,9 +1,11 @@
-//! The sealed envelope every gossip datagram and cluster TCP frame travels in.
+//! The sealed envelope every gossip datagram travels in.
 //!
-//! Layout: `version (1 byte) | key id (4 bytes) | nonce (24 bytes) | ciphertext + tag (16 bytes)`.
-//! The cipher is XChaCha20-Poly1305; the version byte and the key id are authenticated as
-//! associated data, so neither can be altered without the packet failing to open. Opening is a
-//! pure function: a packet that does not open is never parsed further.
+//! Layout: `version (1) | key id (4) | sender time (8, ms, big-endian) | nonce (24) |
+//! ciphertext + tag (16)`. The cipher is XChaCha20-Poly1305; the version byte, the key id and
+//! the sender's time are authenticated as associated data, so none of them can be altered
+//! without the packet failing to open. The time and the nonce let the receiver refuse replays
+//! (see [`crate::replay`]). Opening is a pure function: a packet that does not open is never
+//! parsed further.
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -12,18 +14,20 @@ use sha2::{Digest, Sha256};
 
 use crate::error::OpenError;
 
-/// The only envelope version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// The only envelope version this build writes and reads (1 had no sender time).
+pub const ENVELOPE_VERSION: u8 = 2;
 /// Length of the random nonce.
 pub const NONCE_LEN: usize = 24;
 /// Length of the key id.
 pub const KEY_ID_LEN: usize = 4;
+/// Length of the sender's time.
+pub const TIME_LEN: usize = 8;
 /// Length of the Poly1305 tag.
 pub const TAG_LEN: usize = 16;
 /// Bytes the envelope adds to a plaintext.
-pub const ENVELOPE_OVERHEAD: usize = 1 + KEY_ID_LEN + NONCE_LEN + TAG_LEN;
+pub const ENVELOPE_OVERHEAD: usize = HEADER_LEN + NONCE_LEN + TAG_LEN;
 
-const HEADER_LEN: usize = 1 + KEY_ID_LEN;
+const HEADER_LEN: usize = 1 + KEY_ID_LEN + TIME_LEN;
 
 /// A 32-byte cluster key.
 #[derive(Clone, PartialEq, Eq)]
@@ -83,18 +87,35 @@ impl ClusterKey {
         self.id().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The raw key bytes (for deriving the stream handshake's pre-shared key).
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.bytes
+    }
+
     fn cipher(&self) -> XChaCha20Poly1305 {
         XChaCha20Poly1305::new(&self.bytes.into())
     }
 }
 
-/// Seals `plaintext` under `key` with a fresh random nonce drawn from `rng`.
-pub fn seal(key: &ClusterKey, plaintext: &[u8], rng: &mut impl Rng) -> Vec<u8> {
+/// A packet that opened: what the sender sealed, when, and under which nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The sender's clock when it sealed the packet (ms since the Unix epoch).
+    pub sent_ms: u64,
+    /// The packet's random nonce (unique per packet: a repeat is a replay).
+    pub nonce: [u8; NONCE_LEN],
+    /// The plaintext.
+    pub plaintext: Vec<u8>,
+}
+
+/// Seals `plaintext` under `key`, stamped with `sent_ms`, with a fresh nonce drawn from `rng`.
+pub fn seal(key: &ClusterKey, sent_ms: u64, plaintext: &[u8], rng: &mut impl Rng) -> Vec<u8> {
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
     let mut header = [0u8; HEADER_LEN];
     header[0] = ENVELOPE_VERSION;
-    header[1..].copy_from_slice(&key.id());
+    header[1..1 + KEY_ID_LEN].copy_from_slice(&key.id());
+    header[1 + KEY_ID_LEN..].copy_from_slice(&sent_ms.to_be_bytes());
     let ciphertext = key
         .cipher()
         .encrypt(
@@ -105,7 +126,7 @@ pub fn seal(key: &ClusterKey, plaintext: &[u8], rng: &mut impl Rng) -> Vec<u8> {
             },
         )
         // Encryption only fails for plaintexts near 2^38 bytes; ours are bounded by the
-        // datagram and frame limits long before that.
+        // datagram limit long before that.
         .unwrap_or_default();
     let mut out = Vec::with_capacity(ENVELOPE_OVERHEAD + plaintext.len());
     out.extend_from_slice(&header);
@@ -114,21 +135,30 @@ pub fn seal(key: &ClusterKey, plaintext: &[u8], rng: &mut impl Rng) -> Vec<u8> {
     out
 }
 
+/// The envelope version a packet claims (its first byte), if it has one.
+pub fn claimed_version(packet: &[u8]) -> Option<u8> {
+    packet.first().copied()
+}
+
 /// The key id a packet claims, if it is long enough to have one and has our version.
 pub fn claimed_key_id(packet: &[u8]) -> Result<[u8; KEY_ID_LEN], OpenError> {
+    match claimed_version(packet) {
+        Some(ENVELOPE_VERSION) => {}
+        Some(version) if packet.len() > 1 + KEY_ID_LEN => {
+            return Err(OpenError::UnknownVersion(version))
+        }
+        _ => return Err(OpenError::TooShort(packet.len())),
+    }
     if packet.len() < ENVELOPE_OVERHEAD {
         return Err(OpenError::TooShort(packet.len()));
     }
-    if packet[0] != ENVELOPE_VERSION {
-        return Err(OpenError::UnknownVersion(packet[0]));
-    }
     let mut id = [0u8; KEY_ID_LEN];
-    id.copy_from_slice(&packet[1..HEADER_LEN]);
+    id.copy_from_slice(&packet[1..1 + KEY_ID_LEN]);
     Ok(id)
 }
 
 /// Opens `packet` with `key`; fails unless it was sealed with exactly this key and is intact.
-pub fn open(key: &ClusterKey, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
+pub fn open(key: &ClusterKey, packet: &[u8]) -> Result<Opened, OpenError> {
     let id = claimed_key_id(packet)?;
     if id != key.id() {
         return Err(OpenError::UnknownKey);
@@ -136,7 +166,10 @@ pub fn open(key: &ClusterKey, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
     let (header, rest) = packet.split_at(HEADER_LEN);
     let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
     let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| OpenError::TooShort(0))?;
-    key.cipher()
+    let mut time = [0u8; TIME_LEN];
+    time.copy_from_slice(&header[1 + KEY_ID_LEN..]);
+    let plaintext = key
+        .cipher()
         .decrypt(
             &XNonce::from(nonce),
             Payload {
@@ -144,7 +177,12 @@ pub fn open(key: &ClusterKey, packet: &[u8]) -> Result<Vec<u8>, OpenError> {
                 aad: header,
             },
         )
-        .map_err(|_| OpenError::Forged)
+        .map_err(|_| OpenError::Forged)?;
+    Ok(Opened {
+        sent_ms: u64::from_be_bytes(time),
+        nonce,
+        plaintext,
+    })
 }
 
 #[cfg(test)]
@@ -161,9 +199,11 @@ mod tests {
     fn a_sealed_packet_opens_with_the_same_key() {
         let mut rng = rng();
         let key = ClusterKey::generate(&mut rng);
-        let packet = seal(&key, b"hello", &mut rng);
+        let packet = seal(&key, 1_234, b"hello", &mut rng);
         assert_eq!(packet.len(), 5 + ENVELOPE_OVERHEAD);
-        assert_eq!(open(&key, &packet).unwrap(), b"hello");
+        let opened = open(&key, &packet).unwrap();
+        assert_eq!(opened.plaintext, b"hello");
+        assert_eq!(opened.sent_ms, 1_234);
     }
 
     #[test]
@@ -171,7 +211,7 @@ mod tests {
         let mut rng = rng();
         let key = ClusterKey::generate(&mut rng);
         let other = ClusterKey::generate(&mut rng);
-        let packet = seal(&key, b"hello", &mut rng);
+        let packet = seal(&key, 0, b"hello", &mut rng);
         assert_eq!(open(&other, &packet), Err(OpenError::UnknownKey));
     }
 
@@ -179,7 +219,7 @@ mod tests {
     fn any_flipped_bit_makes_the_packet_fail_to_open() {
         let mut rng = rng();
         let key = ClusterKey::generate(&mut rng);
-        let packet = seal(&key, b"some payload", &mut rng);
+        let packet = seal(&key, 99, b"some payload", &mut rng);
         for i in 0..packet.len() {
             let mut bad = packet.clone();
             bad[i] ^= 0x01;
@@ -194,9 +234,11 @@ mod tests {
     fn short_and_unknown_version_packets_are_named_as_such() {
         let key = ClusterKey::from_bytes([1; 32]);
         assert_eq!(open(&key, &[]), Err(OpenError::TooShort(0)));
-        let mut packet = seal(&key, b"x", &mut rng());
+        let mut packet = seal(&key, 0, b"x", &mut rng());
         packet[0] = 9;
         assert_eq!(open(&key, &packet), Err(OpenError::UnknownVersion(9)));
+        packet[0] = 1;
+        assert_eq!(open(&key, &packet), Err(OpenError::UnknownVersion(1)));
     }
 
     #[test]
@@ -212,6 +254,9 @@ mod tests {
     fn two_seals_of_the_same_plaintext_differ() {
         let mut rng = rng();
         let key = ClusterKey::generate(&mut rng);
-        assert_ne!(seal(&key, b"same", &mut rng), seal(&key, b"same", &mut rng));
+        assert_ne!(
+            seal(&key, 5, b"same", &mut rng),
+            seal(&key, 5, b"same", &mut rng)
+        );
     }
 }

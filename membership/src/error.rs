@@ -53,9 +53,24 @@ pub enum PacketError {
     /// The envelope did not open; the packet was dropped and counted, state untouched.
     #[error("dropped: {0}")]
     Unsealed(#[from] OpenError),
+    /// The envelope opened but was already seen inside the replay window; counted, state
+    /// untouched.
+    #[error("dropped: replayed")]
+    Replayed,
+    /// The envelope opened but its sender time is outside the replay window; counted, state
+    /// untouched.
+    #[error("dropped: sent {skew_ms} ms away from our clock, outside the replay window")]
+    Stale {
+        /// Our clock minus the sender's, in ms.
+        skew_ms: i64,
+    },
     /// The envelope opened but the SWIM payload was rejected by foca; counted, state untouched.
     #[error("rejected by SWIM: {0}")]
     Rejected(String),
+    /// Sent by another agent using our node name (at this address); counted, logged, and
+    /// answered with a notice, never handed to SWIM.
+    #[error("refused: the agent at {0} uses our node name")]
+    NameConflict(std::net::SocketAddr),
 }
 
 /// Why a broadcast could not be queued.

@@ -5,7 +5,10 @@
 //! - [`core::MembershipCore`] is the sans-IO state machine: packets, timers and commands in;
 //!   sealed packets, timers and [`core::MemberEvent`]s out. Time and randomness are injected.
 //! - [`envelope`] and [`keyring`] are pure functions: seal and open datagrams with
-//!   XChaCha20-Poly1305 under a keyring of one primary key and decrypt-only extras.
+//!   XChaCha20-Poly1305 under a keyring of one primary key and decrypt-only extras;
+//!   [`replay`] refuses datagrams sent outside a time window or already seen inside it.
+//! - [`sealed_stream`] is the cluster TCP port's protocol: a Noise handshake keyed by the
+//!   keyring, then encrypted frames with per-direction counters.
 //! - [`broadcast`] carries versioned custom items (alerts, status samples, records) on foca's
 //!   messages.
 //! - [`runtime`] drives a core with tokio: one UDP socket, one timer queue, one owner task.
@@ -28,6 +31,7 @@ pub mod member;
 pub mod member_id;
 pub mod peek;
 pub mod profile;
+pub mod replay;
 pub mod runtime;
 pub mod sealed_stream;
 pub mod sim;

@@ -3,11 +3,11 @@
 //! A member list of N holds N identities, and a simulation of N nodes holds N of those lists,
 //! so the identity's size decides what fits: [`crate::NodeIdentity`] is 88 bytes plus two
 //! string allocations per copy. A `MemberId` is 16 bytes: a shared, immutable record of what
-//! never changes for a running node (name, team, address, the name's hash) and the generation
-//! beside it. Clones share the record, so a roster handed to many nodes costs one record per
-//! member, not one per node and member. foca's `Addr` ([`MemberName`]) is the record itself,
-//! compared by name and hashed by the stored hash, so foca's member index costs one hash
-//! lookup per datagram.
+//! never changes for a running node (name, team, address) and the generation beside it.
+//! Clones share the record, so a roster handed to many nodes costs one record per member, not
+//! one per node and member. foca's `Addr` ([`MemberName`]) is the record itself, compared and
+//! hashed as its name (it borrows as `str`), so foca's member index finds a member by one hash
+//! lookup, given the record or just a name.
 //!
 //! On the wire a `MemberId` is exactly a `NodeIdentity` (name, team, address, generation, in
 //! postcard's field order).
@@ -27,7 +27,6 @@ struct Fixed {
     name: String,
     team: String,
     addr: SocketAddr,
-    name_hash: u64,
 }
 
 /// The identity foca gossips about; see the module docs.
@@ -44,14 +43,11 @@ pub struct MemberName(Arc<Fixed>);
 impl MemberId {
     /// An identity with these parts.
     pub fn new(name: &str, team: &str, addr: SocketAddr, generation: u64) -> Self {
-        let mut hasher = std::hash::DefaultHasher::new();
-        name.hash(&mut hasher);
         Self {
             fixed: Arc::new(Fixed {
                 name: name.to_owned(),
                 team: team.to_owned(),
                 addr,
-                name_hash: hasher.finish(),
             }),
             generation,
         }
@@ -127,7 +123,7 @@ impl Eq for MemberId {}
 
 impl Hash for MemberId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.fixed.name_hash);
+        self.fixed.name.hash(state);
         state.write_u64(self.generation);
     }
 }
@@ -144,16 +140,22 @@ impl fmt::Debug for MemberId {
 
 impl PartialEq for MemberName {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-            || (self.0.name_hash == other.0.name_hash && self.0.name == other.0.name)
+        Arc::ptr_eq(&self.0, &other.0) || self.0.name == other.0.name
     }
 }
 
 impl Eq for MemberName {}
 
+/// Hashed exactly as its name, so that a `&str` finds it (see [`std::borrow::Borrow`]).
 impl Hash for MemberName {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.0.name_hash);
+        self.0.name.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for MemberName {
+    fn borrow(&self) -> &str {
+        &self.0.name
     }
 }
 

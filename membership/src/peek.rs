@@ -25,6 +25,18 @@ pub struct PeekedId<'a> {
     pub generation: u64,
 }
 
+impl PeekedId<'_> {
+    /// An owned copy.
+    pub fn to_identity(&self) -> crate::NodeIdentity {
+        crate::NodeIdentity {
+            name: self.name.to_owned(),
+            team: self.team.to_owned(),
+            addr: self.addr,
+            generation: self.generation,
+        }
+    }
+}
+
 /// What a datagram's header says.
 #[derive(Debug)]
 pub struct Peeked<'a> {

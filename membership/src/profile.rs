@@ -75,14 +75,37 @@ pub struct Tunables {
     /// Lifeguard: the timeout once `expected_confirmations` other members confirmed a
     /// suspicion, as a fraction of the profile's (0.5: half of memberlist's minimum, which the
     /// confirmations make safe; measured in the 10 % loss simulation and a 2 s pause).
+    #[serde(default = "default_suspicion_min_fraction")]
     pub suspicion_min_fraction: f64,
     /// Lifeguard: the timeout of a suspicion nobody confirms, as a multiple of the profile's
     /// (3.0 = 6 times the minimum, memberlist's `SuspicionMaxTimeoutMult`).
+    #[serde(default = "default_suspicion_max_multiple")]
     pub suspicion_max_multiple: f64,
     /// Lifeguard: independent confirmations that bring a suspicion's timeout to its minimum
     /// (memberlist: `SuspicionMult - 2` = 2); at most half of the other survivors in a small
     /// cluster (see [`Tunables::suspicion_timeouts`]).
+    #[serde(default = "default_expected_confirmations")]
     pub expected_confirmations: u32,
+    /// How far a datagram's sender time may be from ours (see [`crate::replay`]): the clock
+    /// skew the cluster tolerates.
+    #[serde(default = "default_replay_window")]
+    pub replay_window: Duration,
+}
+
+fn default_replay_window() -> Duration {
+    crate::replay::DEFAULT_WINDOW
+}
+
+fn default_suspicion_min_fraction() -> f64 {
+    0.5
+}
+
+fn default_suspicion_max_multiple() -> f64 {
+    3.0
+}
+
+fn default_expected_confirmations() -> u32 {
+    2
 }
 
 impl From<Profile> for Tunables {
@@ -92,9 +115,10 @@ impl From<Profile> for Tunables {
             indirect_probes: 4,
             retransmit_mult: 4,
             suspicion_scale: 1.0,
-            suspicion_min_fraction: 0.5,
-            suspicion_max_multiple: 3.0,
-            expected_confirmations: 2,
+            suspicion_min_fraction: default_suspicion_min_fraction(),
+            suspicion_max_multiple: default_suspicion_max_multiple(),
+            expected_confirmations: default_expected_confirmations(),
+            replay_window: crate::replay::DEFAULT_WINDOW,
         }
     }
 }

@@ -1,5 +1,9 @@
 //! The tokio driver: one UDP socket, one ordered timer queue and one owner task that holds the
 //! [`MembershipCore`] and is fed by an [`Input`] enum. Nothing else touches the core.
+//!
+//! While members are failed, the task announces to a few of them every second
+//! ([`ANNOUNCE_FAILED_EVERY`]), so the two sides of a healed partition find each other within
+//! seconds.
 
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,9 +15,11 @@ use tokio::time::Instant;
 
 use crate::broadcast::BroadcastItem;
 use crate::core::{
-    CoreSettings, CoreTimer, Counters, MemberEvent, MemberInfo, MembershipCore, Output,
+    CoreSettings, CoreTimer, Counters, MemberEvent, MemberInfo, MemberStatus, MembershipCore,
+    Output,
 };
-use crate::error::{BroadcastError, RuntimeError};
+use crate::envelope::ENVELOPE_VERSION;
+use crate::error::{BroadcastError, OpenError, PacketError, RuntimeError};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
 use crate::timer_queue::TimerQueue;
@@ -21,6 +27,16 @@ use crate::timer_queue::TimerQueue;
 /// Largest datagram we read; anything a UDP socket can deliver fits, and the envelope check
 /// rejects oversized ones before parsing.
 const RECV_BUFFER: usize = 65_536;
+
+/// While members are failed, announce to some of them this often: after a partition heals,
+/// the first announce that gets through makes the two sides' views merge (each side renews
+/// the identities the other declared down), in a few seconds instead of foca's once a minute.
+pub const ANNOUNCE_FAILED_EVERY: Duration = Duration::from_secs(1);
+/// Members announced to per round (at random among the failed ones).
+const ANNOUNCE_FAILED_AT_ONCE: usize = 3;
+/// A member failed for longer than this is left to foca's own (slow) announces to down
+/// members: a host gone for good costs nothing more.
+pub const ANNOUNCE_FAILED_FOR: Duration = Duration::from_secs(600);
 
 /// A request to the owner task.
 #[derive(Debug)]
@@ -148,6 +164,9 @@ pub async fn spawn(
         origin: Instant::now(),
         events,
         warned: std::collections::HashMap::new(),
+        warned_version: std::collections::HashSet::new(),
+        announce_at: None,
+        announce_rng: rand::make_rng(),
     };
     let join = tokio::spawn(task.run(rx));
     Ok((MembershipHandle { inputs, local_addr }, join))
@@ -168,6 +187,10 @@ struct OwnerTask {
     origin: Instant,
     events: mpsc::UnboundedSender<MemberEvent>,
     warned: std::collections::HashMap<SocketAddr, Instant>,
+    warned_version: std::collections::HashSet<SocketAddr>,
+    /// When to announce to failed members next (armed while any are failed).
+    announce_at: Option<Instant>,
+    announce_rng: rand::rngs::StdRng,
 }
 
 impl OwnerTask {
@@ -185,6 +208,7 @@ impl OwnerTask {
                     Err(e) => tracing::debug!(error = %e, "recv failed"),
                 },
                 _ = sleep_until(next_deadline) => self.fire_due_timers(),
+                _ = sleep_until(self.announce_at) => self.announce_to_failed(),
                 input = inputs.recv() => match input {
                     Some(Input::Stop) | None => break,
                     Some(input) => self.handle_input(input).await,
@@ -194,18 +218,35 @@ impl OwnerTask {
         }
     }
 
-    /// Logs a dropped datagram: at debug level always, and as a warning at most once a minute
-    /// per source when it was sealed under a key we do not hold (a wrong cluster key is the
-    /// usual reason a new agent stays alone).
-    fn report_drop(&mut self, from: SocketAddr, len: usize, error: &crate::error::PacketError) {
+    /// Logs a dropped datagram: at debug level always; as a warning once per sender for an
+    /// envelope version we do not speak, and at most once a minute per sender when it was sealed
+    /// under a key we do not hold (a wrong cluster key is the usual reason a new agent stays
+    /// alone) or sent outside the replay window (a clock off by more than the window).
+    fn report_drop(&mut self, from: SocketAddr, len: usize, error: &PacketError) {
         tracing::debug!(%from, len, %error, "datagram dropped");
-        let wrong_key = matches!(
-            error,
-            crate::error::PacketError::Unsealed(crate::error::OpenError::UnknownKey)
-        );
-        if !wrong_key {
-            return;
+        match error {
+            PacketError::Unsealed(OpenError::UnknownVersion(version))
+                if self.warned_version.len() < 1024 && self.warned_version.insert(from) =>
+            {
+                let age = if *version > ENVELOPE_VERSION {
+                    "newer"
+                } else {
+                    "older"
+                };
+                tracing::warn!(%from, version, ours = ENVELOPE_VERSION, "dropping datagrams of a {age} protocol version: run the same rover-agent version on every member");
+            }
+            PacketError::Unsealed(OpenError::UnknownKey) if self.due_warning(from) => {
+                tracing::warn!(%from, "dropping datagrams sealed with a key we do not hold: is that agent using another cluster key?");
+            }
+            PacketError::Stale { skew_ms } if self.due_warning(from) => {
+                tracing::warn!(%from, skew_ms, "dropping datagrams sent outside the replay window: is that host's clock (or ours) wrong? Clocks must agree within the window (NTP)");
+            }
+            _ => {}
         }
+    }
+
+    /// Whether a warning about `from` is due (at most one a minute per sender).
+    fn due_warning(&mut self, from: SocketAddr) -> bool {
         let now = Instant::now();
         if self.warned.len() > 1024 {
             self.warned.clear();
@@ -216,8 +257,37 @@ impl OwnerTask {
             .is_none_or(|last| now.duration_since(*last) >= Duration::from_secs(60));
         if due {
             self.warned.insert(from, now);
-            tracing::warn!(%from, "dropping datagrams sealed with a key we do not hold: is that agent using another cluster key?");
         }
+        due
+    }
+
+    /// Announces to a few members failed lately (see [`ANNOUNCE_FAILED_EVERY`]); armed again
+    /// while any are. A name also listed alive (it rejoined with a new generation) is skipped.
+    /// The addresses join the seeds re-announced to when alone.
+    fn announce_to_failed(&mut self) {
+        use rand::seq::SliceRandom;
+        self.announce_at = None;
+        let now = unix_ms();
+        let recent = u64::try_from(ANNOUNCE_FAILED_FOR.as_millis()).unwrap_or(u64::MAX);
+        let members = self.core.members();
+        let alive: std::collections::HashSet<&str> = members
+            .iter()
+            .filter(|m| matches!(m.status, MemberStatus::Alive | MemberStatus::Suspect))
+            .map(|m| m.name.as_str())
+            .collect();
+        let mut failed: Vec<SocketAddr> = members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Failed && !alive.contains(m.name.as_str()))
+            .filter(|m| m.since_ms.is_none_or(|t| now.saturating_sub(t) < recent))
+            .map(|m| m.addr)
+            .collect();
+        if failed.is_empty() || self.core.has_left() {
+            return;
+        }
+        failed.shuffle(&mut self.announce_rng);
+        failed.truncate(ANNOUNCE_FAILED_AT_ONCE);
+        self.core.handle_join(now, &failed);
+        self.announce_at = Some(Instant::now() + ANNOUNCE_FAILED_EVERY);
     }
 
     fn fire_due_timers(&mut self) {
@@ -267,6 +337,9 @@ impl OwnerTask {
                     self.timers.push(deadline, timer);
                 }
                 Output::Event(event) => {
+                    if matches!(event, MemberEvent::Failed(_)) && self.announce_at.is_none() {
+                        self.announce_at = Some(Instant::now() + ANNOUNCE_FAILED_EVERY);
+                    }
                     let _ = self.events.send(event);
                 }
             }

@@ -1,115 +1,322 @@
-//! Sealed frames over a byte stream (the cluster TCP port): `u32 big-endian length | envelope`.
+//! The cluster TCP port's protocol: a Noise handshake keyed by the keyring, then encrypted
+//! frames whose per-direction counters refuse any replayed, reordered or foreign frame.
 //!
-//! Each frame is one [`crate::envelope`] sealed under the keyring's primary key, so TCP traffic
-//! gets the same protection as gossip datagrams. A frame that is too long or does not open ends
-//! the connection with a typed error; nothing of it is parsed.
+//! On the wire, every frame is `u16 big-endian length | bytes`.
+//!
+//! 1. The initiator sends an 8-byte preamble in clear: [`STREAM_MAGIC`] (3 bytes),
+//!    [`STREAM_VERSION`] (1) and the id of the key it uses (4, its primary key), then the first
+//!    handshake message of `Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s`. The preamble is the Noise
+//!    prologue, so it is authenticated: a changed key id fails the handshake. The pre-shared
+//!    key is derived from the named cluster key, so every key of the keyring (not only the
+//!    primary) still accepts connections while a rotation is under way.
+//! 2. The responder answers with the second handshake message. Both sides now hold fresh
+//!    session keys from new ephemeral keys: nothing recorded from an earlier connection opens.
+//! 3. The initiator sends an empty confirmation frame, so the responder knows the initiator
+//!    holds the session keys (a replayed first message cannot produce it). Until then the
+//!    responder reads nothing larger than [`MAX_HANDSHAKE_FRAME`] and allocates nothing more.
+//!
+//! After that, each frame is one Noise transport message (at most 65 535 bytes). Noise
+//! numbers the messages of each direction (the nonce is a counter), so a frame played twice,
+//! out of order or from another connection fails to decrypt; the connection is then closed.
+//! A message longer than one frame is sent in chunks: each plaintext starts with a byte that
+//! says whether more chunks follow. Messages are capped at [`MAX_MESSAGE`].
+//!
+//! Deadlines are the caller's: wrap [`accept`] and [`connect`] in a timeout.
 
-use rand::Rng;
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::error::OpenError;
+use crate::envelope::{ClusterKey, KEY_ID_LEN};
 use crate::keyring::Keyring;
 
-/// The largest sealed frame accepted (16 MiB).
-pub const MAX_FRAME: usize = 16 << 20;
+/// The first bytes of every cluster-port connection.
+pub const STREAM_MAGIC: [u8; 3] = *b"RVS";
+/// The stream protocol version this build speaks.
+pub const STREAM_VERSION: u8 = 1;
+/// Length of the clear preamble: magic, version, key id.
+pub const PREAMBLE_LEN: usize = STREAM_MAGIC.len() + 1 + KEY_ID_LEN;
+/// The largest frame read before the handshake has succeeded (our handshake messages are 48
+/// bytes and the confirmation 17).
+pub const MAX_HANDSHAKE_FRAME: usize = 128;
+/// The largest message accepted after the handshake (16 MiB).
+pub const MAX_MESSAGE: usize = 16 << 20;
+/// The largest Noise message.
+const MAX_FRAME: usize = 65_535;
+/// Poly1305 tag on every Noise message.
+const TAG_LEN: usize = 16;
+/// Plaintext bytes per chunk: a frame minus the tag and the "more follows" byte.
+const CHUNK: usize = MAX_FRAME - TAG_LEN - 1;
+/// The chunk flag values.
+const LAST_CHUNK: u8 = 0;
+const MORE_CHUNKS: u8 = 1;
 
-/// Why a frame could not be read.
+const NOISE_PARAMS: &str = "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s";
+
+/// Why a connection was refused or ended. Each variant closes the connection; nothing the
+/// peer sent past the failure is read.
 #[derive(Debug, thiserror::Error)]
-pub enum FrameError {
-    /// The connection failed or closed mid-frame; the connection is unusable.
+pub enum StreamError {
+    /// The connection failed or closed; unusable.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    /// The peer announced a frame over [`MAX_FRAME`]; nothing was read past the length.
+    /// The peer does not speak this protocol (no preamble); nothing more was read.
+    #[error("not a rover-agent cluster connection")]
+    NotOurProtocol,
+    /// The peer speaks another version of the stream protocol; nothing more was read.
+    #[error("cluster stream protocol version {0} (ours is {STREAM_VERSION})")]
+    Version(u8),
+    /// The peer names a key this keyring does not hold; nothing more was read.
+    #[error("the peer uses a cluster key this agent does not hold")]
+    UnknownKey,
+    /// A frame announced more than allowed (before the handshake: more than a handshake
+    /// message); its bytes were not read.
     #[error("frame of {0} bytes exceeds the limit")]
     TooLong(usize),
-    /// The frame did not open with our keyring; dropped unparsed.
-    #[error("frame does not open: {0}")]
-    Unsealed(#[from] OpenError),
+    /// The handshake failed: the peer lacks the key, forged or replayed a handshake, or did
+    /// not confirm it.
+    #[error("handshake failed: {0}")]
+    Handshake(&'static str),
+    /// A frame after the handshake did not decrypt: replayed, reordered, from another
+    /// connection or forged.
+    #[error("frame refused (replayed, reordered or forged)")]
+    Refused,
 }
 
-/// Seals `plaintext` with the primary key and writes it as one frame.
-pub async fn write_frame<W: AsyncWrite + Unpin>(
-    writer: &mut W,
-    keyring: &Keyring,
-    plaintext: &[u8],
-    rng: &mut impl Rng,
-) -> std::io::Result<()> {
-    let sealed = keyring.seal(plaintext, rng);
-    let len = u32::try_from(sealed.len())
-        .ok()
-        .filter(|len| (*len as usize) <= MAX_FRAME)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "frame too long"))?;
-    writer.write_all(&len.to_be_bytes()).await?;
-    writer.write_all(&sealed).await?;
-    writer.flush().await
+/// An authenticated connection: send and receive whole messages.
+pub struct SealedStream<S> {
+    stream: S,
+    noise: snow::TransportState,
+    frame: Vec<u8>,
+    plain: Vec<u8>,
+    handshake_bytes_out: usize,
 }
 
-/// Reads one frame and opens it; `Ok(None)` when the peer closed cleanly between frames.
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    reader: &mut R,
+impl<S> std::fmt::Debug for SealedStream<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedStream").finish_non_exhaustive()
+    }
+}
+
+/// The Noise pre-shared key for streams, derived from a cluster key (so the datagram cipher
+/// and the stream handshake never use the same key).
+fn stream_psk(key: &ClusterKey) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update(b"rover-agent cluster stream psk v1");
+    hash.update(key.as_bytes());
+    hash.finalize().into()
+}
+
+fn preamble(key: &ClusterKey) -> [u8; PREAMBLE_LEN] {
+    let mut out = [0u8; PREAMBLE_LEN];
+    out[..3].copy_from_slice(&STREAM_MAGIC);
+    out[3] = STREAM_VERSION;
+    out[4..].copy_from_slice(&key.id());
+    out
+}
+
+fn noise(
+    key: &ClusterKey,
+    prologue: &[u8],
+    initiator: bool,
+) -> Result<snow::HandshakeState, StreamError> {
+    let params: snow::params::NoiseParams = NOISE_PARAMS
+        .parse()
+        .map_err(|_| StreamError::Handshake("unsupported Noise parameters"))?;
+    let psk = stream_psk(key);
+    let builder = snow::Builder::new(params)
+        .psk(0, &psk)
+        .and_then(|b| b.prologue(prologue))
+        .map_err(|_| StreamError::Handshake("bad Noise setup"))?;
+    let state = if initiator {
+        builder.build_initiator()
+    } else {
+        builder.build_responder()
+    };
+    state.map_err(|_| StreamError::Handshake("bad Noise setup"))
+}
+
+/// Opens a connection as the initiator with the keyring's primary key.
+pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
     keyring: &Keyring,
-) -> Result<Option<Vec<u8>>, FrameError> {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+) -> Result<SealedStream<S>, StreamError> {
+    let key = keyring.primary();
+    let prologue = preamble(key);
+    let mut handshake = noise(key, &prologue, true)?;
+    let mut message = [0u8; MAX_HANDSHAKE_FRAME];
+    let len = handshake
+        .write_message(&[], &mut message)
+        .map_err(|_| StreamError::Handshake("cannot write the first message"))?;
+    let mut first = Vec::with_capacity(PREAMBLE_LEN + 2 + len);
+    first.extend_from_slice(&prologue);
+    push_frame(&mut first, &message[..len]);
+    stream.write_all(&first).await?;
+    stream.flush().await?;
+    let mut answer = [0u8; MAX_HANDSHAKE_FRAME];
+    let answer_len = read_small_frame(&mut stream, &mut answer).await?;
+    handshake
+        .read_message(&answer[..answer_len], &mut message)
+        .map_err(|_| StreamError::Handshake("the peer does not hold our key"))?;
+    let noise = handshake
+        .into_transport_mode()
+        .map_err(|_| StreamError::Handshake("handshake incomplete"))?;
+    let mut sealed = SealedStream {
+        stream,
+        noise,
+        frame: Vec::new(),
+        plain: Vec::new(),
+        handshake_bytes_out: first.len(),
+    };
+    sealed.send(&[]).await?;
+    sealed.handshake_bytes_out += 2 + TAG_LEN + 1;
+    Ok(sealed)
+}
+
+/// Accepts a connection as the responder with whichever key of `keyring` the initiator names.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    keyring: &Keyring,
+) -> Result<SealedStream<S>, StreamError> {
+    let mut prologue = [0u8; PREAMBLE_LEN];
+    stream.read_exact(&mut prologue).await?;
+    if prologue[..3] != STREAM_MAGIC {
+        return Err(StreamError::NotOurProtocol);
     }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(FrameError::TooLong(len));
+    if prologue[3] != STREAM_VERSION {
+        return Err(StreamError::Version(prologue[3]));
     }
-    let mut sealed = vec![0u8; len];
-    reader.read_exact(&mut sealed).await?;
-    Ok(Some(keyring.open(&sealed)?))
+    let mut id = [0u8; KEY_ID_LEN];
+    id.copy_from_slice(&prologue[4..]);
+    let key = keyring.by_id(id).ok_or(StreamError::UnknownKey)?;
+    let mut handshake = noise(key, &prologue, false)?;
+    let mut message = [0u8; MAX_HANDSHAKE_FRAME];
+    let len = read_small_frame(&mut stream, &mut message).await?;
+    let mut payload = [0u8; MAX_HANDSHAKE_FRAME];
+    handshake
+        .read_message(&message[..len], &mut payload)
+        .map_err(|_| StreamError::Handshake("the peer does not hold the key it names"))?;
+    let len = handshake
+        .write_message(&[], &mut message)
+        .map_err(|_| StreamError::Handshake("cannot write the answer"))?;
+    let mut answer = Vec::with_capacity(2 + len);
+    push_frame(&mut answer, &message[..len]);
+    stream.write_all(&answer).await?;
+    stream.flush().await?;
+    let mut noise = handshake
+        .into_transport_mode()
+        .map_err(|_| StreamError::Handshake("handshake incomplete"))?;
+    let len = read_small_frame(&mut stream, &mut message).await?;
+    let confirmed = noise.read_message(&message[..len], &mut payload);
+    if confirmed.ok() != Some(1) || payload[0] != LAST_CHUNK {
+        return Err(StreamError::Handshake(
+            "not confirmed (a replayed handshake?)",
+        ));
+    }
+    Ok(SealedStream {
+        stream,
+        noise,
+        frame: Vec::new(),
+        plain: Vec::new(),
+        handshake_bytes_out: answer.len(),
+    })
+}
+
+/// Appends `u16 length | bytes`.
+fn push_frame(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&bytes[..usize::from(len)]);
+}
+
+/// Reads one frame of at most `buf.len()` bytes into `buf` (pre-handshake: fixed buffers).
+async fn read_small_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut [u8],
+) -> Result<usize, StreamError> {
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let len = usize::from(u16::from_be_bytes(len));
+    if len > buf.len() {
+        return Err(StreamError::TooLong(len));
+    }
+    stream.read_exact(&mut buf[..len]).await?;
+    Ok(len)
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
+    /// Bytes this side wrote for the handshake (preamble, messages, confirmation).
+    pub fn handshake_bytes_out(&self) -> usize {
+        self.handshake_bytes_out
+    }
+
+    /// Encrypts and writes one message (in chunks if needed); returns the bytes written.
+    pub async fn send(&mut self, message: &[u8]) -> Result<usize, StreamError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(StreamError::TooLong(message.len()));
+        }
+        let chunks = message.len().div_ceil(CHUNK).max(1);
+        let mut out = Vec::with_capacity(message.len() + chunks * (2 + 1 + TAG_LEN));
+        let mut plain = Vec::with_capacity(message.len().min(CHUNK) + 1);
+        let mut sealed = vec![0u8; MAX_FRAME.min(message.len() + 1 + TAG_LEN)];
+        for (index, chunk) in message
+            .chunks(CHUNK)
+            .chain(message.is_empty().then_some(&[][..]))
+            .enumerate()
+        {
+            plain.clear();
+            plain.push(if index + 1 == chunks {
+                LAST_CHUNK
+            } else {
+                MORE_CHUNKS
+            });
+            plain.extend_from_slice(chunk);
+            let len = self
+                .noise
+                .write_message(&plain, &mut sealed)
+                .map_err(|_| StreamError::Handshake("cannot encrypt"))?;
+            push_frame(&mut out, &sealed[..len]);
+        }
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        Ok(out.len())
+    }
+
+    /// Reads and decrypts one message; `Ok(None)` if the peer closed between messages.
+    pub async fn receive(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        let mut message = Vec::new();
+        loop {
+            let mut len = [0u8; 2];
+            match self.stream.read_exact(&mut len).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && message.is_empty() => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let len = usize::from(u16::from_be_bytes(len));
+            self.frame.resize(len, 0);
+            self.stream.read_exact(&mut self.frame).await?;
+            self.plain.resize(len, 0);
+            let plain_len = self
+                .noise
+                .read_message(&self.frame, &mut self.plain)
+                .map_err(|_| StreamError::Refused)?;
+            let Some((flag, data)) = self.plain[..plain_len].split_first() else {
+                return Err(StreamError::Refused);
+            };
+            if message.len() + data.len() > MAX_MESSAGE {
+                return Err(StreamError::TooLong(message.len() + data.len()));
+            }
+            message.extend_from_slice(data);
+            match *flag {
+                LAST_CHUNK => return Ok(Some(message)),
+                MORE_CHUNKS => {}
+                _ => return Err(StreamError::Refused),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::envelope::ClusterKey;
-    use rand::rngs::StdRng;
-    use rand::SeedableRng;
-
-    fn ring(byte: u8) -> Keyring {
-        Keyring::new(ClusterKey::from_bytes([byte; 32]))
-    }
-
-    #[tokio::test]
-    async fn frames_round_trip_in_order() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        let mut rng = StdRng::seed_from_u64(3);
-        write_frame(&mut a, &ring(1), b"one", &mut rng)
-            .await
-            .unwrap();
-        write_frame(&mut a, &ring(1), b"two", &mut rng)
-            .await
-            .unwrap();
-        drop(a);
-        assert_eq!(read_frame(&mut b, &ring(1)).await.unwrap().unwrap(), b"one");
-        assert_eq!(read_frame(&mut b, &ring(1)).await.unwrap().unwrap(), b"two");
-        assert!(read_frame(&mut b, &ring(1)).await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn a_frame_under_another_key_is_refused() {
-        let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_frame(&mut a, &ring(1), b"secret", &mut StdRng::seed_from_u64(3))
-            .await
-            .unwrap();
-        assert!(matches!(
-            read_frame(&mut b, &ring(2)).await,
-            Err(FrameError::Unsealed(_))
-        ));
-    }
-
-    #[tokio::test]
-    async fn an_oversized_length_is_refused_before_reading_it() {
-        let (mut a, mut b) = tokio::io::duplex(64);
-        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
-        assert!(matches!(
-            read_frame(&mut b, &ring(1)).await,
-            Err(FrameError::TooLong(_))
-        ));
-    }
-}
+#[path = "sealed_stream_tests.rs"]
+mod tests;

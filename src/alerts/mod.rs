@@ -2,8 +2,9 @@
 //!
 //! One owner task holds the [`table::AlertTable`]. Local changes (checks, `alert raise`/`clear`)
 //! bump the version, are stored, and go out as a foca broadcast; alerts heard by gossip or by
-//! the anti-entropy [`sync`] are applied if newer. Every state change is stored and written to
-//! history with its time.
+//! the anti-entropy [`sync`] are applied if newer, our own included: an agent whose data dir
+//! was rolled back takes the highest version of its own alerts that its peers hold, so its
+//! next change always wins. Every state change is stored and written to history with its time.
 //!
 //! A change asked for through the API is stored durably (written and flushed) before it is
 //! applied: if storage fails, nothing changes and the caller gets
@@ -22,7 +23,7 @@ use rover_storage::{
     Alert, AlertKey, AlertState, AlertStore, HistoryEntry, HistoryEvent, HistoryStore, Severity,
     Storage,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use self::table::{AlertTable, Applied, DigestEntry};
@@ -70,6 +71,7 @@ pub enum AlertInput {
 #[derive(Debug, Clone)]
 pub struct AlertsHandle {
     inputs: mpsc::Sender<AlertInput>,
+    changes: watch::Receiver<u64>,
 }
 
 /// The task has stopped (the agent is shutting down).
@@ -145,6 +147,11 @@ impl AlertsHandle {
         .await?
     }
 
+    /// A counter bumped whenever the table changes (the incident engine waits on it).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.clone()
+    }
+
     /// Every alert we know.
     pub async fn list(&self) -> Result<Vec<Alert>, AlertsStopped> {
         self.ask(AlertInput::List).await
@@ -178,17 +185,20 @@ pub struct AlertsContext {
 pub fn spawn(context: AlertsContext) -> anyhow::Result<(AlertsHandle, JoinHandle<()>)> {
     let stored = context.storage.alerts().all()?;
     let (inputs, rx) = mpsc::channel(256);
+    let (changed, changes) = watch::channel(0);
     let task = AlertsTask {
         table: AlertTable::from_alerts(stored),
         context,
+        changed,
         unstored: BTreeSet::new(),
     };
-    Ok((AlertsHandle { inputs }, tokio::spawn(task.run(rx))))
+    Ok((AlertsHandle { inputs, changes }, tokio::spawn(task.run(rx))))
 }
 
 struct AlertsTask {
     table: AlertTable,
     context: AlertsContext,
+    changed: watch::Sender<u64>,
     /// Alerts changed in the table but not stored (storage was failing).
     unstored: BTreeSet<AlertKey>,
 }
@@ -322,18 +332,30 @@ impl AlertsTask {
         }
     }
 
-    /// Applies an alert from elsewhere; our own alerts are only ever changed here.
+    /// Applies an alert from elsewhere if it is newer than ours, our own alerts included.
     fn apply_remote(&mut self, alert: Alert, via: &str) {
+        let Some(alert) = table::sanitized(alert) else {
+            tracing::debug!(via, "alert with control characters in its key dropped");
+            return;
+        };
         let own = alert.team == self.context.team && alert.host == self.context.host;
-        if own && self.table.get(&alert.key()).is_some() {
-            // Our own alerts come back to us through peers; ours is the truth.
+        let held = own
+            .then(|| self.table.get(&alert.key()).map(|a| a.version))
+            .flatten();
+        // Our own alerts come back to us through peers. A peer's copy newer than ours means
+        // our data dir was rolled back (restored, or lost its last writes): we take it, so
+        // that our next change gets a version above every copy and wins everywhere.
+        let applied = self.table.apply(alert.clone());
+        if applied == Applied::Stale {
             return;
         }
-        let applied = self.table.apply(alert.clone());
-        if applied != Applied::Stale {
+        if let Some(held) = held {
+            tracing::warn!(alert = %alert.key(), ours = held, theirs = alert.version, via,
+                "a peer holds a newer version of our own alert (data dir rolled back?): taking it");
+        } else {
             tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
-            self.record(&alert, applied);
         }
+        self.record(&alert, applied);
     }
 
     /// Stores, records and broadcasts a change to one of our own alerts.
@@ -351,6 +373,8 @@ impl AlertsTask {
     }
 
     fn record(&mut self, alert: &Alert, applied: Applied) {
+        self.changed
+            .send_modify(|version| *version = version.wrapping_add(1));
         if let Err(e) = self.context.storage.alerts().put(alert) {
             tracing::warn!(alert = %alert.key(), error = %e, "alert not stored here (kept in memory and gossiped; stored once storage recovers)");
             self.unstored.insert(alert.key());

@@ -1,6 +1,7 @@
 //! Anti-entropy for alerts: exchange digests with one random peer over sealed TCP and pull and
 //! push what each side lacks. Runs on joining and every `sync_interval`, so a new or restarted
-//! agent holds the whole table within seconds even if it missed the gossip.
+//! agent holds the whole table within seconds even if it missed the gossip. The grid-control
+//! records' digest exchange ([`crate::grid::sync`]) follows on the same connection.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use rover_membership::{MemberStatus, MembershipHandle};
 use tokio::sync::Notify;
 
 use super::{AlertInput, AlertsHandle};
+use crate::grid::GridHandle;
 use crate::peer::{PeerConnection, PeerMessage};
 
 /// Counts of one exchange.
@@ -20,6 +22,8 @@ pub struct SyncStats {
     pub pulled: usize,
     /// Alerts we sent.
     pub pushed: usize,
+    /// Grid-control records moved (received and sent).
+    pub records: crate::grid::sync::RecordSyncStats,
 }
 
 /// One digest exchange with `peer`.
@@ -27,6 +31,7 @@ pub async fn sync_with(
     peer: SocketAddr,
     membership: &MembershipHandle,
     alerts: &AlertsHandle,
+    grid: &GridHandle,
 ) -> Result<SyncStats> {
     let keyring = membership.status().await?.keyring;
     let mut connection = PeerConnection::connect(peer, keyring).await?;
@@ -42,7 +47,7 @@ pub async fn sync_with(
     };
     let stats = SyncStats {
         pulled: pulled.len(),
-        pushed: 0,
+        ..SyncStats::default()
     };
     if !pulled.is_empty() {
         alerts.send(AlertInput::Synced(pulled)).await?;
@@ -55,7 +60,8 @@ pub async fn sync_with(
     if !push.is_empty() {
         connection.send(&PeerMessage::AlertPush(push)).await?;
     }
-    Ok(stats)
+    let records = crate::grid::sync::exchange(&mut connection, grid).await?;
+    Ok(SyncStats { records, ..stats })
 }
 
 /// Syncs with a random alive peer every `interval`, and at once whenever `now` is notified
@@ -64,6 +70,7 @@ pub async fn run(
     interval: Duration,
     membership: MembershipHandle,
     alerts: AlertsHandle,
+    grid: GridHandle,
     now: std::sync::Arc<Notify>,
 ) {
     loop {
@@ -85,9 +92,12 @@ pub async fn run(
         let Some(peer) = peers.choose(&mut rand::rng()).copied() else {
             continue;
         };
-        match sync_with(peer, &membership, &alerts).await {
-            Ok(stats) if stats.pulled + stats.pushed > 0 => {
-                tracing::debug!(%peer, pulled = stats.pulled, pushed = stats.pushed, "alerts synced");
+        match sync_with(peer, &membership, &alerts, &grid).await {
+            Ok(stats)
+                if stats.pulled + stats.pushed + stats.records.pulled + stats.records.pushed
+                    > 0 =>
+            {
+                tracing::debug!(%peer, pulled = stats.pulled, pushed = stats.pushed, records_pulled = stats.records.pulled, records_pushed = stats.records.pushed, "alerts and records synced");
             }
             Ok(_) => {}
             Err(e) => tracing::debug!(%peer, error = %e, "alert sync failed"),

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use rover_storage::{Alert, AlertKey, AlertState, Severity};
 
+use crate::control_chars;
+
 /// What applying an alert did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
@@ -23,8 +25,15 @@ pub enum Applied {
 /// A digest entry: which version of which alert a node holds.
 pub type DigestEntry = (AlertKey, u64);
 
-/// Summaries are capped so that an alert always fits in one gossip datagram.
+/// Summaries are cut to their first line and to this many characters...
 pub const MAX_SUMMARY: usize = 300;
+
+/// ...and to this many bytes of UTF-8 (at a character boundary), so that an alert always fits
+/// one gossip broadcast (`rover_membership::broadcast::GUARANTEED_ITEM_BYTES`) when its team,
+/// host and name are at most 32 bytes each: 300 characters of any script of the Basic
+/// Multilingual Plane (3 bytes at most each) stay whole; 4-byte characters (emoji) are cut at
+/// 225.
+pub const MAX_SUMMARY_BYTES: usize = 900;
 
 /// The table. See the module docs.
 #[derive(Debug, Clone, Default)]
@@ -178,17 +187,77 @@ impl AlertTable {
     }
 }
 
+/// A summary as stored: one line without control characters, at most [`MAX_SUMMARY`]
+/// characters.
 fn cap(summary: &str) -> String {
-    let line = summary.lines().next().unwrap_or_default().trim();
-    match line.char_indices().nth(MAX_SUMMARY) {
-        Some((at, _)) => line[..at].to_owned(),
-        None => line.to_owned(),
+    let line = control_chars::strip(summary);
+    let chars = line
+        .char_indices()
+        .nth(MAX_SUMMARY)
+        .map_or(line.len(), |(at, _)| at);
+    let mut end = chars.min(MAX_SUMMARY_BYTES);
+    while !line.is_char_boundary(end) {
+        end -= 1;
     }
+    line[..end].trim_end().to_owned()
+}
+
+/// An alert heard from a peer, made fit to store: its summary and path stripped of control
+/// characters like our own; `None` (to be dropped) if its team, host or name is empty or holds
+/// a control character, since those are its key.
+pub fn sanitized(mut alert: Alert) -> Option<Alert> {
+    let bad_key = [&alert.team, &alert.host, &alert.name]
+        .iter()
+        .any(|part| part.is_empty() || control_chars::has_control(part));
+    if bad_key {
+        return None;
+    }
+    alert.summary = cap(&alert.summary);
+    alert.path = alert
+        .path
+        .iter()
+        .map(|hop| control_chars::strip(hop))
+        .collect();
+    Some(alert)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_alert_at_the_summary_limit_fits_one_broadcast_in_bytes() {
+        let mut table = AlertTable::default();
+        let (team, host, name) = ("t".repeat(32), "h".repeat(32), "n".repeat(32));
+        for text in ["ディスク満杯".repeat(60), "🔥".repeat(300), "x".repeat(400)] {
+            let alert = table
+                .raise((&team, &host), &name, Severity::Critical, &text, 10)
+                .unwrap();
+            assert!(alert.summary.len() <= MAX_SUMMARY_BYTES);
+            assert!(alert.summary.chars().count() <= MAX_SUMMARY);
+            let item = rover_membership::BroadcastItem {
+                topic: rover_membership::Topic::Alert,
+                key: alert.key().to_string(),
+                version: u64::MAX,
+                payload: postcard::to_stdvec(&Alert {
+                    first_seen_ms: u64::MAX,
+                    last_change_ms: u64::MAX,
+                    version: u64::MAX,
+                    ..alert
+                })
+                .unwrap(),
+            };
+            assert!(
+                item.encode().len() <= rover_membership::broadcast::GUARANTEED_ITEM_BYTES,
+                "{} bytes",
+                item.encode().len()
+            );
+        }
+        let cjk = table
+            .raise(ME, "cjk", Severity::Warning, &"ディスク満杯".repeat(50), 1)
+            .unwrap();
+        assert_eq!(cjk.summary.chars().count(), 300, "BMP text stays whole");
+    }
 
     const ME: (&str, &str) = ("home", "n1");
 
@@ -260,6 +329,30 @@ mod tests {
         assert_eq!(for_b, vec![x2]);
         let for_a = b.newer_than(&a.digest());
         assert_eq!(for_a, vec![y]);
+    }
+
+    #[test]
+    fn control_characters_never_reach_a_stored_summary() {
+        let mut table = AlertTable::default();
+        let forged = "disk fine\rRESOLVED (forged)\u{1b}[2K\u{7}\0\u{2028}x\u{85}y\u{202e}";
+        let alert = table
+            .raise(ME, "disk", Severity::Warning, forged, 1)
+            .unwrap();
+        assert_eq!(alert.summary, "disk fine RESOLVED (forged)[2K x y");
+        let cleared = table.clear(&alert.key(), Some("ok\r\nnow"), 2).unwrap();
+        assert_eq!(cleared.summary, "ok now");
+    }
+
+    #[test]
+    fn a_peers_alert_is_cleaned_or_dropped_if_its_key_holds_control_characters() {
+        let mut peer = AlertTable::default();
+        let mut alert = peer
+            .raise(("home", "n2"), "x", Severity::Warning, "y", 1)
+            .unwrap();
+        alert.summary = "bad\rline\u{9b}".into();
+        assert_eq!(sanitized(alert.clone()).unwrap().summary, "bad line");
+        alert.name = "x\u{1b}[2J".into();
+        assert_eq!(sanitized(alert), None);
     }
 
     #[test]

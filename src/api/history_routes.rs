@@ -27,7 +27,9 @@ pub(super) enum HistoryAnswer {
 }
 
 fn is_quiet(state: &ApiState, last_heard_ms: Option<u64>) -> bool {
-    let limit = 3 * state.status_interval.as_millis() as u64;
+    let limit = u64::try_from(state.status_interval.as_millis())
+        .unwrap_or(u64::MAX)
+        .saturating_mul(3);
     last_heard_ms.is_none_or(|t| unix_ms().saturating_sub(t) > limit)
 }
 

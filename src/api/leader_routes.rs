@@ -49,7 +49,8 @@ pub(super) async fn open(
 ) -> ApiResult<OpenIncidentResponse> {
     authorize(&state, &headers)?;
     let Json(request) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let subject = request.subject.trim();
+    let subject = crate::control_chars::strip(&request.subject);
+    let subject = subject.as_str();
     if subject.is_empty() || subject.chars().count() > 200 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,

@@ -4,10 +4,13 @@
 
 mod alert_routes;
 pub mod client;
+pub mod connections;
+pub mod grid_routes;
 mod history_routes;
 pub mod leader_routes;
 mod notify_routes;
 pub mod server;
+mod topology_routes;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
 use rover_storage::{HistoryEntry, Severity, StatusSample};
@@ -61,6 +64,9 @@ pub struct InfoResponse {
     /// Cluster-port (TCP) connections dropped because they did not open, decode or follow
     /// the protocol.
     pub peer_rejected: u64,
+    /// Cluster-port connections refused, by reason (handshake, frame, limit, timeout).
+    #[serde(default)]
+    pub cluster_port_refused: crate::peer::limits::RefusalCounts,
     /// Seconds since the agent started.
     pub uptime_secs: u64,
     /// Data dir.
@@ -68,6 +74,9 @@ pub struct InfoResponse {
     /// Whether storage takes writes (absent from agents before it was reported).
     #[serde(default)]
     pub storage: StorageStatus,
+    /// Grid-control records held, taken and dropped by reason (absent from older agents).
+    #[serde(default)]
+    pub records: Option<crate::grid::table::GridCounters>,
 }
 
 /// Whether the agent's storage takes writes, as `info` shows it.

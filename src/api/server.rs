@@ -1,12 +1,16 @@
-//! The axum server on the local API address.
+//! The axum server on the local API address: its routes, and the checks every request passes
+//! before a handler runs (token, body size and time, request time; connection limits are in
+//! [`super::connections`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -53,10 +57,22 @@ pub struct ApiState {
     pub leadership: crate::leadership::LeadershipHandle,
     /// The notification channels (shared with the incident engine).
     pub notifiers: Arc<crate::notify::Notifiers>,
+    /// Grid-control records, keys and invitations.
+    pub grid: crate::grid::GridParts,
+    /// The topology owner task.
+    pub topology: crate::topology::TopologyHandle,
 }
 
-/// The API's routes.
+/// Request bodies at most (the largest change, an alert, is well under 1 KiB).
+pub const MAX_BODY: usize = 64 << 10;
+/// Time to send a request body once its headers are in.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a request may take in all (`notify test` waits for every channel's 90 s budget).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The API's routes, behind [`guard`].
 pub fn router(state: ApiState) -> Router {
+    let guarded = state.clone();
     Router::new()
         .route("/v1/members", get(members))
         .route("/v1/info", get(info))
@@ -73,8 +89,75 @@ pub fn router(state: ApiState) -> Router {
             get(super::leader_routes::incidents).post(super::leader_routes::open),
         )
         .route("/v1/notify/test", post(super::notify_routes::test))
+        .merge(super::grid_routes::routes())
+        .route("/v1/topology", get(super::topology_routes::topology))
         .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(guarded, guard))
         .with_state(state)
+}
+
+/// Serves the API on `listener` with its connection limits until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    super::connections::serve(listener, router(state), shutdown).await;
+}
+
+/// Runs before every handler: a change (any method but GET and HEAD) must present the token
+/// before its body is read; a body is refused past [`MAX_BODY`] (by its announced length, then
+/// as it arrives) or when it takes longer than [`BODY_TIMEOUT`]; the whole request is bounded
+/// by [`REQUEST_TIMEOUT`].
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let reads_only = request.method() == Method::GET || request.method() == Method::HEAD;
+    if !reads_only {
+        if let Err(refused) = authorize(&state, request.headers()) {
+            return refused.into_response();
+        }
+    }
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > MAX_BODY as u64) {
+        return too_large();
+    }
+    let request = if reads_only && announced.unwrap_or(0) == 0 {
+        request
+    } else {
+        let (parts, body) = request.into_parts();
+        let limited = http_body_util::Limited::new(body, MAX_BODY);
+        match tokio::time::timeout(BODY_TIMEOUT, http_body_util::BodyExt::collect(limited)).await {
+            Ok(Ok(collected)) => Request::from_parts(parts, Body::from(collected.to_bytes())),
+            Ok(Err(_)) => return too_large(),
+            Err(_) => {
+                return ApiError(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("request body not sent within {BODY_TIMEOUT:?}"),
+                )
+                .into_response()
+            }
+        }
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no answer within {REQUEST_TIMEOUT:?}"),
+        )
+        .into_response(),
+    }
+}
+
+fn too_large() -> Response {
+    ApiError(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("request body over {MAX_BODY} bytes"),
+    )
+    .into_response()
 }
 
 /// Binds the API address; fails clearly if it is taken.
@@ -182,9 +265,11 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
         peer_rejected: state
             .peer_rejected
             .load(std::sync::atomic::Ordering::Relaxed),
+        cluster_port_refused: crate::peer::limits::REFUSED.read(),
         uptime_secs: state.started.elapsed().as_secs(),
         data_dir: state.data_dir.clone(),
         storage: super::StorageStatus::of(&state.storage.health()),
+        records: state.grid.grid.counters().await.ok(),
     }))
 }
 
@@ -215,15 +300,67 @@ async fn join(
             }
         }
     }
+    let conflicts_before = state
+        .membership
+        .status()
+        .await
+        .map_err(unavailable)?
+        .counters
+        .name_conflicts;
     state
         .membership
         .join(seeds.clone())
         .await
         .map_err(unavailable)?;
+    if let Some(holder) = name_conflict_after_join(&state, &seeds, conflicts_before).await {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!(
+                "the agent at {holder} already uses our node name: node names must be unique \
+                 in a cluster; restart this agent with another --node"
+            ),
+        ));
+    }
     Ok(Json(JoinResponse {
         announced: seeds.iter().map(ToString::to_string).collect(),
     }))
 }
+
+/// Waits up to [`JOIN_ANSWER_WAIT`] for every seed to be a member or for a name conflict;
+/// the other holder's address if there was one.
+async fn name_conflict_after_join(
+    state: &ApiState,
+    seeds: &[std::net::SocketAddr],
+    conflicts_before: u64,
+) -> Option<std::net::SocketAddr> {
+    let deadline = tokio::time::Instant::now() + JOIN_ANSWER_WAIT;
+    loop {
+        let counters = state.membership.status().await.ok()?.counters;
+        let recent = rover_membership::runtime::unix_ms()
+            .saturating_sub(counters.name_conflict_at_ms)
+            < RECENT_CONFLICT_MS;
+        let holder = counters.name_conflict_with;
+        if counters.name_conflicts > conflicts_before
+            || (recent && holder.is_some_and(|h| seeds.contains(&h)))
+        {
+            return holder;
+        }
+        let members = state.membership.members().await.ok()?;
+        let all_in = seeds
+            .iter()
+            .all(|seed| members.iter().any(|m| m.addr == *seed));
+        if all_in || tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// A name conflict with a seed seen this recently answers a join at once.
+const RECENT_CONFLICT_MS: u64 = 10_000;
+
+/// How long `POST /v1/join` waits for the seeds' answers (a name conflict, or membership).
+const JOIN_ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn leave(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<serde_json::Value> {
     authorize(&state, &headers)?;
@@ -284,6 +421,38 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "counter",
         c.dropped_rejected,
     );
+    metric(
+        "rover_gossip_dropped_version_total",
+        "Datagrams of another envelope version.",
+        "counter",
+        c.dropped_version,
+    );
+    metric(
+        "rover_gossip_dropped_replayed_total",
+        "Datagrams already seen inside the replay window.",
+        "counter",
+        c.dropped_replayed,
+    );
+    metric(
+        "rover_gossip_dropped_stale_total",
+        "Datagrams sent outside the replay window (clock skew or replay).",
+        "counter",
+        c.dropped_stale,
+    );
+    let refused = crate::peer::limits::REFUSED.read();
+    let sent = crate::peer::SENT.read();
+    metric(
+        "rover_api_connections_evicted_total",
+        "API connections closed to make room, or refused because all were busy.",
+        "counter",
+        super::connections::EVICTED.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    metric(
+        "rover_cluster_handshakes_total",
+        "Cluster-port handshakes completed.",
+        "counter",
+        sent.handshakes,
+    );
     let health = state.storage.health();
     metric(
         "rover_storage_failing",
@@ -303,6 +472,21 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "counter",
         health.recoveries,
     );
+    super::grid_routes::metrics(&state, &mut out).await;
+    out.push_str(
+        "# HELP rover_cluster_refused_total Cluster-port connections refused, by reason.\n\
+         # TYPE rover_cluster_refused_total counter\n",
+    );
+    for (reason, n) in [
+        ("handshake", refused.handshakes),
+        ("frame", refused.frames),
+        ("over_limit", refused.over_limit),
+        ("timeout", refused.timeouts),
+    ] {
+        out.push_str(&format!(
+            "rover_cluster_refused_total{{reason=\"{reason}\"}} {n}\n"
+        ));
+    }
     out.push_str("# HELP rover_members Members by status.\n# TYPE rover_members gauge\n");
     for (status, n) in [
         ("alive", counts.alive),
@@ -312,5 +496,6 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     ] {
         out.push_str(&format!("rover_members{{status=\"{status}\"}} {n}\n"));
     }
+    out.push_str(&crate::daemon::log_sink::metrics());
     Ok(out)
 }

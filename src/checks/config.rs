@@ -10,12 +10,28 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::settings::DurationBounds;
+
 /// How often a check runs when the entry has no `interval`.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 /// How long a run may take when the entry has no `timeout` (or the interval, if shorter).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many consecutive results with a new state it takes to change state, by default.
 pub const DEFAULT_RETRIES: u32 = 3;
+/// The most `retries` an entry may ask for.
+pub const MAX_RETRIES: u32 = 100;
+/// What `interval` may be: a check at most every second, at least once a day.
+pub const INTERVAL_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(86_400),
+    zero: None,
+};
+/// What `timeout` may be (and never more than the interval).
+pub const TIMEOUT_BOUNDS: DurationBounds = DurationBounds {
+    min: Duration::from_millis(100),
+    max: Duration::from_secs(3600),
+    zero: None,
+};
 /// `/proc/PID/comm` holds at most this many bytes of a process name.
 const COMM_MAX_LEN: usize = 15;
 
@@ -230,8 +246,10 @@ fn parse_entry(index: usize, value: &toml::Value) -> Result<CheckConfig, CheckCo
     entry.reject_unknown_keys(kind_keys)?;
     let kind = entry.kind()?;
 
-    let interval = entry.duration("interval")?.unwrap_or(DEFAULT_INTERVAL);
-    let timeout = match entry.duration("timeout")? {
+    let interval = entry
+        .duration("interval", INTERVAL_BOUNDS)?
+        .unwrap_or(DEFAULT_INTERVAL);
+    let timeout = match entry.duration("timeout", TIMEOUT_BOUNDS)? {
         Some(timeout) if timeout > interval => {
             return Err(entry.invalid(
                 "timeout",
@@ -444,15 +462,20 @@ impl Entry<'_> {
         })
     }
 
-    fn duration(&self, key: &'static str) -> Result<Option<Duration>, CheckConfigError> {
+    fn duration(
+        &self,
+        key: &'static str,
+        bounds: DurationBounds,
+    ) -> Result<Option<Duration>, CheckConfigError> {
         let Some(text) = self.str(key)? else {
             return Ok(None);
         };
-        match humantime::parse_duration(text) {
-            Ok(duration) if !duration.is_zero() => Ok(Some(duration)),
-            Ok(_) => Err(self.invalid(key, "must be more than zero")),
-            Err(_) => Err(self.invalid(key, r#"invalid duration (expected e.g. "30s" or "2m")"#)),
+        if humantime::parse_duration(text).is_err() {
+            return Err(self.invalid(key, r#"invalid duration (expected e.g. "30s" or "2m")"#));
         }
+        crate::config::bounded_duration(text, bounds)
+            .map(|d| d.or(Some(Duration::ZERO)))
+            .map_err(|problem| self.invalid(key, problem))
     }
 
     fn retries(&self) -> Result<u32, CheckConfigError> {
@@ -460,8 +483,8 @@ impl Entry<'_> {
             None => Ok(DEFAULT_RETRIES),
             Some(retries) => u32::try_from(retries)
                 .ok()
-                .filter(|retries| *retries >= 1)
-                .ok_or_else(|| self.invalid("retries", "must be 1 or more")),
+                .filter(|retries| (1..=MAX_RETRIES).contains(retries))
+                .ok_or_else(|| self.invalid("retries", format!("must be 1 to {MAX_RETRIES}"))),
         }
     }
 
@@ -840,7 +863,23 @@ mod tests {
             |extra: &str| format!("[[check]]\nname = \"x\"\ncommand = [\"/bin/true\"]\n{extra}");
         assert_eq!(
             error(&entry("interval = \"0s\"\n")),
-            r#"check[0] ("x").interval = "0s": must be more than zero"#
+            r#"check[0] ("x").interval = "0s": must not be zero: 1s to 1d"#
+        );
+        assert_eq!(
+            error(&entry("interval = \"1ms\"\n")),
+            r#"check[0] ("x").interval = "1ms": must be at least 1s: 1s to 1d"#
+        );
+        assert_eq!(
+            error(&entry("interval = \"2d\"\n")),
+            r#"check[0] ("x").interval = "2d": must be at most 1d: 1s to 1d"#
+        );
+        assert_eq!(
+            error(&entry("timeout = \"1ms\"\n")),
+            r#"check[0] ("x").timeout = "1ms": must be at least 100ms: 100ms to 1h"#
+        );
+        assert_eq!(
+            error(&entry("retries = 101\n")),
+            r#"check[0] ("x").retries = 101: must be 1 to 100"#
         );
         assert_eq!(
             error(&entry("interval = 30\n")),
@@ -852,7 +891,7 @@ mod tests {
         );
         assert_eq!(
             error(&entry("retries = 0\n")),
-            r#"check[0] ("x").retries = 0: must be 1 or more"#
+            r#"check[0] ("x").retries = 0: must be 1 to 100"#
         );
         assert_eq!(
             error(&entry("severity = \"page\"\n")),

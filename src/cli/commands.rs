@@ -37,6 +37,16 @@ fn write_out(text: &str) {
     }
 }
 
+/// Writes `text` and a newline to stdout (see [`write_out`]).
+pub(super) fn write_line(text: &str) {
+    write_out(&format!("{text}\n"));
+}
+
+/// Writes `text` to stdout as it is (see [`write_out`]).
+pub(super) fn write_text(text: &str) {
+    write_out(text);
+}
+
 macro_rules! say {
     ($($arg:tt)*) => { write_out(&format!($($arg)*)) };
 }
@@ -47,12 +57,21 @@ macro_rules! sayln {
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    if cli.format == Format::Dot && !matches!(cli.command, Command::Topology) {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::InvalidValue,
+                "--format dot is only for `topology` (use text or json)",
+            )
+            .exit();
+    }
     match cli.command {
-        Command::Agent(ref args) => run_agent(&cli, args),
+        Command::Agent(ref args) => run_agent(args),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
-                Format::Text => sayln!("{}", key.to_base64()),
+                Format::Text | Format::Dot => sayln!("{}", key.to_base64()),
                 Format::Json => sayln!("{}", serde_json::json!({ "key": key.to_base64() })),
             }
             Ok(())
@@ -67,25 +86,14 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
-    init_logging();
+fn run_agent(args: &AgentArgs) -> Result<()> {
+    crate::daemon::log_sink::init();
     let file = match &args.config {
         Some(path) => Some((Layer::from_file(path)?, path.clone())),
         None => None,
     };
     let env = Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-    let flags = Layer {
-        node_name: args.node.clone(),
-        team: args.team.clone(),
-        data_dir: cli.data_dir.as_ref().map(|p| p.display().to_string()),
-        bind: args.bind.clone(),
-        advertise: args.advertise.clone(),
-        join: (!args.join.is_empty()).then(|| args.join.clone()),
-        key_file: args.key_file.as_ref().map(|p| p.display().to_string()),
-        profile: args.profile.clone(),
-        api: cli.api.clone(),
-        ..Layer::default()
-    };
+    let flags = args.settings.0.clone();
     let config = config::resolve(
         file,
         env,
@@ -93,21 +101,14 @@ fn run_agent(cli: &Cli, args: &AgentArgs) -> Result<()> {
         config::default_data_dir(),
         config::hostname(),
     )?;
+    if let Some(token) = &config.join_token {
+        super::grid_commands::check_token(token)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(Daemon::run(config, signals::first_signal()))
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROVER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {
@@ -144,6 +145,25 @@ fn token(cli: &Cli) -> Option<String> {
 async fn run_client(cli: &Cli) -> Result<()> {
     let client = ApiClient::new(api_addr(cli)?, token(cli))?;
     match &cli.command {
+        Command::Join { seeds } if seeds.iter().any(|s| super::grid_commands::is_token(s)) => {
+            let (tokens, seeds): (Vec<&String>, Vec<&String>) = seeds
+                .iter()
+                .partition(|s| super::grid_commands::is_token(s));
+            if tokens.len() > 1 || !seeds.is_empty() {
+                return Err(super::grid_commands::UsageError(
+                    "give one invitation token, without seeds".into(),
+                )
+                .into());
+            }
+            super::grid_commands::join_token(&client, tokens[0]).await?;
+        }
+        Command::Records { service } => {
+            super::grid_commands::records(cli, &client, service.as_deref()).await?;
+        }
+        Command::Service(command) => super::grid_commands::service(cli, &client, command).await?,
+        Command::Trust(command) => super::grid_commands::trust(cli, &client, command).await?,
+        Command::Keys(command) => super::grid_commands::keys(cli, &client, command).await?,
+        Command::Invite { ttl } => super::grid_commands::invite(cli, &client, *ttl).await?,
         Command::Join { seeds } => {
             let answer: JoinResponse = client
                 .post(
@@ -175,21 +195,25 @@ async fn run_client(cli: &Cli) -> Result<()> {
             let status: crate::leadership::LeaderStatus = client.get("/v1/leader").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&status)?),
-                Format::Text => say!("{}", super::leader_output::leader_table(&status)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::leader_output::leader_table(&status))
+                }
             }
         }
         Command::Incidents => {
             let view: crate::leadership::LedgerView = client.get("/v1/incidents").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&view)?),
-                Format::Text => say!("{}", super::incidents_output::incidents_tables(&view)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::incidents_output::incidents_tables(&view))
+                }
             }
         }
         Command::Alerts => {
             let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&alerts)?),
-                Format::Text => say!("{}", alerts_table(&alerts)),
+                Format::Text | Format::Dot => say!("{}", alerts_table(&alerts)),
             }
         }
         Command::Alert(AlertCommand::Raise {
@@ -224,21 +248,22 @@ async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::History { host, since } => {
-            let since_ms = unix_ms().saturating_sub(since.as_millis() as u64);
+            let since_ms =
+                unix_ms().saturating_sub(u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
             match host {
                 Some(host) => {
                     let path = format!("/v1/history?host={}&since_ms={since_ms}", host);
                     let history: HistoryResponse = client.get(&path).await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&history)?),
-                        Format::Text => say!("{}", host_timeline(&history)),
+                        Format::Text | Format::Dot => say!("{}", host_timeline(&history)),
                     }
                 }
                 None => {
                     let hosts: Vec<HostSummary> = client.get("/v1/history").await?;
                     match cli.format {
                         Format::Json => sayln!("{}", serde_json::to_string_pretty(&hosts)?),
-                        Format::Text => say!("{}", hosts_table(&hosts)),
+                        Format::Text | Format::Dot => say!("{}", hosts_table(&hosts)),
                     }
                 }
             }
@@ -251,7 +276,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 .await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&answer)?),
-                Format::Text => say!("{}", notify_test_table(&answer)),
+                Format::Text | Format::Dot => say!("{}", notify_test_table(&answer)),
             }
             let failed = failures(&answer);
             if answer.channels.is_empty() {
@@ -264,6 +289,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     "{failed} of {} channels did not deliver",
                     answer.channels.len()
                 ));
+            }
+        }
+        Command::Topology => {
+            let report: crate::topology::report::TopologyReport =
+                client.get("/v1/topology").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Dot => say!("{}", crate::topology::report::dot(&report)),
+                Format::Text => say!("{}", crate::topology::report::text(&report)),
             }
         }
         Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),
@@ -367,20 +401,30 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec![
             "packets".into(),
             format!(
-                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected",
+                "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected, {} replayed, \
+                 {} stale, {} other version",
                 c.packets_in,
                 c.bytes_in,
                 c.packets_out,
                 c.bytes_out,
                 c.dropped_unsealed,
-                c.dropped_rejected
+                c.dropped_rejected,
+                c.dropped_replayed,
+                c.dropped_stale,
+                c.dropped_version
             ),
         ],
         vec![
             "cluster port".into(),
             format!(
-                "{} connections rejected; sent {} frames ({} B), raft {} frames ({} B)",
+                "{} connections rejected ({} handshakes, {} frames, {} over the limit, {} timed \
+                 out); {} handshakes; sent {} frames ({} B), raft {} frames ({} B)",
                 info.peer_rejected,
+                info.cluster_port_refused.handshakes,
+                info.cluster_port_refused.frames,
+                info.cluster_port_refused.over_limit,
+                info.cluster_port_refused.timeouts,
+                info.cluster_port.handshakes,
                 info.cluster_port.frames_out,
                 info.cluster_port.bytes_out,
                 info.cluster_port.raft_frames_out,
@@ -391,8 +435,34 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
         vec!["data dir".into(), info.data_dir.clone()],
         vec!["storage".into(), storage_line(&info.storage)],
     ];
+    let mut rows = rows;
+    if let Some(records) = &info.records {
+        rows.push(vec!["records".into(), records_line(records)]);
+    }
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
+}
+
+/// The `records` row of `info`: held, taken, and drops by reason.
+fn records_line(records: &crate::grid::table::GridCounters) -> String {
+    let drops: Vec<String> = rover_storage::grid::DropReason::ALL
+        .iter()
+        .filter_map(|r| {
+            let n = records.dropped.get(*r);
+            (n > 0).then(|| format!("{} {}", n, r.as_str()))
+        })
+        .collect();
+    format!(
+        "{} held, {} taken, {} duplicates, dropped: {}",
+        records.records,
+        records.accepted,
+        records.duplicates,
+        if drops.is_empty() {
+            "none".to_owned()
+        } else {
+            drops.join(", ")
+        }
+    )
 }
 
 /// The `storage` row of `info`.

@@ -126,6 +126,14 @@ fn entry_text(entry: &HistoryEntry) -> (String, String) {
             "notify".into(),
             format!("{incident} via {channel}: {detail}"),
         ),
+        HistoryEvent::SwitchChange {
+            interface,
+            from,
+            to,
+        } => (
+            "switch".into(),
+            crate::topology::history_text(interface, from.as_deref(), to.as_deref()),
+        ),
     }
 }
 
@@ -133,7 +141,7 @@ fn entry_text(entry: &HistoryEntry) -> (String, String) {
 pub fn host_timeline(history: &HistoryResponse) -> String {
     let mut out = format!(
         "{}: {}\n",
-        history.host,
+        crate::control_chars::escape(&history.host),
         last_heard(history.last_heard_ms, history.quiet)
     );
     let rows: Vec<Vec<String>> = history

@@ -3,10 +3,13 @@
 //! 2 bad usage (clap).
 
 mod commands;
+mod grid_commands;
+mod grid_output;
 mod history_output;
 mod incidents_output;
 mod leader_output;
 mod notify_output;
+mod setting_flags;
 mod table;
 
 use std::path::PathBuf;
@@ -39,6 +42,8 @@ pub enum Format {
     Text,
     /// JSON.
     Json,
+    /// Graphviz dot (`topology` only).
+    Dot,
 }
 
 /// Member statuses accepted by `members --status`.
@@ -59,10 +64,11 @@ pub enum StatusFilter {
 pub enum Command {
     /// Run the agent in the foreground.
     Agent(AgentArgs),
-    /// Ask the running agent to join a cluster through one or more seeds (host:port).
+    /// Ask the running agent to join a cluster through one or more seeds (host:port), or
+    /// with an invitation token from `rover-agent invite`.
     Join {
-        /// Seeds, as host:port (port 7900 if omitted).
-        #[arg(required = true, value_name = "SEED")]
+        /// Seeds, as host:port (port 7900 if omitted), or one invitation token.
+        #[arg(required = true, value_name = "SEED|TOKEN")]
         seeds: Vec<String>,
     },
     /// List the members of the cluster.
@@ -89,6 +95,30 @@ pub enum Command {
     /// Check the notification channels.
     #[command(subcommand)]
     Notify(NotifyCommand),
+    /// The grid-control records this agent holds, with signer fingerprints and seqnums.
+    Records {
+        /// Only this service (`addresses`, `service`, `trust`, a name, or `service/NAME`).
+        #[arg(long, value_name = "S")]
+        service: Option<String>,
+    },
+    /// Cluster-wide named service addresses (registry, steward, beacon...).
+    #[command(subcommand)]
+    Service(grid_commands::ServiceCommand),
+    /// Trust recommendations (accept-alerts-from, send-alerts-to) about team or node keys.
+    #[command(subcommand)]
+    Trust(grid_commands::TrustCommand),
+    /// Cluster-wide key rotation: install, use, remove (like `serf keys`, but restart-proof).
+    #[command(subcommand)]
+    Keys(grid_commands::KeysCommand),
+    /// Print an invitation token (cluster key and member addresses) for `agent --join-token`
+    /// or `join`.
+    Invite {
+        /// How long the token is accepted (1m to 30d).
+        #[arg(long, default_value = "24h", value_parser = parse_since)]
+        ttl: std::time::Duration,
+    },
+    /// The subnet -> switch -> host map from LLDP and CDP (`--format text|dot|json`).
+    Topology,
     /// Recorded status samples, alerts and membership changes.
     History {
         /// Only this host (default: a summary of every host).
@@ -148,27 +178,9 @@ pub struct AgentArgs {
     /// TOML config file.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Node name (default: hostname).
-    #[arg(long, value_name = "NAME")]
-    pub node: Option<String>,
-    /// Team name (default: default).
-    #[arg(long, value_name = "NAME")]
-    pub team: Option<String>,
-    /// Gossip bind address (default 0.0.0.0:7900).
-    #[arg(long, value_name = "IP:PORT")]
-    pub bind: Option<String>,
-    /// Address other agents reach this one at.
-    #[arg(long, value_name = "IP:PORT")]
-    pub advertise: Option<String>,
-    /// File holding the cluster key (one base64 line from `keygen`).
-    #[arg(long, value_name = "FILE")]
-    pub key_file: Option<PathBuf>,
-    /// Seed to join at start (repeatable).
-    #[arg(long, value_name = "SEED")]
-    pub join: Vec<String>,
-    /// Gossip timings.
-    #[arg(long, value_name = "PROFILE", value_parser = ["lan", "wan", "local"])]
-    pub profile: Option<String>,
+    /// The settings table's flags (`--node`, `--bind`, `--join`...).
+    #[command(flatten)]
+    pub settings: setting_flags::SettingFlags,
 }
 
 /// Parses the command line and runs it.
@@ -176,6 +188,10 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<grid_commands::UsageError>().is_some() => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

@@ -1,7 +1,19 @@
 //! Aligned text columns for the read commands.
 
-/// Renders rows under a header with columns padded to their widest cell.
+use crate::control_chars;
+
+/// Renders rows under a header with columns padded to their widest cell. Control characters
+/// in a cell are shown escaped (`\u{1b}`), never sent to the terminal.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| control_chars::escape(cell).into_owned())
+                .collect()
+        })
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -53,6 +65,18 @@ mod tests {
             &[vec!["a-long-name".into(), "alive".into()]],
         );
         assert_eq!(out, "NAME         STATUS\na-long-name  alive\n");
+    }
+
+    #[test]
+    fn control_characters_in_a_cell_are_escaped_not_printed() {
+        let out = render(
+            &["NAME", "SUMMARY"],
+            &[vec!["disk".into(), "fine\rRESOLVED \u{1b}[2J\u{7}".into()]],
+        );
+        assert_eq!(
+            out,
+            "NAME  SUMMARY\ndisk  fine\\u{d}RESOLVED \\u{1b}[2J\\u{7}\n"
+        );
     }
 
     #[test]

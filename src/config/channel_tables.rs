@@ -14,14 +14,13 @@ use super::notify::{
     WebhookConfig, WebhookFormat, DEFAULT_EXEC_TIMEOUT, DEFAULT_HTTP_SMTP_TIMEOUT,
     DEFAULT_PUSHOVER_URL, PUSHOVER_MAX_EXPIRE, PUSHOVER_MIN_RETRY,
 };
+use super::settings::DurationBounds;
 use super::{ConfigError, Source};
 use crate::notify::SEND_BUDGET;
 
 /// The channel tables of a config file's `[notify]` section, as written (values unchecked).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct NotifyChannelsFile {
-    /// `notify.console`
-    pub console: Option<bool>,
     /// `[[notify.email]]`
     pub email: Vec<EmailEntry>,
     /// `[[notify.pushover]]`
@@ -165,26 +164,26 @@ pub(super) fn pushover(
         Some("") => Err(entry.invalid(name, Some(String::new()), "must not be empty")),
         other => Ok(other.map(str::to_owned)),
     };
+    // Pushover refuses a retry under 30 s and an expiry over 3 h.
+    let pushover_bounds = DurationBounds {
+        min: PUSHOVER_MIN_RETRY,
+        max: PUSHOVER_MAX_EXPIRE,
+        zero: None,
+    };
     let emergency_retry = entry
-        .duration("emergency_retry", raw.emergency_retry.as_deref())?
-        .unwrap_or(Duration::from_secs(60));
-    if emergency_retry < PUSHOVER_MIN_RETRY {
-        return Err(entry.invalid(
+        .duration(
             "emergency_retry",
-            raw.emergency_retry.clone(),
-            "Pushover needs at least 30s",
-        ));
-    }
+            raw.emergency_retry.as_deref(),
+            pushover_bounds,
+        )?
+        .unwrap_or(Duration::from_secs(60));
     let emergency_expire = entry
-        .duration("emergency_expire", raw.emergency_expire.as_deref())?
-        .unwrap_or(Duration::from_secs(3600));
-    if emergency_expire > PUSHOVER_MAX_EXPIRE {
-        return Err(entry.invalid(
+        .duration(
             "emergency_expire",
-            raw.emergency_expire.clone(),
-            "Pushover allows at most 3h",
-        ));
-    }
+            raw.emergency_expire.as_deref(),
+            pushover_bounds,
+        )?
+        .unwrap_or(Duration::from_secs(3600));
     let priority_high = match raw.priority_high {
         None | Some(1) => PushoverHigh::High,
         Some(2) => PushoverHigh::Emergency,
@@ -338,31 +337,28 @@ impl<'a> Entry<'a> {
         &self,
         key: &'static str,
         value: Option<&str>,
+        bounds: DurationBounds,
     ) -> Result<Option<Duration>, ConfigError> {
         let Some(value) = value else {
             return Ok(None);
         };
-        match humantime::parse_duration(value.trim()) {
-            Ok(d) if !d.is_zero() => Ok(Some(d)),
-            Ok(_) => Err(self.invalid(key, Some(value.into()), "must be longer than zero")),
-            Err(e) => Err(self.invalid(key, Some(value.into()), format!("{e} (e.g. 10s, 1m)"))),
+        if let Err(e) = humantime::parse_duration(value.trim()) {
+            return Err(self.invalid(key, Some(value.into()), format!("{e} (e.g. 10s, 1m)")));
+        }
+        match super::bounded_duration(value, bounds) {
+            Ok(d) => Ok(d),
+            Err(problem) => Err(self.invalid(key, Some(value.into()), problem)),
         }
     }
 
-    /// A per-attempt timeout: positive and within the whole send budget.
+    /// A per-attempt timeout: from 100 ms to the whole send budget.
     fn timeout(&self, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
-        let timeout = self.duration("timeout", value)?.unwrap_or(default);
-        if timeout > SEND_BUDGET {
-            return Err(self.invalid(
-                "timeout",
-                value.map(str::to_owned),
-                format!(
-                    "must not exceed the {} a send may take in all",
-                    humantime::format_duration(SEND_BUDGET)
-                ),
-            ));
-        }
-        Ok(timeout)
+        let bounds = DurationBounds {
+            min: Duration::from_millis(100),
+            max: SEND_BUDGET,
+            zero: None,
+        };
+        Ok(self.duration("timeout", value, bounds)?.unwrap_or(default))
     }
 
     fn url(&self, key: &'static str, value: &str) -> Result<Url, ConfigError> {

@@ -3,7 +3,12 @@
 
 use std::time::Duration;
 
-use super::{parse_duration, pick, ConfigError, Layer, Source, Sourced};
+use super::settings::{
+    ELECTION_BOOTSTRAP_EXPECT, ELECTION_FALLBACK_AFTER, ELECTION_MAX_VOTERS,
+    ELECTION_VOTER_REAP_AFTER,
+};
+use super::values::Values;
+use super::ConfigError;
 
 /// The validated `[election]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,66 +31,13 @@ impl ElectionConfig {
     }
 }
 
-/// Resolves the `[election]` keys of `layers` (lowest first).
-pub(super) fn resolve(layers: &[(&Layer, Source)]) -> Result<ElectionConfig, ConfigError> {
-    let number =
-        |key: &'static str, value: Option<Sourced<String>>, default: u64, range: (u64, u64)| {
-            let Some(v) = value else {
-                return Ok(default);
-            };
-            match v.value.trim().parse::<u64>() {
-                Ok(n) if (range.0..=range.1).contains(&n) => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    key,
-                    value: v.value.clone(),
-                    origin: v.source,
-                    problem: format!("must be a whole number from {} to {}", range.0, range.1),
-                }),
-            }
-        };
-    let bootstrap_expect = number(
-        "election.bootstrap_expect",
-        pick(
-            layers,
-            |l| l.bootstrap_expect.clone(),
-            "ROVER_BOOTSTRAP_EXPECT",
-            "-",
-        ),
-        1,
-        (0, 1),
-    )?;
-    let max_voters = number(
-        "election.max_voters",
-        pick(layers, |l| l.max_voters.clone(), "ROVER_MAX_VOTERS", "-"),
-        5,
-        (1, 9),
-    )?;
-    let duration = |key: &'static str, value: Option<Sourced<String>>, default: Duration| {
-        value.map_or(Ok(default), |v| parse_duration(key, v))
-    };
+/// Resolves the `[election]` settings.
+pub(super) fn resolve(values: &Values<'_>) -> Result<ElectionConfig, ConfigError> {
     Ok(ElectionConfig {
-        bootstrap_expect: u32::try_from(bootstrap_expect).unwrap_or(1),
-        max_voters: usize::try_from(max_voters).unwrap_or(5),
-        voter_reap_after: duration(
-            "election.voter_reap_after",
-            pick(
-                layers,
-                |l| l.voter_reap_after.clone(),
-                "ROVER_VOTER_REAP_AFTER",
-                "-",
-            ),
-            Duration::from_secs(120),
-        )?,
-        fallback_after: duration(
-            "election.fallback_after",
-            pick(
-                layers,
-                |l| l.fallback_after.clone(),
-                "ROVER_FALLBACK_AFTER",
-                "-",
-            ),
-            Duration::from_secs(20),
-        )?,
+        bootstrap_expect: u32::try_from(values.count(&ELECTION_BOOTSTRAP_EXPECT)?).unwrap_or(1),
+        max_voters: usize::try_from(values.count(&ELECTION_MAX_VOTERS)?).unwrap_or(5),
+        voter_reap_after: values.required_duration(&ELECTION_VOTER_REAP_AFTER)?.value,
+        fallback_after: values.required_duration(&ELECTION_FALLBACK_AFTER)?.value,
     })
 }
 
@@ -94,10 +46,11 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::{Layer, Source};
 
     fn from_toml(text: &str) -> Result<ElectionConfig, ConfigError> {
         let layer = Layer::from_toml(text, Path::new("test.toml")).unwrap();
-        resolve(&[(&layer, Source::File("test.toml".into()))])
+        resolve(&Values::new(&[(&layer, Source::File("test.toml".into()))]))
     }
 
     #[test]

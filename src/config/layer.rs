@@ -1,162 +1,70 @@
 //! One layer of settings (the TOML file, the environment or the flags), every value optional
-//! and still text; [`super::resolve`] merges and validates the layers.
+//! and still text, keyed by the rows of [`super::settings`]; [`super::resolve`] merges and
+//! validates the layers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
-use super::channel_tables::{
-    EmailEntry, ExecEntry, NotifyChannelsFile, PushoverEntry, WebhookEntry,
-};
+use super::channel_tables::NotifyChannelsFile;
+use super::settings::{self, Kind, Setting};
 use super::ConfigError;
+
+/// A value as a layer holds it, before parsing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Raw {
+    /// One value.
+    One(String),
+    /// A list (`gossip.join`, `status.mounts`).
+    Many(Vec<String>),
+}
+
+impl Raw {
+    /// The value as the user wrote it, for errors.
+    pub fn shown(&self) -> String {
+        match self {
+            Raw::One(text) => text.clone(),
+            Raw::Many(items) => format!("{items:?}"),
+        }
+    }
+}
 
 /// One layer of settings, every value optional (the TOML file, the environment or the flags).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Layer {
-    /// `node.name`
-    pub node_name: Option<String>,
-    /// `node.team`
-    pub team: Option<String>,
-    /// `node.data_dir`
-    pub data_dir: Option<String>,
-    /// `gossip.bind`
-    pub bind: Option<String>,
-    /// `gossip.advertise`
-    pub advertise: Option<String>,
-    /// `gossip.join` (replaces, does not add to, lower layers)
-    pub join: Option<Vec<String>>,
-    /// `gossip.key_file`
-    pub key_file: Option<String>,
-    /// `gossip.profile`
-    pub profile: Option<String>,
-    /// `api.bind`
-    pub api: Option<String>,
-    /// `gossip.sync_interval`
-    pub sync_interval: Option<String>,
-    /// `status.interval`
-    pub status_interval: Option<String>,
-    /// `status.mounts`
-    pub mounts: Option<Vec<String>>,
-    /// `history.raw_retention`
-    pub raw_retention: Option<String>,
-    /// `history.retention`
-    pub retention: Option<String>,
-    /// The `[[check]]` array, parsed by [`crate::checks::config`].
+    values: BTreeMap<&'static str, Raw>,
+    /// The `[[check]]` array, parsed by [`crate::checks::config`] (config file only).
     pub checks: Option<toml::Value>,
-    /// `election.bootstrap_expect`
-    pub bootstrap_expect: Option<String>,
-    /// `election.max_voters`
-    pub max_voters: Option<String>,
-    /// `election.voter_reap_after`
-    pub voter_reap_after: Option<String>,
-    /// `election.fallback_after`
-    pub fallback_after: Option<String>,
-    /// `notify.group_wait`
-    pub group_wait: Option<String>,
-    /// `notify.repeat_interval`
-    pub repeat_interval: Option<String>,
-    /// The console switch and the channel tables of `[notify]` (config file only).
+    /// The channel tables of `[notify]` (config file only).
     pub notify: Option<NotifyChannelsFile>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct FileConfig {
-    #[serde(default)]
-    node: FileNode,
-    #[serde(default)]
-    gossip: FileGossip,
-    #[serde(default)]
-    api: FileApi,
-    #[serde(default)]
-    status: FileStatus,
-    #[serde(default)]
-    history: FileHistory,
-    #[serde(default)]
-    election: FileElection,
-    notify: Option<FileNotify>,
-    check: Option<toml::Value>,
-    /// Sections read by later features; accepted so that one config file serves every version.
-    #[serde(flatten)]
-    later: BTreeMap<String, toml::Value>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileNode {
-    name: Option<String>,
-    team: Option<String>,
-    data_dir: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGossip {
-    bind: Option<String>,
-    advertise: Option<String>,
-    join: Option<Vec<String>>,
-    key_file: Option<String>,
-    profile: Option<String>,
-    sync_interval: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileStatus {
-    interval: Option<String>,
-    mounts: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileHistory {
-    raw_retention: Option<String>,
-    retention: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileElection {
-    bootstrap_expect: Option<toml::Value>,
-    max_voters: Option<toml::Value>,
-    voter_reap_after: Option<String>,
-    fallback_after: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileNotify {
-    group_wait: Option<String>,
-    repeat_interval: Option<String>,
-    console: Option<bool>,
-    #[serde(default)]
-    email: Vec<EmailEntry>,
-    #[serde(default)]
-    pushover: Vec<PushoverEntry>,
-    #[serde(default)]
-    webhook: Vec<WebhookEntry>,
-    #[serde(default)]
-    exec: Vec<ExecEntry>,
-}
-
-/// A TOML number or string, as the text the resolver parses.
-fn as_text(value: Option<toml::Value>) -> Option<String> {
-    value.map(|v| match v {
-        toml::Value::String(s) => s,
-        other => other.to_string(),
-    })
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileApi {
-    bind: Option<String>,
-}
-
-/// Sections a config file may hold besides `node`, `gossip` and `api`.
-const LATER_SECTIONS: &[&str] = &["check", "teams", "topology"];
+/// Sections a config file may hold that later features read.
+const LATER_SECTIONS: &[&str] = &["teams"];
 
 impl Layer {
+    /// This layer with `setting` set to `value` (a list setting takes it as one item).
+    pub fn with(mut self, setting: &Setting, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let raw = match setting.kind {
+            Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(vec![value]),
+            _ => Raw::One(value),
+        };
+        self.values.insert(setting.key, raw);
+        self
+    }
+
+    /// Sets `setting` (replacing what this layer had).
+    pub fn set(&mut self, setting: &Setting, raw: Raw) {
+        self.values.insert(setting.key, raw);
+    }
+
+    /// What this layer holds for `setting`.
+    pub fn get(&self, setting: &Setting) -> Option<&Raw> {
+        self.values.get(setting.key)
+    }
+
     /// Reads the TOML config file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -166,93 +74,164 @@ impl Layer {
         Self::from_toml(&text, path)
     }
 
-    /// Parses TOML text (`path` only names the file in errors).
+    /// Parses TOML text (`path` only names the file in errors). Every key must be a row of the
+    /// settings table, a `[[check]]`, a `[[notify.*]]` channel or a later section.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |message: String| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
-        })?;
-        if let Some(unknown) = file
-            .later
-            .keys()
-            .find(|k| !LATER_SECTIONS.contains(&k.as_str()))
-        {
-            return Err(ConfigError::Parse {
-                path: path.to_owned(),
-                message: format!("unknown section or key `{unknown}`"),
-            });
-        }
-        let (group_wait, repeat_interval, notify) = match file.notify {
-            Some(section) => (
-                section.group_wait,
-                section.repeat_interval,
-                Some(NotifyChannelsFile {
-                    console: section.console,
-                    email: section.email,
-                    pushover: section.pushover,
-                    webhook: section.webhook,
-                    exec: section.exec,
-                }),
-            ),
-            None => (None, None, None),
+            message,
         };
-        Ok(Self {
-            node_name: file.node.name,
-            team: file.node.team,
-            data_dir: file.node.data_dir,
-            bind: file.gossip.bind,
-            advertise: file.gossip.advertise,
-            join: file.gossip.join,
-            key_file: file.gossip.key_file,
-            profile: file.gossip.profile,
-            api: file.api.bind,
-            sync_interval: file.gossip.sync_interval,
-            status_interval: file.status.interval,
-            mounts: file.status.mounts,
-            raw_retention: file.history.raw_retention,
-            retention: file.history.retention,
-            checks: file.check,
-            bootstrap_expect: as_text(file.election.bootstrap_expect),
-            max_voters: as_text(file.election.max_voters),
-            voter_reap_after: file.election.voter_reap_after,
-            fallback_after: file.election.fallback_after,
-            group_wait,
-            repeat_interval,
-            notify,
+        let file: toml::Table =
+            toml::from_str(text).map_err(|e| parse_error(e.to_string().trim_end().to_owned()))?;
+        let mut layer = Self::default();
+        for (section, value) in file {
+            match (section.as_str(), value) {
+                ("check", value) => layer.checks = Some(value),
+                (later, _) if LATER_SECTIONS.contains(&later) => {}
+                (_, toml::Value::Table(table)) => {
+                    if !settings::SETTINGS
+                        .iter()
+                        .any(|s| s.key.split('.').next() == Some(section.as_str()))
+                    {
+                        return Err(parse_error(format!("unknown section `[{section}]`")));
+                    }
+                    for (key, value) in table {
+                        let dotted = format!("{section}.{key}");
+                        if section == "notify" {
+                            if let Some(channels) = layer.channel_table(&key, &value) {
+                                channels.map_err(|e| parse_error(format!("{dotted}: {e}")))?;
+                                continue;
+                            }
+                        }
+                        let setting = settings::find(&dotted).ok_or_else(|| {
+                            parse_error(format!("unknown key `{dotted}` (`{key}` in [{section}])"))
+                        })?;
+                        let raw = raw_from_toml(setting, value)
+                            .map_err(|problem| parse_error(format!("{dotted}: {problem}")))?;
+                        layer.values.insert(setting.key, raw);
+                    }
+                    if section == "notify" && layer.notify.is_none() {
+                        layer.notify = Some(NotifyChannelsFile::default());
+                    }
+                }
+                (_, _) => return Err(parse_error(format!("unknown section or key `{section}`"))),
+            }
+        }
+        Ok(layer)
+    }
+
+    /// Takes `[[notify.KIND]]` into the channel tables; `None` if `kind` is not a channel kind.
+    fn channel_table(
+        &mut self,
+        kind: &str,
+        value: &toml::Value,
+    ) -> Option<Result<(), toml::de::Error>> {
+        fn entries<T: DeserializeOwned>(value: &toml::Value) -> Result<Vec<T>, toml::de::Error> {
+            value.clone().try_into()
+        }
+        let channels = self.notify.get_or_insert_with(NotifyChannelsFile::default);
+        Some(match kind {
+            "email" => entries(value).map(|e| channels.email = e),
+            "pushover" => entries(value).map(|e| channels.pushover = e),
+            "webhook" => entries(value).map(|e| channels.webhook = e),
+            "exec" => entries(value).map(|e| channels.exec = e),
+            _ => return None,
         })
     }
 
-    /// Reads `ROVER_*` variables through `get` (the process environment in production).
+    /// Reads the `ROVER_*` variable of every setting that has one through `get` (the process
+    /// environment in production); lists are comma-separated.
     pub fn from_env(get: impl Fn(&str) -> Option<String>) -> Self {
-        Self {
-            node_name: get("ROVER_NODE"),
-            team: get("ROVER_TEAM"),
-            data_dir: get("ROVER_DATA_DIR"),
-            bind: get("ROVER_BIND"),
-            advertise: get("ROVER_ADVERTISE"),
-            join: get("ROVER_JOIN").map(|v| {
-                v.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            }),
-            key_file: get("ROVER_KEY_FILE"),
-            profile: get("ROVER_PROFILE"),
-            api: get("ROVER_API"),
-            sync_interval: get("ROVER_SYNC_INTERVAL"),
-            status_interval: get("ROVER_STATUS_INTERVAL"),
-            mounts: None,
-            raw_retention: get("ROVER_HISTORY_RAW_RETENTION"),
-            retention: get("ROVER_HISTORY_RETENTION"),
-            checks: None,
-            bootstrap_expect: get("ROVER_BOOTSTRAP_EXPECT"),
-            max_voters: get("ROVER_MAX_VOTERS"),
-            voter_reap_after: get("ROVER_VOTER_REAP_AFTER"),
-            fallback_after: get("ROVER_FALLBACK_AFTER"),
-            group_wait: get("ROVER_GROUP_WAIT"),
-            repeat_interval: get("ROVER_REPEAT_INTERVAL"),
-            notify: None,
+        let mut layer = Self::default();
+        for setting in settings::SETTINGS {
+            let Some(value) = setting.env.and_then(&get) else {
+                continue;
+            };
+            let raw = match setting.kind {
+                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect(),
+                ),
+                _ => Raw::One(value),
+            };
+            layer.values.insert(setting.key, raw);
         }
+        layer
+    }
+}
+
+/// A TOML value as the text the resolver parses, if its type fits the setting's kind.
+fn raw_from_toml(setting: &Setting, value: toml::Value) -> Result<Raw, String> {
+    use toml::Value;
+    match (setting.kind, value) {
+        (Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces, Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                Value::String(text) => Ok(text),
+                other => Err(format!(
+                    "expected an array of strings, found a {} in it",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Raw::Many),
+        (Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces, other) => Err(format!(
+            "expected an array of strings, found {}",
+            other.type_str()
+        )),
+        (Kind::Switch, Value::Boolean(on)) => Ok(Raw::One(on.to_string())),
+        (Kind::Switch, other) => Err(format!(
+            "expected true or false, found {}",
+            other.type_str()
+        )),
+        (Kind::Count { .. }, Value::Integer(n)) => Ok(Raw::One(n.to_string())),
+        (_, Value::String(text)) => Ok(Raw::One(text)),
+        (Kind::Count { .. }, other) => Err(format!(
+            "expected a whole number, found {}",
+            other.type_str()
+        )),
+        (_, other) => Err(format!("expected a string, found {}", other.type_str())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::settings::{GOSSIP_JOIN, NODE_NAME, NOTIFY_CONSOLE};
+
+    #[test]
+    fn every_key_of_a_file_is_a_row_or_an_error_naming_it() {
+        let layer = Layer::from_toml(
+            "[node]\nname = \"n1\"\n[gossip]\njoin = [\"a:1\", \"b:2\"]\n[notify]\nconsole = false\n",
+            Path::new("x.toml"),
+        )
+        .unwrap();
+        assert_eq!(layer.get(&NODE_NAME), Some(&Raw::One("n1".into())));
+        assert_eq!(
+            layer.get(&GOSSIP_JOIN),
+            Some(&Raw::Many(vec!["a:1".into(), "b:2".into()]))
+        );
+        assert_eq!(layer.get(&NOTIFY_CONSOLE), Some(&Raw::One("false".into())));
+        let err = Layer::from_toml("[node]\nname = 5\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node.name") && err.contains("string"), "{err}");
+        let err = Layer::from_toml("stray = 1\n", Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stray"), "{err}");
+    }
+
+    #[test]
+    fn list_settings_from_the_environment_are_comma_separated() {
+        let layer = Layer::from_env(|name| (name == "ROVER_JOIN").then(|| " a:1, b:2 ,".into()));
+        assert_eq!(
+            layer.get(&GOSSIP_JOIN),
+            Some(&Raw::Many(vec!["a:1".into(), "b:2".into()]))
+        );
     }
 }

@@ -6,6 +6,8 @@ mod channel_tables;
 mod election;
 mod layer;
 pub mod notify;
+pub mod settings;
+mod values;
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,8 +15,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use self::election::ElectionConfig;
-pub use self::layer::Layer;
+pub use self::layer::{Layer, Raw};
 pub use self::notify::NotifyConfig;
+use self::settings::*;
+use self::values::Values;
 use crate::checks::config::CheckConfig;
 use rover_membership::Profile;
 
@@ -41,6 +45,8 @@ pub struct Config {
     pub join: Vec<SocketAddr>,
     /// File holding the cluster key as one base64 line.
     pub key_file: Option<PathBuf>,
+    /// An invitation to join with (checked when the agent starts).
+    pub join_token: Option<String>,
     /// SWIM timings.
     pub profile: Profile,
     /// Local HTTP API address.
@@ -55,12 +61,16 @@ pub struct Config {
     pub raw_retention: Duration,
     /// How long history is kept at all.
     pub retention: Duration,
+    /// How long closed incidents stay in the ledger after they ended.
+    pub incidents_retention: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
     pub election: ElectionConfig,
     /// Grouping, repeats and the notification channels.
     pub notify: NotifyConfig,
+    /// `[topology]`: LLDP and CDP listening.
+    pub topology: crate::topology::TopologySettings,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -132,29 +142,19 @@ impl fmt::Display for Source {
     }
 }
 
-/// A value with the layer it came from.
-struct Sourced<T> {
-    value: T,
-    source: Source,
+/// Parses `text` as a duration within `bounds` (for tables outside the settings table, such as
+/// `[[check]]`); `Ok(None)` is a zero the bounds allow.
+pub fn bounded_duration(
+    text: &str,
+    bounds: settings::DurationBounds,
+) -> Result<Option<Duration>, String> {
+    values::duration(text, bounds)
 }
 
-/// Picks, for one key, the value of the highest layer that has it.
-fn pick<T: Clone>(
-    layers: &[(&Layer, Source)],
-    field: impl Fn(&Layer) -> Option<T>,
-    env: &'static str,
-    flag: &'static str,
-) -> Option<Sourced<T>> {
-    layers.iter().rev().find_map(|(layer, source)| {
-        field(layer).map(|value| Sourced {
-            value,
-            source: match source {
-                Source::Env(_) => Source::Env(env),
-                Source::Flag(_) => Source::Flag(flag),
-                other => other.clone(),
-            },
-        })
-    })
+/// A value with the layer it came from.
+pub(crate) struct Sourced<T> {
+    value: T,
+    source: Source,
 }
 
 /// Merges file < env < flags over the defaults and validates the result once.
@@ -171,162 +171,66 @@ pub fn resolve(
     }
     layers.push((&env, Source::Env("")));
     layers.push((&flags, Source::Flag("")));
+    let values = Values::new(&layers);
 
-    let node_name =
-        pick(&layers, |l| l.node_name.clone(), "ROVER_NODE", "--node").unwrap_or(Sourced {
-            value: hostname,
-            source: Source::Default,
-        });
-    let node_name = validate_name("node.name", node_name)?;
-    let team = pick(&layers, |l| l.team.clone(), "ROVER_TEAM", "--team").unwrap_or(Sourced {
-        value: "default".into(),
-        source: Source::Default,
-    });
-    let team = validate_name("node.team", team)?;
-    let data_dir = pick(
-        &layers,
-        |l| l.data_dir.clone(),
-        "ROVER_DATA_DIR",
-        "--data-dir",
-    )
-    .map(|s| PathBuf::from(s.value))
-    .unwrap_or(default_data_dir);
-
-    let bind = pick(&layers, |l| l.bind.clone(), "ROVER_BIND", "--bind").unwrap_or(Sourced {
-        value: format!("0.0.0.0:{DEFAULT_GOSSIP_PORT}"),
-        source: Source::Default,
-    });
-    let bind = parse_socket("gossip.bind", bind)?;
-    let advertise = match pick(
-        &layers,
-        |l| l.advertise.clone(),
-        "ROVER_ADVERTISE",
-        "--advertise",
-    ) {
-        Some(value) => {
-            let addr = parse_socket("gossip.advertise", value)?;
-            if addr.ip().is_unspecified() || addr.port() == 0 {
-                return Err(ConfigError::Invalid {
-                    key: "gossip.advertise",
-                    value: addr.to_string(),
-                    origin: Source::Default,
-                    problem: "must be a concrete address other agents can reach".into(),
-                });
-            }
-            addr
-        }
-        None => default_advertise(bind),
-    };
-    let join = match pick(&layers, |l| l.join.clone(), "ROVER_JOIN", "--join") {
-        Some(seeds) => seeds
-            .value
-            .iter()
-            .map(|seed| {
-                parse_seed(seed).map_err(|problem| ConfigError::Invalid {
-                    key: "gossip.join",
-                    value: seed.clone(),
-                    origin: seeds.source.clone(),
-                    problem,
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-        None => Vec::new(),
-    };
-    let key_file = pick(
-        &layers,
-        |l| l.key_file.clone(),
-        "ROVER_KEY_FILE",
-        "--key-file",
-    )
-    .map(|s| PathBuf::from(s.value));
-    let profile = match pick(&layers, |l| l.profile.clone(), "ROVER_PROFILE", "--profile") {
-        Some(p) => p.value.parse().map_err(|problem| ConfigError::Invalid {
-            key: "gossip.profile",
-            value: p.value.clone(),
-            origin: p.source.clone(),
-            problem,
-        })?,
-        None => Profile::Lan,
-    };
-    let api = pick(&layers, |l| l.api.clone(), "ROVER_API", "--api").unwrap_or(Sourced {
-        value: DEFAULT_API.into(),
-        source: Source::Default,
-    });
-    let api_source = api.source.clone();
-    let api = parse_socket("api.bind", api)?;
-    if !api.ip().is_loopback() {
-        return Err(ConfigError::Invalid {
-            key: "api.bind",
-            value: api.to_string(),
-            origin: api_source,
-            problem: "the local API must bind to a loopback address (127.0.0.0/8 or [::1])".into(),
-        });
-    }
-
-    let duration =
-        |key: &'static str, value: Option<Sourced<String>>, default: Duration| match value {
-            None => Ok(default),
-            Some(v) => parse_duration(key, v),
-        };
-    let sync_interval = duration(
-        "gossip.sync_interval",
-        pick(
-            &layers,
-            |l| l.sync_interval.clone(),
-            "ROVER_SYNC_INTERVAL",
-            "-",
-        ),
-        Duration::from_secs(10),
-    )?;
-    let status_interval = duration(
-        "status.interval",
-        pick(
-            &layers,
-            |l| l.status_interval.clone(),
-            "ROVER_STATUS_INTERVAL",
-            "-",
-        ),
-        Duration::from_secs(5),
-    )?;
-    let raw_retention = duration(
-        "history.raw_retention",
-        pick(
-            &layers,
-            |l| l.raw_retention.clone(),
-            "ROVER_HISTORY_RAW_RETENTION",
-            "-",
-        ),
-        Duration::from_secs(48 * 3600),
-    )?;
-    let retention = duration(
-        "history.retention",
-        pick(
-            &layers,
-            |l| l.retention.clone(),
-            "ROVER_HISTORY_RETENTION",
-            "-",
-        ),
-        Duration::from_secs(30 * 86_400),
-    )?;
-    if retention < raw_retention {
-        return Err(ConfigError::Invalid {
-            key: "history.retention",
-            value: humantime::format_duration(retention).to_string(),
+    let node_name = match values.text(&NODE_NAME)? {
+        Some(name) => name.value,
+        None => values::name(&hostname).map_err(|problem| ConfigError::Invalid {
+            key: NODE_NAME.key,
+            value: hostname.clone(),
             origin: Source::Default,
+            problem: format!("{problem} (this host's name does not fit: set node.name)"),
+        })?,
+    };
+    let text = |setting: &Setting| -> Result<String, ConfigError> {
+        Ok(values.text(setting)?.map(|t| t.value).unwrap_or_default())
+    };
+    let address = |setting: &Setting| -> Result<Option<SocketAddr>, ConfigError> {
+        Ok(values.address(setting)?.map(|a| a.value))
+    };
+    let team = text(&NODE_TEAM)?;
+    let data_dir = values
+        .text(&NODE_DATA_DIR)?
+        .map_or(default_data_dir, |dir| PathBuf::from(dir.value));
+    let bind = address(&GOSSIP_BIND)?
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT)));
+    let advertise = address(&GOSSIP_ADVERTISE)?.unwrap_or_else(|| default_advertise(bind));
+    let join = values.seeds(&GOSSIP_JOIN)?;
+    let key_file = values
+        .text(&GOSSIP_KEY_FILE)?
+        .map(|f| PathBuf::from(f.value));
+    let join_token = values.text(&GOSSIP_JOIN_TOKEN)?.map(|t| t.value);
+    // The row's choices are exactly the profiles, so this parse cannot fail.
+    let profile = text(&GOSSIP_PROFILE)?.parse().unwrap_or(Profile::Lan);
+    let api = address(&API_BIND)?.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7901)));
+
+    let sync_interval = values.required_duration(&GOSSIP_SYNC_INTERVAL)?.value;
+    let status_interval = values.required_duration(&STATUS_INTERVAL)?.value;
+    let raw_retention = values.required_duration(&HISTORY_RAW_RETENTION)?;
+    let retention = values.required_duration(&HISTORY_RETENTION)?;
+    let incidents_retention = values.required_duration(&INCIDENTS_RETENTION)?.value;
+    if retention.value < raw_retention.value {
+        return Err(ConfigError::Invalid {
+            key: HISTORY_RETENTION.key,
+            value: settings::short_duration(retention.value),
+            origin: retention.source,
             problem: format!(
-                "must be at least history.raw_retention ({})",
-                humantime::format_duration(raw_retention)
+                "must be at least history.raw_retention ({}, from {})",
+                settings::short_duration(raw_retention.value),
+                raw_retention.source
             ),
         });
     }
-    let mounts = pick(&layers, |l| l.mounts.clone(), "-", "-")
-        .map(|m| m.value.into_iter().map(PathBuf::from).collect())
-        .unwrap_or_else(|| vec![PathBuf::from("/")]);
-    let checks = match pick(&layers, |l| l.checks.clone(), "-", "-") {
-        Some(value) => {
-            crate::checks::config::parse(&value.value).map_err(|problem| ConfigError::Parse {
-                path: match value.source {
-                    Source::File(path) => path,
+    let mounts = values.paths(&STATUS_MOUNTS)?;
+    let checks = match layers
+        .iter()
+        .rev()
+        .find_map(|(layer, source)| layer.checks.as_ref().map(|checks| (checks, source)))
+    {
+        Some((value, source)) => {
+            crate::checks::config::parse(value).map_err(|problem| ConfigError::Parse {
+                path: match source {
+                    Source::File(path) => path.clone(),
                     _ => PathBuf::from("config"),
                 },
                 message: problem.to_string(),
@@ -335,8 +239,12 @@ pub fn resolve(
         None => Vec::new(),
     };
 
-    let election = election::resolve(&layers)?;
-    let notify = notify::resolve(&layers)?;
+    let election = election::resolve(&values)?;
+    let notify = notify::resolve(&layers, &values)?;
+    let topology = crate::topology::TopologySettings {
+        enabled: values.switch(&settings::TOPOLOGY_ENABLED)?.unwrap_or(true),
+        interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
+    };
     Ok(Config {
         node_name,
         team,
@@ -345,67 +253,20 @@ pub fn resolve(
         advertise,
         join,
         key_file,
+        join_token,
         profile,
         api,
         sync_interval,
         status_interval,
         mounts,
-        raw_retention,
-        retention,
+        raw_retention: raw_retention.value,
+        retention: retention.value,
+        incidents_retention,
         checks,
         election,
         notify,
+        topology,
     })
-}
-
-fn parse_duration(key: &'static str, value: Sourced<String>) -> Result<Duration, ConfigError> {
-    match humantime::parse_duration(value.value.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(ConfigError::Invalid {
-            key,
-            value: value.value,
-            origin: value.source,
-            problem: "must be longer than zero".into(),
-        }),
-        Err(e) => Err(ConfigError::Invalid {
-            key,
-            value: value.value,
-            origin: value.source,
-            problem: format!("{e} (e.g. 5s, 10m, 48h)"),
-        }),
-    }
-}
-
-fn validate_name(key: &'static str, name: Sourced<String>) -> Result<String, ConfigError> {
-    let ok = !name.value.is_empty()
-        && name.value.len() <= 128
-        && name
-            .value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(name.value)
-    } else {
-        Err(ConfigError::Invalid {
-            key,
-            value: name.value,
-            origin: name.source,
-            problem: "must be 1 to 128 characters of letters, digits, '-', '_' or '.'".into(),
-        })
-    }
-}
-
-fn parse_socket(key: &'static str, value: Sourced<String>) -> Result<SocketAddr, ConfigError> {
-    value
-        .value
-        .trim()
-        .parse()
-        .map_err(|_| ConfigError::Invalid {
-            key,
-            value: value.value.clone(),
-            origin: value.source,
-            problem: "expected IP:PORT, e.g. 127.0.0.1:7900 or [::1]:7900".into(),
-        })
 }
 
 /// Parses a seed given as `host:port`, `ip:port`, `host` or `ip` (port 7900 by default).
@@ -523,10 +384,7 @@ mod tests {
     #[test]
     fn flags_beat_env_which_beats_the_file() {
         let file = "[node]\nname = \"from-file\"\nteam = \"file-team\"\n[gossip]\nbind = \"127.0.0.1:1000\"\n";
-        let flags = Layer {
-            node_name: Some("from-flag".into()),
-            ..Layer::default()
-        };
+        let flags = Layer::default().with(&NODE_NAME, "from-flag");
         let config = resolve_with(
             Some(file),
             &[("ROVER_TEAM", "env-team"), ("ROVER_NODE", "from-env")],
@@ -651,10 +509,7 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
 
     #[test]
     fn the_api_refuses_a_non_loopback_address() {
-        let flags = Layer {
-            api: Some("0.0.0.0:7901".into()),
-            ..Layer::default()
-        };
+        let flags = Layer::default().with(&API_BIND, "0.0.0.0:7901");
         let err = resolve_with(None, &[], flags).unwrap_err().to_string();
         assert!(
             err.contains("api.bind") && err.contains("loopback"),
@@ -688,11 +543,207 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
 
     #[test]
     fn names_with_spaces_are_refused() {
-        let flags = Layer {
-            node_name: Some("my node".into()),
-            ..Layer::default()
-        };
+        let flags = Layer::default().with(&NODE_NAME, "my node");
         let err = resolve_with(None, &[], flags).unwrap_err().to_string();
         assert!(err.contains("node.name") && err.contains("--node"), "{err}");
+    }
+
+    /// The value just below a duration row's lower bound (or above its upper one).
+    fn outside(bounds: settings::DurationBounds, below: bool) -> String {
+        if below {
+            format!("{}ms", bounds.min.as_millis() - 1)
+        } else {
+            format!("{}ms", bounds.max.as_millis() + 1)
+        }
+    }
+
+    #[test]
+    fn every_interval_below_its_lower_bound_is_refused_naming_the_key_and_the_source() {
+        let mut checked = 0;
+        for setting in SETTINGS {
+            let settings::Kind::Duration(bounds) = setting.kind else {
+                continue;
+            };
+            let (section, key) = setting.key.split_once('.').unwrap();
+            let mut cases = vec![outside(bounds, false)];
+            if !bounds.min.is_zero() && bounds.min > Duration::from_millis(1) {
+                cases.push(outside(bounds, true));
+            }
+            for value in cases {
+                let file = format!("[{section}]\n{key} = \"{value}\"\n");
+                let err = resolve_with(Some(&file), &[], Layer::default())
+                    .unwrap_err()
+                    .to_string();
+                assert!(
+                    err.contains(setting.key) && err.contains(&value) && err.contains("rover.toml"),
+                    "{}: {err}",
+                    setting.key
+                );
+                if let Some(env) = setting.env {
+                    let err = resolve_with(None, &[(env, &value)], Layer::default())
+                        .unwrap_err()
+                        .to_string();
+                    assert!(
+                        err.contains(setting.key) && err.contains(&format!("env {env}")),
+                        "{}: {err}",
+                        setting.key
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked >= 15, "only {checked} cases");
+    }
+
+    #[test]
+    fn the_intervals_of_the_probes_are_refused() {
+        for (file, key) in [
+            (
+                "[notify]\nrepeat_interval = \"1ms\"\n",
+                "notify.repeat_interval",
+            ),
+            ("[status]\ninterval = \"1ms\"\n", "status.interval"),
+            (
+                "[gossip]\nsync_interval = \"1ms\"\n",
+                "gossip.sync_interval",
+            ),
+            (
+                "[election]\nfallback_after = \"1ms\"\n",
+                "election.fallback_after",
+            ),
+            (
+                "[[check]]\nname = \"x\"\ncommand = [\"/bin/true\"]\ninterval = \"1ms\"\n",
+                "interval",
+            ),
+        ] {
+            let err = resolve_with(Some(file), &[], Layer::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("1ms"), "{err}");
+        }
+        let never = resolve_with(
+            Some("[notify]\nrepeat_interval = \"0s\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(never.unwrap().notify.repeat_interval, None);
+        let at_once = resolve_with(
+            Some("[notify]\ngroup_wait = \"0s\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(at_once.unwrap().notify.group_wait, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_retention_that_would_overflow_milliseconds_is_refused() {
+        for (file, key) in [
+            (
+                "[history]\nretention = \"18446744073709552s\"\n",
+                "history.retention",
+            ),
+            (
+                "[history]\nraw_retention = \"18446744073709552s\"\n",
+                "history.raw_retention",
+            ),
+            ("[history]\nretention = \"3651d\"\n", "history.retention"),
+        ] {
+            let err = resolve_with(Some(file), &[], Layer::default())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains("at most"), "{err}");
+        }
+        let ten_years = resolve_with(
+            Some("[history]\nretention = \"3650d\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(
+            ten_years.unwrap().retention,
+            Duration::from_secs(3650 * 86_400)
+        );
+    }
+
+    #[test]
+    fn incidents_retention_comes_from_the_file_or_the_environment_and_names_its_source() {
+        let config = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(config.incidents_retention, Duration::from_secs(30 * 86_400));
+        let file = resolve_with(
+            Some("[incidents]\nretention = \"7d\"\n"),
+            &[],
+            Layer::default(),
+        );
+        assert_eq!(
+            file.unwrap().incidents_retention,
+            Duration::from_secs(7 * 86_400)
+        );
+        let env = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "1h")],
+            Layer::default(),
+        );
+        assert_eq!(env.unwrap().incidents_retention, Duration::from_secs(3_600));
+        let err = resolve_with(
+            None,
+            &[("ROVER_INCIDENTS_RETENTION", "5s")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("incidents.retention") && err.contains("ROVER_INCIDENTS_RETENTION"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_default_of_the_table_resolves() {
+        let config = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(config.sync_interval, Duration::from_secs(10));
+        assert_eq!(
+            config.election,
+            ElectionConfig {
+                bootstrap_expect: 1,
+                max_voters: 5,
+                voter_reap_after: Duration::from_secs(120),
+                fallback_after: Duration::from_secs(20),
+            }
+        );
+        assert_eq!(config.notify, NotifyConfig::default());
+    }
+
+    #[test]
+    fn an_unreachable_advertise_address_is_blamed_on_the_layer_that_gave_it() {
+        let flags = Layer::default().with(&GOSSIP_ADVERTISE, "0.0.0.0:7900");
+        let err = resolve_with(None, &[], flags).unwrap_err().to_string();
+        assert!(
+            err.contains("gossip.advertise") && err.contains("flag --advertise"),
+            "{err}"
+        );
+        let err = resolve_with(
+            None,
+            &[("ROVER_ADVERTISE", "127.0.0.1:0")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("env ROVER_ADVERTISE"), "{err}");
+    }
+
+    #[test]
+    fn a_retention_shorter_than_the_raw_retention_names_both_sources() {
+        let err = resolve_with(
+            Some("[history]\nraw_retention = \"72h\"\n"),
+            &[("ROVER_HISTORY_RETENTION", "2d")],
+            Layer::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("history.retention")
+                && err.contains("env ROVER_HISTORY_RETENTION")
+                && err.contains("rover.toml"),
+            "{err}"
+        );
     }
 }

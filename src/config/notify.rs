@@ -16,7 +16,9 @@ use lettre::message::Mailbox;
 use reqwest::Url;
 
 use super::channel_tables::{self, Entry, NotifyChannelsFile};
-use super::{parse_duration, pick, ConfigError, Layer, Source, Sourced};
+use super::settings::{NOTIFY_CONSOLE, NOTIFY_GROUP_WAIT, NOTIFY_REPEAT_INTERVAL};
+use super::values::Values;
+use super::{ConfigError, Layer, Source};
 
 /// Default `group_wait`.
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(5);
@@ -238,27 +240,26 @@ pub struct ExecConfig {
     pub timeout: Duration,
 }
 
-/// Resolves the `[notify]` keys of `layers` (lowest first).
-pub(super) fn resolve(layers: &[(&Layer, Source)]) -> Result<NotifyConfig, ConfigError> {
-    let group_wait = match pick(layers, |l| l.group_wait.clone(), "ROVER_GROUP_WAIT", "-") {
-        Some(value) => parse_duration("notify.group_wait", value)?,
-        None => DEFAULT_GROUP_WAIT,
-    };
-    let repeat_interval = match pick(
-        layers,
-        |l| l.repeat_interval.clone(),
-        "ROVER_REPEAT_INTERVAL",
-        "-",
-    ) {
-        Some(value) => parse_repeat_interval(value)?,
-        None => Some(DEFAULT_REPEAT_INTERVAL),
-    };
+/// Resolves the `[notify]` settings and channel tables of `layers` (lowest first).
+pub(super) fn resolve(
+    layers: &[(&Layer, Source)],
+    values: &Values<'_>,
+) -> Result<NotifyConfig, ConfigError> {
+    let group_wait = values
+        .duration(&NOTIFY_GROUP_WAIT)?
+        .and_then(|d| d.value)
+        .unwrap_or(Duration::ZERO);
+    let repeat_interval = values
+        .duration(&NOTIFY_REPEAT_INTERVAL)?
+        .and_then(|d| d.value);
+    let console = values.switch(&NOTIFY_CONSOLE)?;
     let channels = match layers
         .iter()
         .rev()
         .find_map(|(layer, source)| layer.notify.as_ref().map(|file| (file, source)))
     {
-        Some((file, source)) => channels(file, source)?,
+        Some((file, source)) => channels(file, console, source)?,
+        None if console == Some(false) => Vec::new(),
         None => NotifyConfig::default().channels,
     };
     Ok(NotifyConfig {
@@ -268,18 +269,14 @@ pub(super) fn resolve(layers: &[(&Layer, Source)]) -> Result<NotifyConfig, Confi
     })
 }
 
-/// `"0s"` means never.
-fn parse_repeat_interval(value: Sourced<String>) -> Result<Option<Duration>, ConfigError> {
-    if humantime::parse_duration(value.value.trim()).is_ok_and(|d| d.is_zero()) {
-        return Ok(None);
-    }
-    parse_duration("notify.repeat_interval", value).map(Some)
-}
-
-fn channels(file: &NotifyChannelsFile, source: &Source) -> Result<Vec<ChannelConfig>, ConfigError> {
+fn channels(
+    file: &NotifyChannelsFile,
+    console: Option<bool>,
+    source: &Source,
+) -> Result<Vec<ChannelConfig>, ConfigError> {
     let others = file.email.len() + file.pushover.len() + file.webhook.len() + file.exec.len();
     let mut channels = Vec::with_capacity(others + 1);
-    if file.console.unwrap_or(others == 0) {
+    if console.unwrap_or(others == 0) {
         channels.push(ChannelConfig {
             name: "console".into(),
             kind: ChannelKind::Console,
@@ -347,10 +344,16 @@ mod tests {
                 .find(|(key, _)| *key == name)
                 .map(|(_, value)| value.to_string())
         });
-        resolve(&[
-            (&file, Source::File("rover.toml".into())),
-            (&env, Source::Env("")),
-        ])
+        resolve(
+            &[
+                (&file, Source::File("rover.toml".into())),
+                (&env, Source::Env("")),
+            ],
+            &Values::new(&[
+                (&file, Source::File("rover.toml".into())),
+                (&env, Source::Env("")),
+            ]),
+        )
     }
 
     fn error(text: &str) -> String {
@@ -580,8 +583,12 @@ mod tests {
         );
         let err = error("[[notify.webhook]]\nurl = \"http://h/\"\ntimeout = \"5m\"\n");
         assert!(
-            err.contains("notify.webhook[0].timeout") && err.contains("budget")
-                || err.contains("in all"),
+            err.contains("notify.webhook[0].timeout") && err.contains("at most 90s"),
+            "{err}"
+        );
+        let err = error("[[notify.webhook]]\nurl = \"http://h/\"\ntimeout = \"1ms\"\n");
+        assert!(
+            err.contains("notify.webhook[0].timeout") && err.contains("at least 100ms"),
             "{err}"
         );
     }

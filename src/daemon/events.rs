@@ -9,7 +9,7 @@ use rover_membership::{MemberEvent, MemberInfo, Topic};
 use rover_storage::{
     HistoryEntry, HistoryEvent, HistoryStore, MemberStore, MetaStore, Storage, StoredMember,
 };
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use crate::alerts::{AlertInput, AlertsHandle};
 use crate::status;
@@ -26,11 +26,20 @@ pub struct EventRouter {
     pub alerts: AlertsHandle,
     /// Wakes the alert sync (on joining a cluster or meeting a new member).
     pub sync_now: Arc<Notify>,
+    /// Grid-control records and key rotation.
+    pub grid: crate::grid::GridEvents,
+    /// Bumped on every change of the member list (the leadership task and the incident engine
+    /// read SWIM then).
+    pub members_changed: watch::Sender<u64>,
+    /// The topology owner task (records heard by gossip, members that left).
+    pub topology: crate::topology::TopologyHandle,
 }
 
 impl EventRouter {
     /// Handles one event; failures are logged, never fatal.
     pub async fn route(&self, event: MemberEvent) {
+        self.grid.route(&event).await;
+        self.topology.on_member_event(&event);
         let result = match &event {
             MemberEvent::Up(m) => {
                 tracing::info!(member = %m.name, addr = %m.addr, "member alive");
@@ -82,6 +91,9 @@ impl EventRouter {
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot record membership event");
+        }
+        if !matches!(event, MemberEvent::Broadcast(_)) {
+            self.members_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         if matches!(
             event,

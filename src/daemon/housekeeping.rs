@@ -13,15 +13,23 @@ use crate::checks::runner::CheckEvent;
 
 /// How often history retention runs.
 pub const COMPACT_EVERY: Duration = Duration::from_secs(600);
+/// After retention, sled's file is rewritten when it takes more than this many times its live
+/// data (and more than [`REWRITE_MIN_BYTES`]): sled never shrinks its file by itself.
+pub const REWRITE_FACTOR: f64 = 4.0;
+/// A file smaller than this is never rewritten.
+pub const REWRITE_MIN_BYTES: u64 = 8 * 1024 * 1024;
 
-/// Applies history retention now and every [`COMPACT_EVERY`].
+/// Applies history retention now and every [`COMPACT_EVERY`], then gives back the space of
+/// what retention (history's, and the ledger's `incidents.retention`) dropped by rewriting
+/// sled's file when it is bloated.
 pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: Duration) {
     loop {
         let history = storage.history();
         let now = unix_ms();
+        // Checked, never truncated: a retention past u64 ms keeps everything.
         let (raw, all) = (
-            raw_retention.as_millis() as u64,
-            retention.as_millis() as u64,
+            u64::try_from(raw_retention.as_millis()).unwrap_or(u64::MAX),
+            u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
         );
         match tokio::task::spawn_blocking(move || history.compact(now, raw, all)).await {
             Ok(Ok(stats)) if stats.folded + stats.expired > 0 => {
@@ -30,6 +38,16 @@ pub async fn compact_loop(storage: Storage, raw_retention: Duration, retention: 
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "history compaction failed"),
             Err(e) => tracing::error!(error = %e, "history compaction task failed"),
+        }
+        let rewriting = storage.clone();
+        let rewrite = tokio::task::spawn_blocking(move || {
+            rewriting.rewrite_if_bloated(REWRITE_FACTOR, REWRITE_MIN_BYTES)
+        });
+        match rewrite.await {
+            Ok(Ok(Some(stats))) => tracing::info!(?stats, "storage rewritten"),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "storage rewrite failed"),
+            Err(e) => tracing::error!(error = %e, "storage rewrite task failed"),
         }
         tokio::time::sleep(COMPACT_EVERY).await;
     }

@@ -1,17 +1,21 @@
 //! The daemon: opens the data dir, starts the membership, alerts, checks, status and cluster-port
-//! tasks and the API, and owns shutdown (graceful leave on the first signal or `leave`).
+//! tasks and the API under one [`supervisor::Supervisor`], and owns shutdown (graceful leave
+//! on the first signal or `leave`; a non-zero exit naming the task when a task fails).
 
 mod events;
 mod housekeeping;
+pub mod log_sink;
 pub mod open;
 pub mod signals;
 pub mod storage_health;
+pub mod supervisor;
+mod tasks;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rover_membership::runtime::{self, unix_ms};
@@ -20,25 +24,28 @@ use rover_storage::{CheckLevel, MemberStore, MetaStore, Storage};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use self::supervisor::{Stop, Supervisor, TaskFailure};
+
 use self::events::{EventRouter, GENERATION_KEY};
 use crate::alerts::{self, AlertsContext};
 use crate::api::server::{self, ApiState, Control};
 use crate::config::Config;
-use crate::data_dir::{DataDir, KeyringOrigin};
+use crate::data_dir::DataDir;
 use crate::incidents::EngineContext;
 use crate::leadership::{self, LeadershipSettings};
 use crate::peer::server::PeerServer;
-use crate::status::Sampler;
 use rover_election::policy::DueRules;
 
 /// When messages fall due, from `[notify]`: a notification pending twice as long as a send may
-/// take is taken over even from a holder that still looks alive.
-fn due_rules(notify: &crate::config::notify::NotifyConfig) -> DueRules {
+/// take is taken over even from a holder that still looks alive; closed incidents go after
+/// `incidents.retention`.
+fn due_rules(config: &Config) -> DueRules {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     DueRules {
-        group_wait_ms: ms(notify.group_wait),
-        repeat_interval_ms: notify.repeat_interval.map_or(0, ms),
+        group_wait_ms: ms(config.notify.group_wait),
+        repeat_interval_ms: config.notify.repeat_interval.map_or(0, ms),
         orphan_after_ms: ms(crate::notify::SEND_BUDGET * 2),
+        retention_ms: ms(config.incidents_retention),
     }
 }
 
@@ -54,7 +61,8 @@ impl Daemon {
         let data_dir = DataDir::open(&config.data_dir)?;
         let opened = open::open_storage(&data_dir)?;
         let storage = opened.storage.clone();
-        let keyring = load_keyring(&data_dir, &config)?;
+        let start_keys = crate::grid::start::keys_at_start(&data_dir, &config)?;
+        let (keyring, invited) = (start_keys.state.ring.clone(), start_keys.invited.clone());
         let token = data_dir.load_or_create_token()?;
         let identity = NodeIdentity {
             name: config.node_name.clone(),
@@ -71,6 +79,14 @@ impl Daemon {
         let (events_tx, mut membership_events) = mpsc::unbounded_channel();
         let (membership, membership_task, cluster_port) =
             bind_gossip(settings, config.bind, events_tx).await?;
+        let grid = crate::grid::start::start(
+            &storage,
+            &opened.node_key,
+            &data_dir,
+            &membership,
+            start_keys,
+            &config,
+        )?;
 
         let (alerts, alerts_task) = alerts::spawn(AlertsContext {
             team: config.team.clone(),
@@ -89,6 +105,8 @@ impl Daemon {
             .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
             .collect();
 
+        let mut supervisor = Supervisor::new();
+        let (members_changed_tx, members_changed) = watch::channel(0u64);
         let (leadership, leadership_task) = leadership::spawn(
             LeadershipSettings {
                 name: config.node_name.clone(),
@@ -99,9 +117,12 @@ impl Daemon {
                 max_voters: config.election.max_voters,
                 voter_reap_after: config.election.voter_reap_after,
                 fallback_after: config.election.fallback_after,
+                silent_leader_after: silent_leader_after(config.profile),
             },
             storage.clone(),
             membership.clone(),
+            members_changed,
+            supervisor.token(),
         )
         .await
         .context("starting the raft node")?;
@@ -112,68 +133,86 @@ impl Daemon {
         );
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
 
-        let peer_rejected = Arc::new(AtomicU64::new(0));
-        let mut background: Vec<JoinHandle<()>> = vec![
-            tokio::spawn(
-                PeerServer {
-                    membership: membership.clone(),
-                    alerts: alerts.clone(),
-                    leadership: leadership.clone(),
-                    rejected: peer_rejected.clone(),
-                }
-                .serve(cluster_port),
-            ),
-            tokio::spawn(alerts::sync::run(
-                config.sync_interval,
-                membership.clone(),
-                alerts.clone(),
-                sync_now.clone(),
-            )),
-            tokio::spawn({
-                let run = storage_health::run(storage.clone(), flushed_tx, health_tx);
-                async move {
-                    run.await;
-                }
-            }),
-            tokio::spawn(housekeeping::compact_loop(
-                storage.clone(),
-                config.raw_retention,
-                config.retention,
-            )),
-            tokio::spawn(housekeeping::check_loop(
-                check_rx,
-                alerts.clone(),
-                worst_tx,
-                overrides,
-            )),
-            tokio::spawn(
-                Sampler {
-                    host: config.node_name.clone(),
-                    team: config.team.clone(),
-                    interval: config.status_interval,
-                    mounts: config.mounts.clone(),
-                    storage: storage.clone(),
-                    membership: membership.clone(),
-                    worst_check: worst_rx,
-                }
-                .run(),
-            ),
-        ];
-        background.push(tokio::spawn(crate::incidents::run(EngineContext {
-            me: config.node_name.clone(),
-            membership: membership.clone(),
-            alerts: alerts.clone(),
-            storage: storage.clone(),
-            leadership: leadership.clone(),
-            notifiers: notifiers.clone(),
-            rules: due_rules(&config.notify),
-        })));
-        background.extend(crate::checks::runner::spawn(
-            config.checks.clone(),
-            check_tx,
-        ));
+        let (topology, topology_tasks) = crate::topology::start(
+            crate::topology::TopologyContext {
+                host: config.node_name.clone(),
+                settings: config.topology.clone(),
+                storage: storage.clone(),
+                membership: membership.clone(),
+            },
+            config.sync_interval,
+        )
+        .context("starting topology")?;
 
-        let seeds = startup_seeds(&config, &storage)?;
+        let peer_rejected = Arc::new(AtomicU64::new(0));
+        supervisor.watch_critical("membership", membership_task);
+        supervisor.watch_critical("alerts", alerts_task);
+        supervisor.spawn_critical("leadership", Stop::Itself, leadership_task);
+        supervisor.spawn_critical(
+            "cluster-port",
+            Stop::Dropped,
+            PeerServer {
+                membership: membership.clone(),
+                alerts: alerts.clone(),
+                leadership: leadership.clone(),
+                rejected: peer_rejected.clone(),
+                topology: topology.clone(),
+                grid: grid.peer.clone(),
+            }
+            .serve(cluster_port),
+        );
+        supervisor.spawn_critical(
+            "incidents",
+            Stop::Dropped,
+            crate::incidents::run(EngineContext {
+                me: config.node_name.clone(),
+                membership: membership.clone(),
+                member_changes: members_changed_tx.subscribe(),
+                alerts: alerts.clone(),
+                storage: storage.clone(),
+                leadership: leadership.clone(),
+                notifiers: notifiers.clone(),
+                rules: due_rules(&config),
+                topology: topology.clone(),
+            }),
+        );
+        for (name, task) in topology_tasks {
+            supervisor.watch_critical(name, task);
+        }
+        if !config.checks.is_empty() {
+            // It ends when every check is gone: only with no checks at all is that expected.
+            supervisor.spawn_critical(
+                "check-results",
+                Stop::Dropped,
+                housekeeping::check_loop(check_rx, alerts.clone(), worst_tx, overrides),
+            );
+        }
+        tasks::spawn_restartable(
+            &mut supervisor,
+            &config,
+            tasks::Shared {
+                storage: storage.clone(),
+                membership: membership.clone(),
+                alerts: alerts.clone(),
+                sync_now: sync_now.clone(),
+                flushed: flushed_tx,
+                health: health_tx,
+                worst_check: worst_rx,
+                check_events: check_tx,
+                grid: grid.parts.grid.clone(),
+            },
+        );
+
+        for (name, task) in grid.tasks {
+            supervisor.watch_critical(name, task);
+        }
+        let mut seeds = startup_seeds(&config, &storage)?;
+        seeds.extend(
+            invited
+                .into_iter()
+                .filter(|a| !seeds.contains(a))
+                .collect::<Vec<_>>(),
+        );
         if !seeds.is_empty() {
             tracing::info!(seeds = ?seeds, "joining");
             membership.join(seeds).await?;
@@ -200,16 +239,12 @@ impl Daemon {
             data_dir: data_dir.root().display().to_string(),
             started: Instant::now(),
             control: control_tx,
+            grid: grid.parts.clone(),
+            topology: topology.clone(),
         };
-        let (api_stop_tx, api_stop) = tokio::sync::oneshot::channel::<()>();
-        let api_task = tokio::spawn(async move {
-            let serve =
-                axum::serve(listener, server::router(state)).with_graceful_shutdown(async {
-                    let _ = api_stop.await;
-                });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "API server stopped");
-            }
+        let stop_serving = supervisor.token();
+        supervisor.spawn_critical("api", Stop::Itself, async move {
+            server::serve(listener, state, stop_serving.cancelled_owned()).await;
         });
         let advertised = membership
             .status()
@@ -231,58 +266,89 @@ impl Daemon {
             storage: storage.clone(),
             alerts: alerts.clone(),
             sync_now,
+            grid: grid.events.clone(),
+            members_changed: members_changed_tx,
+            topology,
         };
         tokio::pin!(shutdown);
         let storage_closed = storage_health::closed(health_rx);
         tokio::pin!(storage_closed);
-        let mut fatal = None;
-        let leave_reply = loop {
+        let ending = loop {
             tokio::select! {
                 Some(event) = membership_events.recv() => router.route(event).await,
-                Some(Control::Leave(reply)) = control.recv() => break Some(reply),
-                _ = &mut shutdown => break None,
-                health = &mut storage_closed => {
-                    fatal = Some(health);
-                    break None;
-                }
+                Some(Control::Leave(reply)) = control.recv() => break Ending::Leave(reply),
+                failure = supervisor.failure() => break Ending::Failed(failure),
+                () = &mut shutdown => break Ending::Signal,
+                health = &mut storage_closed => break Ending::StorageClosed(health),
             }
         };
-        leave(&membership).await;
-        if let Some(reply) = leave_reply {
-            let _ = reply.send(());
-        }
-        while let Ok(event) = membership_events.try_recv() {
-            router.route(event).await;
-        }
-        for task in background {
-            task.abort();
-        }
-        leadership_task.abort();
-        leadership.shutdown().await;
-        let _ = membership.stop().await;
-        let _ = membership_task.await;
-        drop(alerts);
-        alerts_task.abort();
-        let _ = api_stop_tx.send(());
-        let _ = api_task.await;
-        if let Some(health) = fatal {
-            anyhow::bail!(
+        let storage_closed = matches!(ending, Ending::StorageClosed(_));
+        let failure = match ending {
+            Ending::Leave(reply) => {
+                leave(&membership).await;
+                let _ = reply.send(());
+                None
+            }
+            Ending::Signal => {
+                leave(&membership).await;
+                None
+            }
+            Ending::Failed(failure) => Some(anyhow::Error::from(failure)),
+            Ending::StorageClosed(health) => Some(anyhow::anyhow!(
                 "storage failed and the database could not be opened again ({}); stopping so \
                  that the agent restarts and verifies it",
                 health.failing.map(|f| f.error).unwrap_or_default()
-            );
+            )),
+        };
+        while let Ok(event) = membership_events.try_recv() {
+            router.route(event).await;
         }
-        storage.flush_async().await.context("flushing storage")?;
-        let last = storage.clone();
-        match tokio::task::spawn_blocking(move || last.checkpoint(unix_ms())).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "last storage checkpoint failed"),
-            Err(e) => tracing::warn!(error = %e, "last storage checkpoint task failed"),
+        supervisor.shutdown(SHUTDOWN_GRACE).await;
+        drop(alerts);
+        if !storage_closed {
+            storage.flush_async().await.context("flushing storage")?;
+            let last = storage.clone();
+            match tokio::task::spawn_blocking(move || last.checkpoint(unix_ms())).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(error = %e, "last storage checkpoint failed"),
+                Err(e) => tracing::warn!(error = %e, "last storage checkpoint task failed"),
+            }
+        }
+        if let Some(failure) = failure {
+            return Err(failure);
         }
         tracing::info!("left the cluster; bye");
         Ok(())
     }
 }
+
+/// Why the main loop ended.
+enum Ending {
+    /// `rover-agent leave`: answered once the goodbye is sent.
+    Leave(tokio::sync::oneshot::Sender<()>),
+    /// SIGINT or SIGTERM (or the caller's shutdown future).
+    Signal,
+    /// A task ended while the agent ran.
+    Failed(TaskFailure),
+    /// Storage failed and could not be opened again.
+    StorageClosed(rover_storage::StorageHealth),
+}
+
+/// How long a leader SWIM still lists alive blocks elections once silent: longer than SWIM
+/// takes to declare a member cut off by a partition failed (every member probed once, plus the
+/// suspicion timeout), so that only a leader whose Raft node is broken is ever voted out while
+/// SWIM sees it.
+fn silent_leader_after(profile: rover_membership::Profile) -> Duration {
+    match profile {
+        rover_membership::Profile::Wan => Duration::from_secs(60),
+        rover_membership::Profile::Lan | rover_membership::Profile::Local => {
+            Duration::from_secs(10)
+        }
+    }
+}
+
+/// How long the tasks have to stop at shutdown before they are aborted.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// Binds the gossip UDP socket and the cluster TCP port on the same port number and starts the
 /// membership task. With port 0, a port free for both is found (bounded attempts).
@@ -325,24 +391,6 @@ fn severity_of(wanted: crate::checks::config::SeverityOverride) -> rover_storage
     }
 }
 
-fn load_keyring(data_dir: &DataDir, config: &Config) -> Result<rover_membership::Keyring> {
-    let (keyring, origin) = data_dir.load_keyring(config.key_file.as_deref())?;
-    match origin {
-        KeyringOrigin::Generated => tracing::warn!(
-            keyring = %data_dir.keyring_path().display(),
-            fingerprint = %keyring.primary().fingerprint(),
-            "no cluster key given: generated a new one. Other agents need the same key: copy the \
-             first line of the keyring file into a file (mode 0600) on each host and start them \
-             with --key-file FILE"
-        ),
-        KeyringOrigin::FromKeyFile => {
-            tracing::info!(fingerprint = %keyring.primary().fingerprint(), "using the key from the key file")
-        }
-        KeyringOrigin::Persisted => {}
-    }
-    Ok(keyring)
-}
-
 /// A generation above every earlier one of this data dir (and above wall-clock ms, so a lost
 /// data dir still yields a newer identity).
 fn next_generation(storage: &Storage) -> Result<u64> {
@@ -365,9 +413,10 @@ fn startup_seeds(config: &Config, storage: &Storage) -> Result<Vec<std::net::Soc
     Ok(seeds)
 }
 
+/// Leaves gracefully: done once the membership task has sent the goodbye to every member
+/// (its answer to the leave request), not after a guessed delay.
 async fn leave(membership: &MembershipHandle) {
     if let Err(e) = membership.leave().await {
         tracing::warn!(error = %e, "graceful leave failed");
     }
-    tokio::time::sleep(runtime::LEAVE_GRACE).await;
 }

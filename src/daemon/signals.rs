@@ -21,7 +21,11 @@ pub async fn first_signal() {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        eprintln!("second signal: exiting without waiting");
+        // Not eprintln!: it panics when stderr is gone, and this must exit.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            b"second signal: exiting without waiting\n",
+        );
         std::process::exit(130);
     });
 }

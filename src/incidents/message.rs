@@ -3,12 +3,17 @@
 //! Every message names each incident, its hosts, when each host stopped talking, and who sent
 //! it (node, Raft or fallback mode; in fallback mode also that there is no quorum and which
 //! members this side cannot see).
+//!
+//! Subjects, details and node names are written without control characters
+//! ([`control_chars::strip`]), whoever stored them: one incident is one line, and no value can
+//! forge another line (a second "Sent by").
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use rover_election::ledger::{Incident, IncidentKind, LeaderMode, Phase, Severity};
 use serde_json::json;
 
+use crate::control_chars::strip;
 use crate::notify::{Message, Priority};
 
 /// Who sends.
@@ -20,6 +25,9 @@ pub struct Sender {
     pub mode: LeaderMode,
     /// Members it cannot see (named in fallback mode).
     pub unseen: Vec<String>,
+    /// Switch incidents' hosts, and why a cut-off side lost what it lost
+    /// ([`super::switches`]).
+    pub context: super::switches::MessageContext,
 }
 
 /// One message about `items` (incident and which of its messages), sent by `sender`. News
@@ -28,8 +36,18 @@ pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
     let mut items = items.to_vec();
     items.sort_by(|(a, pa), (b, pb)| (pa, &a.subject, &a.id).cmp(&(pb, &b.subject, &b.id)));
     let items = items.as_slice();
-    let title = format!("rover: {}", title_parts(items).join("; "));
-    let mut body: Vec<String> = items.iter().map(|(i, phase)| line(i, *phase)).collect();
+    let cut_off = super::switches::cut_off(items, sender);
+    let title = format!(
+        "rover: {}",
+        title_parts(items, sender, cut_off.as_ref().map(|(t, _)| t.as_str())).join("; ")
+    );
+    let mut body: Vec<String> = cut_off.map(|(_, lines)| lines).unwrap_or_default();
+    body.extend(items.iter().flat_map(|(i, phase)| match i.kind {
+        IncidentKind::SwitchUnreachable => {
+            super::switches::switch_lines(i, *phase, &sender.context, &clock)
+        }
+        _ => vec![line(i, *phase)],
+    }));
     body.push(String::new());
     body.push(sent_by(sender));
     Message {
@@ -47,19 +65,47 @@ pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
     }
 }
 
-/// "DOWN n2, n3; BACK n4; FIRING disk on n2": one part per kind of news, in the order given.
-fn title_parts(items: &[(&Incident, Phase)]) -> Vec<String> {
+/// "DOWN n2, n3; BACK n4; FIRING disk on n2": one part per kind of news, in the order given;
+/// one part per switch incident; a cut-off side's `cut_off` part instead of its downs.
+fn title_parts(
+    items: &[(&Incident, Phase)],
+    sender: &Sender,
+    cut_off: Option<&str>,
+) -> Vec<String> {
     let mut parts: Vec<(String, Vec<String>)> = Vec::new();
+    let mut switches = Vec::new();
     for (incident, phase) in items {
+        let lost = *phase == Phase::Opened
+            && matches!(
+                incident.kind,
+                IncidentKind::HostDown | IncidentKind::SwitchUnreachable
+            );
+        if cut_off.is_some() && lost {
+            continue;
+        }
+        if incident.kind == IncidentKind::SwitchUnreachable {
+            switches.push(super::switches::switch_title(
+                incident,
+                *phase,
+                &sender.context,
+            ));
+            continue;
+        }
         let verb = verb(incident, *phase).to_owned();
         match parts.iter_mut().find(|(v, _)| *v == verb) {
-            Some((_, subjects)) => subjects.push(incident.subject.clone()),
-            None => parts.push((verb, vec![incident.subject.clone()])),
+            Some((_, subjects)) => subjects.push(strip(&incident.subject)),
+            None => parts.push((verb, vec![strip(&incident.subject)])),
         }
     }
-    parts
+    cut_off
+        .map(str::to_owned)
         .into_iter()
-        .map(|(verb, subjects)| format!("{verb} {}", subjects.join(", ")))
+        .chain(switches)
+        .chain(
+            parts
+                .into_iter()
+                .map(|(verb, subjects)| format!("{verb} {}", subjects.join(", "))),
+        )
         .collect()
 }
 
@@ -81,7 +127,7 @@ fn verb(incident: &Incident, phase: Phase) -> &'static str {
 
 /// One line of the body for one incident.
 fn line(incident: &Incident, phase: Phase) -> String {
-    let mut line = format!("{} {}", verb(incident, phase), incident.subject);
+    let mut line = format!("{} {}", verb(incident, phase), strip(&incident.subject));
     if incident.kind == IncidentKind::HostDown {
         match incident.last_heard_ms {
             Some(ms) => line.push_str(&format!(" - stopped talking at {}", clock(ms))),
@@ -94,19 +140,26 @@ fn line(incident: &Incident, phase: Phase) -> String {
         if incident.severity == Severity::Critical {
             line.push_str(" [critical]");
         }
-        if !incident.detail.is_empty() {
-            line.push_str(&format!(": {}", incident.detail));
+        let detail = strip(&incident.detail);
+        if !detail.is_empty() {
+            line.push_str(&format!(": {detail}"));
         }
         line.push_str(&format!(" - since {}", clock(incident.opened_at_ms)));
     }
     if let (Phase::Resolved, Some(at)) = (phase, incident.resolved_at_ms) {
         line.push_str(&format!("; over at {}", clock(at)));
     }
-    line.push_str(&format!(" (incident {})", incident.id));
+    line.push_str(&format!(" (incident {})", strip(&incident.id)));
     line
 }
 
 fn sent_by(sender: &Sender) -> String {
+    let sender = &Sender {
+        node: strip(&sender.node),
+        mode: sender.mode,
+        unseen: sender.unseen.iter().map(|n| strip(n)).collect(),
+        context: super::switches::MessageContext::default(),
+    };
     match sender.mode {
         LeaderMode::Raft => format!("Sent by {}, Raft leader.", sender.node),
         LeaderMode::Fallback if sender.unseen.is_empty() => format!(
@@ -142,9 +195,9 @@ fn incident_json(incident: &Incident, phase: Phase) -> serde_json::Value {
             Phase::Resolved => "resolved".to_owned(),
             Phase::Reminder(n) => format!("reminder {n}"),
         },
-        "subject": incident.subject,
+        "subject": strip(&incident.subject),
         "severity": format!("{:?}", incident.severity).to_lowercase(),
-        "detail": incident.detail,
+        "detail": strip(&incident.detail),
         "opened_at_ms": incident.opened_at_ms,
         "last_heard_ms": incident.last_heard_ms,
         "resolved_at_ms": incident.resolved_at_ms,
@@ -191,6 +244,7 @@ mod tests {
             node: "n1".into(),
             mode: LeaderMode::Raft,
             unseen: vec![],
+            context: Default::default(),
         }
     }
 
@@ -218,6 +272,7 @@ mod tests {
             node: "n1".into(),
             mode: LeaderMode::Fallback,
             unseen: vec!["n2".into(), "n3".into()],
+            context: Default::default(),
         };
         let message = compose(&[(&a, Phase::Opened)], &sender);
         assert!(message.body.ends_with(
@@ -258,5 +313,39 @@ mod tests {
         let far = down("n9", u64::MAX - 10_000);
         let message = compose(&[(&far, Phase::Opened)], &raft_sender());
         assert!(message.body.contains(" ms after 1970"), "{}", message.body);
+    }
+
+    #[test]
+    fn control_characters_in_a_subject_cannot_forge_a_line() {
+        let manual = Incident::new(
+            "manual/x/1",
+            IncidentKind::Manual,
+            "disk\n\nSent by mallory, Raft leader.\r\0\u{1b}[2K\u{2028}",
+            1_000,
+        );
+        let alert = Incident {
+            detail: "disk fine\rRESOLVED (forged)\u{85}x".into(),
+            ..Incident::new("alert/a", IncidentKind::AlertFiring, "disk on n2", 5)
+        };
+        let message = compose(
+            &[(&manual, Phase::Opened), (&alert, Phase::Opened)],
+            &raft_sender(),
+        );
+        let lines: Vec<&str> = message.body.lines().collect();
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("Sent by")).count(),
+            1,
+            "{lines:?}"
+        );
+        assert!(!crate::control_chars::has_control(
+            &message.body.replace('\n', "")
+        ));
+        assert!(!crate::control_chars::has_control(&message.title));
+        assert!(
+            message.body.contains("disk fine RESOLVED (forged) x"),
+            "{}",
+            message.body
+        );
     }
 }

@@ -3,13 +3,19 @@
 //!
 //! - [`reconcile`]: what the ledger should say, given the cluster (pure).
 //! - [`message`]: the text and JSON of one message (pure).
-//! - [`engine`]: the owner task that ties them to the ledger, the policy and the notifiers.
+//! - [`engine`]: the owner task that ties them to the ledger, the policy and the notifiers;
+//! - [`jobs`]: what it hands to spawned tasks (claim and send on one channel, commit a write,
+//!   record an outcome), so that nothing it waits for blocks it.
 //!
 //! The decisions of when a message is due (group_wait folding, flaps, reminders, orphaned
-//! intents) are `rover_election::policy::due_work`.
+//! intents, retention) and when the next one will be are `rover_election::policy`'s
+//! `due_work`, `next_due_at` and `expiry`.
 
 pub mod engine;
+pub mod jobs;
 pub mod message;
 pub mod reconcile;
+pub mod switches;
 
-pub use self::engine::{run, Deliver, EngineContext};
+pub use self::engine::{run, EngineContext};
+pub use self::jobs::Deliver;

@@ -2,41 +2,58 @@
 //! after any failure. Nodes are named in the Raft membership by their node name; the address
 //! comes from the SWIM view (the [`Directory`]), so a peer that restarts on a new address is
 //! still reached.
+//!
+//! A peer that stops answering is logged once when it becomes unreachable (at info when SWIM
+//! already lists it failed: that is no news) and once when it answers again; every failed RPC
+//! in between is only counted ([`PeerTransport::failed_rpcs`]). openraft's own line per failed
+//! RPC is left out of the log (`daemon::log_sink`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rover_election::network::{RaftReply, RaftRequest, RaftTransport, TransportError};
-use rover_membership::Keyring;
+use rover_membership::{MemberStatus, MembershipHandle};
 
 use crate::peer::{PeerConnection, PeerMessage};
 
-/// Node name to current cluster address, from the SWIM view; and which peers lately refused
-/// our Raft RPCs because they are in another group.
+/// Node name to current cluster address and SWIM status, from the SWIM view; and which peers
+/// lately refused our Raft RPCs because they are in another group. Written by the owner task.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
-    addrs: Arc<RwLock<HashMap<String, SocketAddr>>>,
+    members: Arc<RwLock<HashMap<String, (SocketAddr, MemberStatus)>>>,
     refused: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Directory {
     /// Replaces the whole map.
-    pub fn replace(&self, addrs: HashMap<String, SocketAddr>) {
-        if let Ok(mut current) = self.addrs.write() {
-            *current = addrs;
+    pub fn replace(&self, members: HashMap<String, (SocketAddr, MemberStatus)>) {
+        if let Ok(mut current) = self.members.write() {
+            *current = members;
         }
     }
 
     /// The address of `name`, if SWIM knows it.
     pub fn get(&self, name: &str) -> Option<SocketAddr> {
-        self.addrs.read().ok()?.get(name).copied()
+        self.members.read().ok()?.get(name).map(|(addr, _)| *addr)
+    }
+
+    /// Whether SWIM lists `name` failed or left.
+    pub fn is_gone(&self, name: &str) -> bool {
+        self.members.read().is_ok_and(|m| {
+            m.get(name)
+                .is_some_and(|(_, s)| matches!(s, MemberStatus::Failed | MemberStatus::Left))
+        })
     }
 
     /// Records that `name` refused a Raft RPC: it is in another group.
     pub fn note_refusal(&self, name: &str) {
         if let Ok(mut refused) = self.refused.lock() {
+            if refused.len() > 4096 {
+                refused.clear();
+            }
             refused.insert(name.to_owned(), Instant::now());
         }
     }
@@ -57,8 +74,6 @@ pub trait RequestStamp: Send + Sync + 'static {
     fn cluster(&self) -> u64;
     /// Whether we are a leader with a recent quorum acknowledgement.
     fn lease(&self) -> bool;
-    /// The keyring to seal with.
-    fn keyring(&self) -> Keyring;
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<PeerConnection>>>;
@@ -68,7 +83,11 @@ type Slot = Arc<tokio::sync::Mutex<Option<PeerConnection>>>;
 pub struct PeerTransport {
     directory: Directory,
     stamp: Arc<dyn RequestStamp>,
+    membership: MembershipHandle,
     connections: Arc<Mutex<HashMap<u64, Slot>>>,
+    /// Peers whose last RPC failed.
+    unreachable: Arc<Mutex<HashMap<u64, String>>>,
+    failed: Arc<AtomicU64>,
 }
 
 /// Per-RPC answer timeout. Heartbeats answer in a millisecond on a LAN; a snapshot can take
@@ -77,13 +96,26 @@ const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl PeerTransport {
-    /// A transport resolving names through `directory`.
-    pub fn new(directory: Directory, stamp: Arc<dyn RequestStamp>) -> Self {
+    /// A transport resolving names through `directory`, sealing with the keyring the
+    /// membership task holds when a connection opens.
+    pub fn new(
+        directory: Directory,
+        stamp: Arc<dyn RequestStamp>,
+        membership: MembershipHandle,
+    ) -> Self {
         Self {
             directory,
             stamp,
+            membership,
             connections: Arc::default(),
+            unreachable: Arc::default(),
+            failed: Arc::default(),
         }
+    }
+
+    /// Raft RPCs that got no answer since the start.
+    pub fn failed_rpcs(&self) -> u64 {
+        self.failed.load(Ordering::Relaxed)
     }
 
     fn slot(&self, target: u64) -> Slot {
@@ -113,12 +145,42 @@ impl PeerTransport {
                     .directory
                     .get(name)
                     .ok_or_else(|| anyhow::anyhow!("no address known for {name}"))?;
-                PeerConnection::connect(addr, self.stamp.keyring()).await?
+                let keyring = self.membership.status().await?.keyring;
+                PeerConnection::connect(addr, keyring).await?
             }
         };
         let answer = connection.ask(message, timeout).await?;
         *slot = Some(connection);
         Ok(answer)
+    }
+
+    /// Logs `name` becoming unreachable (once) or reachable again, and counts failures.
+    fn note_outcome(&self, target: u64, name: &str, failure: Option<&str>) {
+        let Ok(mut unreachable) = self.unreachable.lock() else {
+            return;
+        };
+        match failure {
+            Some(reason) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                if unreachable.contains_key(&target) {
+                    return;
+                }
+                if unreachable.len() > 4096 {
+                    unreachable.clear();
+                }
+                unreachable.insert(target, name.to_owned());
+                if self.directory.is_gone(name) {
+                    tracing::info!(peer = %name, %reason, "raft peer unreachable (SWIM lists it failed)");
+                } else {
+                    tracing::warn!(peer = %name, %reason, "raft peer unreachable");
+                }
+            }
+            None => {
+                if unreachable.remove(&target).is_some() {
+                    tracing::info!(peer = %name, "raft peer reachable again");
+                }
+            }
+        }
     }
 }
 
@@ -145,7 +207,7 @@ impl RaftTransport for PeerTransport {
             addr: name.to_owned(),
             reason,
         };
-        match self.exchange(&mut slot, name, &message, timeout).await {
+        let result = match self.exchange(&mut slot, name, &message, timeout).await {
             Ok(PeerMessage::RaftAnswer(reply)) => Ok(reply),
             Ok(PeerMessage::RaftRefused(theirs)) => {
                 self.directory.note_refusal(name);
@@ -156,6 +218,12 @@ impl RaftTransport for PeerTransport {
                 Err(failed("answered with an unexpected message".into()))
             }
             Err(e) => Err(failed(format!("{e:#}"))),
-        }
+        };
+        self.note_outcome(
+            target,
+            name,
+            result.as_ref().err().map(|e| e.reason.as_str()),
+        );
+        result
     }
 }

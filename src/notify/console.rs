@@ -3,16 +3,20 @@
 use std::io::Write;
 
 use super::{Delivery, Message, NotifyError};
+use crate::control_chars;
 
-/// The block printed for `message`: a header line, the title, the body, a blank line.
+/// The block printed for `message`: a header line, the title, the body, a blank line. Control
+/// characters are shown escaped (the body keeps its line feeds), never sent to the terminal.
 pub(crate) fn render(message: &Message) -> String {
     let mut block = format!(
         "== rover-agent notification ({}) ==\n{}\n",
         message.priority.as_str(),
-        message.title
+        control_chars::escape(&message.title)
     );
     if !message.body.trim().is_empty() {
-        block.push_str(message.body.trim_end());
+        block.push_str(&control_chars::escape_keeping_lines(
+            message.body.trim_end(),
+        ));
         block.push('\n');
     }
     block.push('\n');
@@ -22,9 +26,9 @@ pub(crate) fn render(message: &Message) -> String {
 /// Prints `message` to stdout in one write and logs it at info.
 pub(crate) fn send(message: &Message) -> Result<Delivery, NotifyError> {
     tracing::info!(
-        title = %message.title,
+        title = %control_chars::escape(&message.title),
         priority = message.priority.as_str(),
-        body = %message.body,
+        body = %control_chars::escape(&message.body),
         "notification"
     );
     let block = render(message);
@@ -51,6 +55,21 @@ mod tests {
         assert_eq!(
             render(&message),
             "== rover-agent notification (high) ==\nn3 is down\nn3 stopped talking at 12:00:01\n\n"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_body_keeps_its_lines() {
+        let message = Message {
+            title: "rover: FIRING x\r\u{1b}[2K".into(),
+            body: "line one\rforged\nline two\u{7}".into(),
+            priority: Priority::Normal,
+            details: serde_json::Value::Null,
+        };
+        assert_eq!(
+            render(&message),
+            "== rover-agent notification (normal) ==\nrover: FIRING x\\u{d}\\u{1b}[2K\n\
+             line one\\u{d}forged\nline two\\u{7}\n\n"
         );
     }
 }

@@ -1,10 +1,12 @@
-//! The cluster TCP port (same number as gossip): sealed frames carrying [`PeerMessage`]s.
+//! The cluster TCP port (same number as gossip): [`PeerMessage`]s over connections that start
+//! with a Noise handshake keyed by the cluster key (see `rover_membership::sealed_stream`).
 //!
-//! It carries the alert anti-entropy exchange, the Raft RPCs of the ledger group (on a
+//! It carries the alert and grid-control record anti-entropy exchange, key rotation steps, the Raft RPCs of the ledger group (on a
 //! connection kept open per peer), the group's hello and adopt messages and ledger writes
 //! forwarded to the leader. Later features add their message kinds at the end of the enum
 //! (postcard encodes the variant index, so only append).
 
+pub mod limits;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -15,16 +17,20 @@ use anyhow::{anyhow, Context, Result};
 use rover_election::group::ClusterStamp;
 use rover_election::ledger::LedgerCommand;
 use rover_election::network::{RaftReply, RaftRequest};
-use rover_membership::sealed_stream::{read_frame, write_frame};
+use rover_membership::sealed_stream::{self, SealedStream};
 use rover_membership::Keyring;
 use rover_storage::Alert;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpStream;
 
 use crate::alerts::table::DigestEntry;
+use crate::grid::table::DigestEntry as GridDigestEntry;
 
 /// How long one request may wait for its answer, or a connection for its first message.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a connection may take to finish its handshake (either side) before it is closed.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// An open connection with no message for this long is closed (Raft connections carry a
 /// heartbeat every few hundred milliseconds; anti-entropy connections close after use).
@@ -80,16 +86,52 @@ pub enum PeerMessage {
     LedgerWrite(Vec<LedgerCommand>),
     /// The answer to [`PeerMessage::LedgerWrite`]: an error text if they were not applied.
     LedgerWriteAnswer(Option<String>),
+    /// "Here is which topology record versions I hold."
+    TopologyDigest(Vec<crate::topology::table::DigestEntry>),
+    /// The answer: the records the server holds newer, and its own digest.
+    TopologyDelta {
+        /// Records newer on the server than in the client's digest.
+        records: Vec<crate::topology::record::HostTopology>,
+        /// The server's digest, so the client can push what the server lacks.
+        digest: Vec<crate::topology::table::DigestEntry>,
+    },
+    /// What the client holds newer than the server's digest.
+    TopologyPush(Vec<crate::topology::record::HostTopology>),
+    /// "Here is which grid-control records I hold" (see [`crate::grid::sync`]).
+    RecordDigest(Vec<GridDigestEntry>),
+    /// The answer: the records the server holds newer (each encoded), and its digest.
+    RecordDelta {
+        /// Encoded records newer on the server.
+        records: Vec<Vec<u8>>,
+        /// The server's digest.
+        digest: Vec<GridDigestEntry>,
+    },
+    /// Encoded records the client holds newer than the server's digest.
+    RecordPush(Vec<Vec<u8>>),
+    /// "Which keys do you hold?" (fingerprints only; see [`crate::keys`]).
+    KeyringQuery,
+    /// The answer to [`PeerMessage::KeyringQuery`].
+    KeyringSummary(crate::keys::KeyringSummary),
+    /// "Apply this rotation step" (persisted before the answer).
+    KeyringChange(crate::keys::KeyChange),
+    /// The answer to [`PeerMessage::KeyringChange`]: what the member holds now, or why not.
+    KeyringChangeAnswer(Result<crate::keys::KeyringSummary, String>),
+    /// "Send me your keyring" (a member that was away during a rotation).
+    KeyringFetch,
+    /// The answer to [`PeerMessage::KeyringFetch`].
+    KeyringFetchAnswer(crate::keys::state::KeyringWire),
 }
 
-/// What this process sent on the cluster port: frames and bytes (length prefix and sealing
-/// included), all message kinds and Raft alone.
+/// What this process sent on the cluster port: messages and bytes (framing and sealing
+/// included), all message kinds and Raft alone, and the handshakes it made.
 #[derive(Debug, Default)]
 pub struct Traffic {
     frames: AtomicU64,
     bytes: AtomicU64,
     raft_frames: AtomicU64,
     raft_bytes: AtomicU64,
+    handshakes: AtomicU64,
+    handshake_bytes: AtomicU64,
 }
 
 /// A reading of [`Traffic`].
@@ -103,11 +145,17 @@ pub struct TrafficCounts {
     pub raft_frames_out: u64,
     /// Bytes of those.
     pub raft_bytes_out: u64,
+    /// Handshakes completed (as initiator or responder).
+    #[serde(default)]
+    pub handshakes: u64,
+    /// Bytes this side sent for them (also counted in `bytes_out`).
+    #[serde(default)]
+    pub handshake_bytes_out: u64,
 }
 
 impl Traffic {
     fn count(&self, message: &PeerMessage, bytes: usize) {
-        let bytes = u64::try_from(bytes + SEALED_FRAME_OVERHEAD).unwrap_or(u64::MAX);
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
         self.frames.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         if matches!(
@@ -119,6 +167,13 @@ impl Traffic {
         }
     }
 
+    fn count_handshake(&self, bytes: usize) {
+        let bytes = u64::try_from(bytes).unwrap_or(u64::MAX);
+        self.handshakes.fetch_add(1, Ordering::Relaxed);
+        self.handshake_bytes.fetch_add(bytes, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// The counts so far.
     pub fn read(&self) -> TrafficCounts {
         TrafficCounts {
@@ -126,12 +181,11 @@ impl Traffic {
             bytes_out: self.bytes.load(Ordering::Relaxed),
             raft_frames_out: self.raft_frames.load(Ordering::Relaxed),
             raft_bytes_out: self.raft_bytes.load(Ordering::Relaxed),
+            handshakes: self.handshakes.load(Ordering::Relaxed),
+            handshake_bytes_out: self.handshake_bytes.load(Ordering::Relaxed),
         }
     }
 }
-
-/// Length prefix (4) plus the sealed envelope's overhead (45).
-const SEALED_FRAME_OVERHEAD: usize = 4 + 45;
 
 /// Everything this process sent on the cluster port (one daemon per process).
 pub static SENT: Traffic = Traffic {
@@ -139,36 +193,48 @@ pub static SENT: Traffic = Traffic {
     bytes: AtomicU64::new(0),
     raft_frames: AtomicU64::new(0),
     raft_bytes: AtomicU64::new(0),
+    handshakes: AtomicU64::new(0),
+    handshake_bytes: AtomicU64::new(0),
 };
 
-/// One open, sealed connection to a peer.
+/// One open, authenticated connection to a peer.
 pub struct PeerConnection {
-    stream: TcpStream,
-    keyring: Keyring,
+    stream: SealedStream<TcpStream>,
 }
 
 impl PeerConnection {
-    /// Connects to a peer's cluster port.
+    /// Connects to a peer's cluster port and runs the handshake with our primary key.
     pub async fn connect(addr: SocketAddr, keyring: Keyring) -> Result<Self> {
         let stream = tokio::time::timeout(EXCHANGE_TIMEOUT, TcpStream::connect(addr))
             .await
             .map_err(|_| anyhow!("connecting to {addr} timed out"))?
             .with_context(|| format!("connecting to {addr}"))?;
-        Ok(Self::from_stream(stream, keyring))
+        let _ = stream.set_nodelay(true);
+        let stream =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, sealed_stream::connect(stream, &keyring))
+                .await
+                .map_err(|_| anyhow!("handshake with {addr} timed out"))?
+                .with_context(|| format!("handshake with {addr}"))?;
+        SENT.count_handshake(stream.handshake_bytes_out());
+        Ok(Self { stream })
     }
 
-    /// Wraps an accepted stream.
-    pub fn from_stream(stream: TcpStream, keyring: Keyring) -> Self {
+    /// Runs the responder's handshake on an accepted stream (the caller bounds its time).
+    pub async fn accept(
+        stream: TcpStream,
+        keyring: &Keyring,
+    ) -> Result<Self, sealed_stream::StreamError> {
         let _ = stream.set_nodelay(true);
-        Self { stream, keyring }
+        let stream = sealed_stream::accept(stream, keyring).await?;
+        SENT.count_handshake(stream.handshake_bytes_out());
+        Ok(Self { stream })
     }
 
     /// Sends one message.
     pub async fn send(&mut self, message: &PeerMessage) -> Result<()> {
         let bytes = postcard::to_stdvec(message)?;
-        SENT.count(message, bytes.len());
-        let mut rng: rand::rngs::StdRng = rand::make_rng();
-        write_frame(&mut self.stream, &self.keyring, &bytes, &mut rng).await?;
+        let written = self.stream.send(&bytes).await?;
+        SENT.count(message, written);
         Ok(())
     }
 
@@ -186,7 +252,7 @@ impl PeerConnection {
 
     /// Receives one message; `None` if the peer closed.
     pub async fn receive(&mut self) -> Result<Option<PeerMessage>> {
-        let Some(bytes) = read_frame(&mut self.stream, &self.keyring).await? else {
+        let Some(bytes) = self.stream.receive().await? else {
             return Ok(None);
         };
         Ok(Some(

@@ -1,16 +1,21 @@
 //! Accepts cluster TCP connections and answers peer messages, one task per connection.
-//! A connection whose frames do not open or decode is closed and counted; one that stays
-//! silent for [`IDLE_TIMEOUT`] is closed quietly.
+//! A connection over a limit (see [`super::limits`]) is closed at once; one that does not finish
+//! its handshake within [`HANDSHAKE_TIMEOUT`], or whose handshake or frames do not open or
+//! decode, is closed and counted; one that stays silent for [`IDLE_TIMEOUT`] is closed quietly.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use anyhow::Result;
+use rover_membership::sealed_stream::StreamError;
 use rover_membership::MembershipHandle;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::{PeerConnection, PeerMessage, IDLE_TIMEOUT};
+use super::limits::{ConnectionLimits, REFUSED};
+use super::{PeerConnection, PeerMessage, HANDSHAKE_TIMEOUT, IDLE_TIMEOUT};
 use crate::alerts::{AlertInput, AlertsHandle};
+use crate::grid::sync::Handled;
 use crate::leadership::LeadershipHandle;
 
 /// What the server needs to answer.
@@ -24,20 +29,43 @@ pub struct PeerServer {
     pub leadership: LeadershipHandle,
     /// Connections dropped because they did not open, decode or follow the protocol.
     pub rejected: Arc<AtomicU64>,
+    /// Grid-control records and keys.
+    pub grid: crate::grid::sync::GridPeer,
+    /// The topology owner task.
+    pub topology: crate::topology::TopologyHandle,
 }
 
 impl PeerServer {
     /// Accepts connections until the listener fails or the task is aborted.
     pub async fn serve(self, listener: TcpListener) {
+        let limits = Arc::new(ConnectionLimits::default());
         loop {
             match listener.accept().await {
                 Ok((stream, from)) => {
+                    let Some(mut slot) = limits.admit(from.ip()) else {
+                        REFUSED.over_limit();
+                        self.rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%from, "cluster port connection over the limit");
+                        continue;
+                    };
                     let server = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = server.handle(stream).await {
+                        let Some(connection) = server.handshake(stream, from).await else {
                             server.rejected.fetch_add(1, Ordering::Relaxed);
+                            return;
+                        };
+                        slot.authenticated();
+                        if let Err(e) = server.handle(connection).await {
+                            server.rejected.fetch_add(1, Ordering::Relaxed);
+                            if matches!(
+                                e.downcast_ref::<StreamError>(),
+                                Some(StreamError::Refused | StreamError::TooLong(_))
+                            ) {
+                                REFUSED.frame();
+                            }
                             tracing::debug!(%from, error = %e, "peer connection dropped");
                         }
+                        drop(slot);
                     });
                 }
                 Err(e) => {
@@ -48,9 +76,27 @@ impl PeerServer {
         }
     }
 
-    async fn handle(&self, stream: TcpStream) -> Result<()> {
-        let keyring = self.membership.status().await?.keyring;
-        let mut connection = PeerConnection::from_stream(stream, keyring);
+    /// The responder's handshake within [`HANDSHAKE_TIMEOUT`]; `None` (counted) if it fails.
+    async fn handshake(&self, stream: TcpStream, from: SocketAddr) -> Option<PeerConnection> {
+        let keyring = self.membership.status().await.ok()?.keyring;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, PeerConnection::accept(stream, &keyring))
+            .await
+        {
+            Ok(Ok(connection)) => Some(connection),
+            Ok(Err(e)) => {
+                REFUSED.handshake();
+                tracing::debug!(%from, error = %e, "cluster port handshake refused");
+                None
+            }
+            Err(_) => {
+                REFUSED.timeout();
+                tracing::debug!(%from, "cluster port handshake timed out");
+                None
+            }
+        }
+    }
+
+    async fn handle(&self, mut connection: PeerConnection) -> Result<()> {
         loop {
             let Ok(received) = tokio::time::timeout(IDLE_TIMEOUT, connection.receive()).await
             else {
@@ -99,12 +145,37 @@ impl PeerServer {
                         ))
                         .await?;
                 }
+                ours @ (PeerMessage::RecordDigest(_)
+                | PeerMessage::RecordPush(_)
+                | PeerMessage::KeyringQuery
+                | PeerMessage::KeyringChange(_)
+                | PeerMessage::KeyringFetch) => {
+                    if let Handled::Answer(answer) = self.grid.handle(ours).await? {
+                        connection.send(&answer).await?;
+                    }
+                }
+                PeerMessage::TopologyDigest(digest) => {
+                    let digest = digest.into_iter().take(crate::topology::table::MAX_DIGEST);
+                    let records = self.topology.newer_than(digest.collect()).await?;
+                    let digest = self.topology.digest().await?;
+                    connection
+                        .send(&PeerMessage::TopologyDelta { records, digest })
+                        .await?;
+                }
+                PeerMessage::TopologyPush(records) => {
+                    self.topology.synced(records).await?;
+                }
                 other @ (PeerMessage::AlertDelta { .. }
+                | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
                 | PeerMessage::RaftRefused(_)
                 | PeerMessage::GroupHelloAnswer { .. }
                 | PeerMessage::GroupAdoptAnswer(_)
-                | PeerMessage::LedgerWriteAnswer(_)) => {
+                | PeerMessage::LedgerWriteAnswer(_)
+                | PeerMessage::RecordDelta { .. }
+                | PeerMessage::KeyringSummary(_)
+                | PeerMessage::KeyringChangeAnswer(_)
+                | PeerMessage::KeyringFetchAnswer(_)) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
@@ -126,5 +197,17 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::GroupAdoptAnswer(_) => "GroupAdoptAnswer",
         PeerMessage::LedgerWrite(_) => "LedgerWrite",
         PeerMessage::LedgerWriteAnswer(_) => "LedgerWriteAnswer",
+        PeerMessage::RecordDigest(_) => "RecordDigest",
+        PeerMessage::RecordDelta { .. } => "RecordDelta",
+        PeerMessage::RecordPush(_) => "RecordPush",
+        PeerMessage::KeyringQuery => "KeyringQuery",
+        PeerMessage::KeyringSummary(_) => "KeyringSummary",
+        PeerMessage::KeyringChange(_) => "KeyringChange",
+        PeerMessage::KeyringChangeAnswer(_) => "KeyringChangeAnswer",
+        PeerMessage::KeyringFetch => "KeyringFetch",
+        PeerMessage::KeyringFetchAnswer(_) => "KeyringFetchAnswer",
+        PeerMessage::TopologyDigest(_) => "TopologyDigest",
+        PeerMessage::TopologyDelta { .. } => "TopologyDelta",
+        PeerMessage::TopologyPush(_) => "TopologyPush",
     }
 }

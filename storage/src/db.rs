@@ -41,8 +41,12 @@ pub(crate) struct Open {
     pub(crate) meta: sled::Tree,
     pub(crate) alerts: sled::Tree,
     pub(crate) history: sled::Tree,
+    pub(crate) grid: sled::Tree,
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
+    pub(crate) topology: sled::Tree,
+    pub(crate) raft_machine: sled::Tree,
+    pub(crate) raft_snapshot: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -84,8 +88,12 @@ impl Open {
             meta: open_tree(trees::META)?,
             alerts: open_tree(trees::ALERTS)?,
             history: open_tree(trees::HISTORY)?,
+            grid: open_tree(trees::GRID)?,
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
+            topology: open_tree(trees::TOPOLOGY)?,
+            raft_machine: open_tree(trees::RAFT_MACHINE)?,
+            raft_snapshot: open_tree(trees::RAFT_SNAPSHOT)?,
             db,
             rewritten_size: None,
         })
@@ -229,10 +237,20 @@ impl Storage {
         SledHistoryStore::new(self.shared.clone())
     }
 
+    /// The signed grid-control records, in the [`trees::GRID`] tree.
+    pub fn grid(&self) -> crate::grid::SledGridStore {
+        crate::grid::SledGridStore::new(self.shared.clone())
+    }
+
     /// The Raft log and metadata of the election crate, in the [`trees::RAFT_LOG`] and
     /// [`trees::RAFT_META`] trees.
     pub fn raft(&self) -> RaftTrees {
         RaftTrees::new(self.shared.clone())
+    }
+
+    /// Which switch each host hangs off, in the [`trees::TOPOLOGY`] tree.
+    pub fn topology(&self) -> crate::TopologyTree {
+        crate::TopologyTree::new(self.shared.clone())
     }
 
     /// Writes every buffered change of every tree to disk and waits for the fsync. Blocks the
@@ -419,6 +437,7 @@ mod tests {
         shareable::<crate::SledAlertStore>();
         shareable::<crate::SledHistoryStore>();
         shareable::<crate::RaftTrees>();
+        shareable::<crate::grid::SledGridStore>();
     }
 
     #[test]

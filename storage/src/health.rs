@@ -209,9 +209,11 @@ pub(crate) fn recover(shared: &Shared, path: &Path) -> Result<(), StorageError> 
     match crate::rewrite::open_when_released(path) {
         Ok(fresh) => {
             let probed = probe_write(&fresh);
-            // The temporary database is dropped (and removed) here.
+            // The temporary database is dropped here; sled removes its directory from a
+            // background thread, so remove it too rather than leave it to that race.
             *open = fresh;
             drop(open);
+            let _ = fs::remove_dir_all(&stand_in);
             shared.noted(probed)?;
             shared.health.recovered();
             Ok(())

@@ -15,8 +15,8 @@
 //! - [`crate::Storage::open_checked`] compares: a database whose seal is below the
 //!   watermark's lost flushed data; one without an epoch while the watermark has one came
 //!   back empty; one with another epoch is another database. Then it decodes every record of
-//!   every tree the crate knows (alerts, members, meta, history; Raft log keys), since sled's
-//!   checksums cover its log, not what the records mean.
+//!   every tree the crate knows (alerts, members, meta, history, grid-control records; Raft
+//!   log keys), since sled's checksums cover its log, not what the records mean.
 //!
 //! A database that fails any of this is moved aside to `P.corrupt-<UTC time>` (kept for
 //! inspection, never deleted) and replaced by an empty one with a **new epoch**; the caller
@@ -366,6 +366,7 @@ fn judge(storage: &Storage, mark: Option<Watermark>) -> Result<Option<Damage>, S
         storage.members().all().map(|m| m.len() as u64),
         storage.meta().verify(),
         storage.history().verify(),
+        storage.grid().verify(),
         raft_log_keys(&storage.shared),
     ];
     for check in checks {

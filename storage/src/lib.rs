@@ -15,6 +15,8 @@
 //!   the alert table; [`history`] records each host's samples and events in time order, and
 //!   [`compaction`] downsamples and expires them. Each store has a sled and an in-memory
 //!   implementation, held to the same rules by [`conformance`].
+//! - [`grid`] keeps the signed grid-control records (addresses, named services, trust) and
+//!   decides, by pure rules, which of them hold and why others are dropped.
 //! - [`raft`] keeps the election crate's Raft log, vote and state machine as raw bytes
 //!   ([`RaftTrees`]); that crate decides what the bytes mean.
 //! - [`rewrite`] keeps sled's file bounded: [`Storage::rewrite_if_bloated`] copies the
@@ -38,6 +40,7 @@ pub mod compaction;
 pub mod conformance;
 pub mod db;
 pub mod error;
+pub mod grid;
 pub mod health;
 pub mod history;
 pub mod integrity;
@@ -48,6 +51,7 @@ pub mod raft;
 pub mod record;
 pub mod records;
 pub mod rewrite;
+pub mod topology;
 pub mod trees;
 
 pub use crate::alerts::{AlertStore, MemoryAlertStore, SledAlertStore};
@@ -67,6 +71,7 @@ pub use crate::records::{
     StatusSample,
 };
 pub use crate::rewrite::RewriteStats;
+pub use crate::topology::TopologyTree;
 
 /// Test support shared by the crate's tests.
 #[cfg(test)]

@@ -2,9 +2,12 @@
 //!
 //! [`RaftTrees`] stores what the election crate gives it without decoding it: log entries in
 //! [`trees::RAFT_LOG`], keyed by big-endian `u64` index so that sled's key order is index order,
-//! and small named values (vote, committed id, state machine image, snapshot) in
-//! [`trees::RAFT_META`]. Writes are durable once [`RaftTrees::flush`] or
-//! [`RaftTrees::flush_async`] returns.
+//! small named values (vote, committed id) in [`trees::RAFT_META`], the state machine's
+//! records (keys and values of the election crate's choosing) in [`trees::RAFT_MACHINE`],
+//! written a few records at a time as entries are applied, and the last snapshot alone in
+//! [`trees::RAFT_SNAPSHOT`] (a big value beside small ones that change on every commit would
+//! be rewritten with them: sled writes a node whole). Writes are
+//! durable once [`RaftTrees::flush`] or [`RaftTrees::flush_async`] returns.
 
 use std::convert::Infallible;
 use std::ops::RangeBounds;
@@ -16,13 +19,23 @@ use crate::db::Shared;
 use crate::error::{printable_key, StorageError};
 use crate::trees;
 
-/// The Raft log and metadata of one node, in the [`trees::RAFT_LOG`] and [`trees::RAFT_META`]
-/// sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
+/// The Raft log, metadata, state machine and snapshot of one node, in the
+/// [`trees::RAFT_LOG`], [`trees::RAFT_META`], [`trees::RAFT_MACHINE`] and
+/// [`trees::RAFT_SNAPSHOT`] sled trees. Obtained from [`crate::Storage::raft`]; cheap to clone, clones share the trees,
 /// and keep working after a [`crate::Storage::rewrite_if_bloated`].
 #[derive(Debug, Clone)]
 pub struct RaftTrees {
     shared: Shared,
 }
+
+/// One state machine record: its key and value, as the election crate encodes them.
+pub type MachineRecord = (Vec<u8>, Vec<u8>);
+
+/// A state machine record to store (`Some` value) or remove (`None`).
+pub type MachineWrite = (Vec<u8>, Option<Vec<u8>>);
+
+/// The key of the snapshot in [`trees::RAFT_SNAPSHOT`].
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
 
 /// The sled key of the log entry at `index`.
 fn index_key(index: u64) -> [u8; 8] {
@@ -159,9 +172,103 @@ impl RaftTrees {
             .map_err(write_error(trees::RAFT_LOG, what))
     }
 
-    /// Empties both trees, the log and every named value, in one sled transaction: after a
-    /// crash either everything or nothing is gone. A write made by another thread while this
-    /// runs may survive it.
+    /// Removes the value stored under `key` in [`trees::RAFT_META`], if any.
+    pub fn remove_meta(&self, key: &str) -> Result<(), StorageError> {
+        self.shared
+            .read()
+            .raft_meta
+            .remove(key.as_bytes())
+            .map_err(write_error(trees::RAFT_META, printable_key(key.as_bytes())))?;
+        Ok(())
+    }
+
+    /// The stored snapshot, if any.
+    pub fn get_snapshot(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        let value = self
+            .shared
+            .read()
+            .raft_snapshot
+            .get(SNAPSHOT_KEY)
+            .map_err(|source| StorageError::Read {
+                tree: trees::RAFT_SNAPSHOT.to_owned(),
+                key: printable_key(SNAPSHOT_KEY),
+                source,
+            })?;
+        Ok(value.map(|value| value.to_vec()))
+    }
+
+    /// Stores the snapshot, replacing the one there.
+    pub fn put_snapshot(&self, bytes: &[u8]) -> Result<(), StorageError> {
+        self.shared
+            .read()
+            .raft_snapshot
+            .insert(SNAPSHOT_KEY, bytes)
+            .map_err(write_error(
+                trees::RAFT_SNAPSHOT,
+                printable_key(SNAPSHOT_KEY),
+            ))?;
+        Ok(())
+    }
+
+    /// Every record of the state machine, in key order.
+    pub fn machine_records(&self) -> Result<Vec<MachineRecord>, StorageError> {
+        self.shared
+            .read()
+            .raft_machine
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(scan_error(trees::RAFT_MACHINE))?;
+                Ok((key.to_vec(), value.to_vec()))
+            })
+            .collect()
+    }
+
+    /// Stores (`Some`) or removes (`None`) state machine records, all or none (one sled
+    /// batch).
+    pub fn write_machine(
+        &self,
+        changes: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), StorageError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => batch.insert(key.as_slice(), value.as_slice()),
+                None => batch.remove(key.as_slice()),
+            }
+        }
+        self.shared
+            .read()
+            .raft_machine
+            .apply_batch(batch)
+            .map_err(write_error(
+                trees::RAFT_MACHINE,
+                format!("{} state machine records", changes.len()),
+            ))
+    }
+
+    /// Replaces every record of the state machine with `records`, all or none (one sled
+    /// batch): what a snapshot installs.
+    pub fn replace_machine(&self, records: &[MachineRecord]) -> Result<(), StorageError> {
+        let open = self.shared.read();
+        let mut batch = sled::Batch::default();
+        for key in open.raft_machine.iter().keys() {
+            batch.remove(key.map_err(scan_error(trees::RAFT_MACHINE))?);
+        }
+        for (key, value) in records {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        open.raft_machine.apply_batch(batch).map_err(write_error(
+            trees::RAFT_MACHINE,
+            format!("every state machine record ({} new)", records.len()),
+        ))
+    }
+
+    /// Empties the four trees, the log, every named value, the state machine and the
+    /// snapshot, in one sled transaction: after a crash either everything or nothing is gone. A write made by
+    /// another thread while this runs may survive it.
     pub fn clear(&self) -> Result<(), StorageError> {
         let open = self.shared.read();
         let keys = |tree: &sled::Tree, name: &str| -> Result<Vec<sled::IVec>, StorageError> {
@@ -172,20 +279,39 @@ impl RaftTrees {
         };
         let log_keys = keys(&open.raft_log, trees::RAFT_LOG)?;
         let meta_keys = keys(&open.raft_meta, trees::RAFT_META)?;
-        (&open.raft_log, &open.raft_meta)
-            .transaction(|(log, meta)| {
+        let machine_keys = keys(&open.raft_machine, trees::RAFT_MACHINE)?;
+        let snapshot_keys = keys(&open.raft_snapshot, trees::RAFT_SNAPSHOT)?;
+        (
+            &open.raft_log,
+            &open.raft_meta,
+            &open.raft_machine,
+            &open.raft_snapshot,
+        )
+            .transaction(|(log, meta, machine, snapshot)| {
                 for key in &log_keys {
                     log.remove(key)?;
                 }
                 for key in &meta_keys {
                     meta.remove(key)?;
                 }
+                for key in &machine_keys {
+                    machine.remove(key)?;
+                }
+                for key in &snapshot_keys {
+                    snapshot.remove(key)?;
+                }
                 Ok::<(), ConflictableTransactionError<Infallible>>(())
             })
             .map_err(|err| match err {
                 TransactionError::Abort(never) => match never {},
                 TransactionError::Storage(source) => StorageError::Write {
-                    tree: format!("{} and {}", trees::RAFT_LOG, trees::RAFT_META),
+                    tree: format!(
+                        "{}, {}, {} and {}",
+                        trees::RAFT_LOG,
+                        trees::RAFT_META,
+                        trees::RAFT_MACHINE,
+                        trees::RAFT_SNAPSHOT
+                    ),
                     key: "every key".to_owned(),
                     source,
                 },
@@ -295,13 +421,72 @@ mod tests {
     }
 
     #[test]
-    fn clear_empties_the_log_and_the_meta_values() {
+    fn clear_empties_the_log_the_meta_values_and_the_state_machine() {
         let (_dir, raft) = with_entries(1..=3);
         raft.put_meta("vote", b"v").unwrap();
         raft.put_meta("machine", b"m").unwrap();
+        raft.write_machine(&[(b"i1".to_vec(), Some(b"x".to_vec()))])
+            .unwrap();
+        raft.put_snapshot(b"s").unwrap();
         raft.clear().unwrap();
+        assert_eq!(raft.get_snapshot().unwrap(), None);
         assert_eq!(raft.last_entry().unwrap(), None);
         assert_eq!(raft.get_meta("vote").unwrap(), None);
+        assert_eq!(raft.get_meta("machine").unwrap(), None);
+        assert_eq!(raft.machine_records().unwrap(), vec![]);
+    }
+
+    fn record(key: &str, value: &str) -> (Vec<u8>, Vec<u8>) {
+        (key.as_bytes().to_vec(), value.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn state_machine_records_are_written_and_removed_a_few_at_a_time() {
+        let (_dir, raft) = with_entries([]);
+        let put = |k: &str, v: &str| (k.as_bytes().to_vec(), Some(v.as_bytes().to_vec()));
+        raft.write_machine(&[put("a", "1"), put("b", "2"), put("c", "3")])
+            .unwrap();
+        raft.write_machine(&[
+            put("b", "22"),
+            (b"c".to_vec(), None),
+            (b"zz".to_vec(), None),
+        ])
+        .unwrap();
+        raft.write_machine(&[]).unwrap();
+        assert_eq!(
+            raft.machine_records().unwrap(),
+            vec![record("a", "1"), record("b", "22")]
+        );
+    }
+
+    #[test]
+    fn the_snapshot_is_replaced_whole_and_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let raft = Storage::open(dir.path()).unwrap().raft();
+            assert_eq!(raft.get_snapshot().unwrap(), None);
+            raft.put_snapshot(b"first").unwrap();
+            raft.put_snapshot(b"second").unwrap();
+            raft.flush().unwrap();
+        }
+        let raft = crate::test_support::reopen(dir.path()).raft();
+        assert_eq!(raft.get_snapshot().unwrap(), Some(b"second".to_vec()));
+    }
+
+    #[test]
+    fn replacing_the_state_machine_keeps_only_the_new_records() {
+        let (_dir, raft) = with_entries([]);
+        raft.write_machine(&[(b"old".to_vec(), Some(b"1".to_vec()))])
+            .unwrap();
+        raft.replace_machine(&[record("new", "2"), record("other", "3")])
+            .unwrap();
+        assert_eq!(
+            raft.machine_records().unwrap(),
+            vec![record("new", "2"), record("other", "3")]
+        );
+        raft.put_meta("machine", b"legacy").unwrap();
+        raft.remove_meta("machine").unwrap();
+        raft.remove_meta("never-there").unwrap();
         assert_eq!(raft.get_meta("machine").unwrap(), None);
     }
 

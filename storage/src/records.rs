@@ -234,6 +234,15 @@ pub enum HistoryEvent {
         /// Free text: outcome, recipient, error.
         detail: String,
     },
+    /// The switch port one of the host's interfaces hears changed (LLDP/CDP topology).
+    SwitchChange {
+        /// The host's interface.
+        interface: String,
+        /// The switch and port before (for example `sw-a port p1`), if it heard one.
+        from: Option<String>,
+        /// After.
+        to: Option<String>,
+    },
 }
 
 impl HistoryEvent {

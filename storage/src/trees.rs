@@ -21,21 +21,50 @@ pub const HISTORY: &str = "history";
 /// Reserved: replicated records of the cluster state machine. Not used yet.
 pub const RECORDS: &str = "records";
 
+/// Signed grid-control records (addresses, named services, trust), keyed by `signer (32
+/// bytes) | service`; values are [`crate::grid::SignedRecord`] encodings.
+pub const GRID: &str = "grid_control";
+
 /// Entries of the election crate's Raft log, keyed by big-endian `u64` index; values are the
 /// bytes the election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_LOG: &str = "raft_log";
 
 /// Small named values of the election crate's Raft node (its vote, committed and last purged
-/// log ids, state machine image and last snapshot), keyed by name; values are the bytes the
+/// log ids), keyed by name; values are the bytes the
 /// election crate encodes (see [`crate::RaftTrees`]).
 pub const RAFT_META: &str = "raft_meta";
+
+/// The election crate's state machine (the notification ledger), one record per incident and
+/// per notification plus the last applied log id, keyed and encoded by the election crate (see
+/// [`crate::RaftTrees`]).
+pub const RAFT_MACHINE: &str = "raft_machine";
+
+/// The election crate's last Raft snapshot, alone in its tree under one key: a big value
+/// kept apart from the small ones written on every commit (sled rewrites a node whole, and a
+/// node holding a big value is written as a file of its own each time).
+pub const RAFT_SNAPSHOT: &str = "raft_snapshot";
 
 /// Reserved: Raft hard state. Not used yet (the vote is kept in [`RAFT_META`]).
 pub const RAFT_STATE: &str = "raft_state";
 
+/// Which switch each host hangs off, keyed by host name; values are the agent's encoded
+/// topology records (see [`crate::TopologyTree`]).
+pub const TOPOLOGY: &str = "topology";
+
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
-    MEMBERS, META, ALERTS, HISTORY, RECORDS, RAFT_LOG, RAFT_META, RAFT_STATE,
+    MEMBERS,
+    META,
+    ALERTS,
+    HISTORY,
+    RECORDS,
+    GRID,
+    RAFT_LOG,
+    RAFT_META,
+    RAFT_MACHINE,
+    RAFT_SNAPSHOT,
+    RAFT_STATE,
+    TOPOLOGY,
 ];
 
 #[cfg(test)]

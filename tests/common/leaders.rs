@@ -51,11 +51,25 @@ pub fn logs(cluster: &Cluster) -> String {
         .iter()
         .map(|a| {
             let log = a.log();
-            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            let lines: Vec<&str> = log.lines().collect();
+            // A panic (openraft's RaftCore among others) is said far above the tail: show it.
+            let panics: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.contains("panicked at"))
+                .take(2)
+                .flat_map(|(i, _)| lines[i..lines.len().min(i + 3)].iter().copied())
+                .collect();
+            let tail: Vec<&str> = lines.iter().rev().take(30).rev().copied().collect();
             format!(
-                "--- {} ---\n{}",
+                "--- {} ---\n{}{}",
                 a.name,
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                if panics.is_empty() {
+                    String::new()
+                } else {
+                    format!("panics:\n{}\n...\n", panics.join("\n"))
+                },
+                tail.join("\n")
             )
         })
         .collect::<Vec<_>>()

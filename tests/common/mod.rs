@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod grid;
 pub mod leaders;
+pub mod relay;
 
 use rover_membership::MemberInfo;
 use serde_json::Value;
@@ -42,9 +44,13 @@ pub struct Agent {
     pub gossip: SocketAddr,
     pub api: SocketAddr,
     child: Option<Child>,
-    key_file: PathBuf,
+    key_file: Option<PathBuf>,
     log: PathBuf,
     config: Option<PathBuf>,
+    /// The seeds it was first started with.
+    join: Vec<SocketAddr>,
+    /// Further `agent` flags it was started with.
+    extra: Vec<String>,
 }
 
 impl Agent {
@@ -205,17 +211,29 @@ impl Agent {
 
     /// Starts the process again with the same data dir and addresses and no `--join`.
     pub fn restart(&mut self) {
+        self.restart_joining(&[]);
+    }
+
+    /// Starts the process again with the command line it was first started with (its
+    /// `--join` seeds included).
+    pub fn restart_as_started(&mut self) {
+        let join = self.join.clone();
+        self.restart_joining(&join);
+    }
+
+    fn restart_joining(&mut self, join: &[SocketAddr]) {
         self.kill();
         let _ = std::fs::remove_file(self.data_dir.join("api-addr"));
         let child = spawn_agent(Launch {
             name: &self.name,
             data_dir: &self.data_dir,
-            key_file: &self.key_file,
+            key_file: self.key_file.as_deref(),
             bind: self.gossip,
             api: self.api,
-            join: &[],
+            join,
             log: &self.log,
             config: self.config.as_deref(),
+            extra: &self.extra,
         });
         self.child = Some(child);
         wait_ready(&self.data_dir).expect("restarted agent did not come up");
@@ -237,12 +255,13 @@ impl Drop for Agent {
 struct Launch<'a> {
     name: &'a str,
     data_dir: &'a Path,
-    key_file: &'a Path,
+    key_file: Option<&'a Path>,
     bind: SocketAddr,
     api: SocketAddr,
     join: &'a [SocketAddr],
     log: &'a Path,
     config: Option<&'a Path>,
+    extra: &'a [String],
 }
 
 fn spawn_agent(launch: Launch<'_>) -> Child {
@@ -258,8 +277,7 @@ fn spawn_agent(launch: Launch<'_>) -> Child {
         .arg(launch.api.to_string())
         .arg("--data-dir")
         .arg(launch.data_dir)
-        .arg("--key-file")
-        .arg(launch.key_file)
+        .args(launch.extra)
         .env("ROVER_LOG", "info,rover_membership=debug")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -270,6 +288,9 @@ fn spawn_agent(launch: Launch<'_>) -> Child {
                 .open(launch.log)
                 .unwrap(),
         );
+    if let Some(key_file) = launch.key_file {
+        cmd.arg("--key-file").arg(key_file);
+    }
     for seed in launch.join {
         cmd.arg("--join").arg(seed.to_string());
     }
@@ -365,17 +386,44 @@ impl Cluster {
         self.add_agent_at(key_file, &join)
     }
 
+    /// Starts one more agent called `name` (which another agent may have too: its data dir
+    /// and log are named `name-N`), joining the agent at `seed`.
+    pub fn add_agent_named(&mut self, name: &str, seed: usize) -> usize {
+        let key = self.key_file.clone();
+        let join = [self.agents[seed].gossip];
+        let files = format!("{name}-{}", self.agents.len() + 1);
+        self.add_agent_as(Some(&key), &join, name.to_owned(), files, &[])
+    }
+
+    /// Starts one more agent, `n<N>`, with no key file, these seeds and these further flags
+    /// (for example `--join-token TOKEN`).
+    pub fn add_agent_with_flags(&mut self, join: &[SocketAddr], extra: &[String]) -> usize {
+        let name = format!("n{}", self.agents.len() + 1);
+        self.add_agent_as(None, join, name.clone(), name, extra)
+    }
+
     fn add_agent_at(&mut self, key_file: &Path, join: &[SocketAddr]) -> usize {
+        let name = format!("n{}", self.agents.len() + 1);
+        self.add_agent_as(Some(key_file), join, name.clone(), name, &[])
+    }
+
+    fn add_agent_as(
+        &mut self,
+        key_file: Option<&Path>,
+        join: &[SocketAddr],
+        name: String,
+        files: String,
+        extra: &[String],
+    ) -> usize {
         let index = self.agents.len();
-        let name = format!("n{}", index + 1);
-        let data_dir = self.dir.path().join(&name);
+        let data_dir = self.dir.path().join(&files);
         std::fs::create_dir_all(&data_dir).unwrap();
-        let log = self.dir.path().join(format!("{name}.log"));
+        let log = self.dir.path().join(format!("{files}.log"));
         // Port 0: the OS picks free ports, so parallel tests never race for one.
         let gossip: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let api: SocketAddr = "127.0.0.1:0".parse().unwrap();
         let config = self.config_for.as_ref().map(|make| {
-            let path = self.dir.path().join(format!("{name}.toml"));
+            let path = self.dir.path().join(format!("{files}.toml"));
             std::fs::write(&path, make(index)).unwrap();
             path
         });
@@ -388,6 +436,7 @@ impl Cluster {
             join,
             log: &log,
             config: config.as_deref(),
+            extra,
         });
         let api = wait_ready(&data_dir).unwrap_or_else(|| {
             panic!(
@@ -403,9 +452,11 @@ impl Cluster {
             gossip,
             api,
             child: Some(child),
-            key_file: key_file.to_owned(),
+            key_file: key_file.map(Path::to_owned),
             log,
             config,
+            join: join.to_vec(),
+            extra: extra.to_vec(),
         });
         index
     }

@@ -251,6 +251,9 @@ pub struct NsLaunch<'a> {
     pub log: &'a Path,
     /// A config file, if any.
     pub config: Option<&'a Path>,
+    /// A command the agent runs under, which ends by exec-ing the binary given after it with
+    /// the agent's arguments (for example capsh dropping a capability); empty: none.
+    pub wrapper: &'a [&'a str],
 }
 
 /// One `rover-agent agent` process running in a host namespace.
@@ -274,7 +277,14 @@ impl NsAgent {
     /// Starts the agent.
     pub fn spawn(launch: &NsLaunch<'_>) -> Self {
         std::fs::create_dir_all(launch.data_dir).unwrap();
-        let mut cmd = in_ns(launch.ns, launch.binary);
+        let mut cmd = match launch.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = in_ns(launch.ns, program);
+                cmd.args(args).arg(launch.binary);
+                cmd
+            }
+            None => in_ns(launch.ns, launch.binary),
+        };
         cmd.arg("agent");
         if let Some(config) = launch.config {
             cmd.arg("--config").arg(config);
@@ -421,6 +431,24 @@ impl Drop for NsAgent {
     }
 }
 
+/// The tail of every agent's log and any panic an agent logged, for a failing test.
+pub fn agents_report(agents: &[NsAgent]) -> String {
+    let mut text = String::new();
+    for agent in agents {
+        text.push_str(&format!(
+            "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
+            agent.name,
+            agent.pid(),
+            agent.ns,
+            agent.log_tail(40)
+        ));
+        for panic in agent.logged_panics() {
+            text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
+        }
+    }
+    text
+}
+
 /// Agents of one cluster, one per host of a [`Fabric`], in a temp dir of their own. Dropping
 /// it (also while unwinding from a panic) kills the agents first, then deletes the namespaces.
 pub struct NsLab {
@@ -484,6 +512,7 @@ impl NsLab {
                 env,
                 log: &lab.dir.path().join(format!("{name}.log")),
                 config: config_file.as_deref(),
+                wrapper: &[],
             });
             let ready = agent.wait_ready(Duration::from_secs(20));
             let pid = agent.pid();
@@ -505,21 +534,25 @@ impl NsLab {
         self.agents.iter().find(|a| a.name == name).unwrap()
     }
 
+    /// Fails the test if any agent logged a panic (an agent must never panic, even when the
+    /// cluster recovers around it).
+    pub fn assert_no_panics(&self) {
+        let panics: Vec<String> = self
+            .agents
+            .iter()
+            .flat_map(|a| {
+                a.logged_panics()
+                    .into_iter()
+                    .map(move |p| format!("{}: {p}", a.name))
+            })
+            .collect();
+        assert!(panics.is_empty(), "agents panicked: {panics:#?}");
+    }
+
     /// Panics with `message`, the tail of every agent's log and any panic an agent logged.
     pub fn fail(&self, message: &str) -> ! {
         let mut text = format!("{message}\n(test dir {})\n", self.dir.path().display());
-        for agent in &self.agents {
-            text.push_str(&format!(
-                "\n===== {} (pid {}, ns {}) last log lines =====\n{}\n",
-                agent.name,
-                agent.pid(),
-                agent.ns,
-                agent.log_tail(40)
-            ));
-            for panic in agent.logged_panics() {
-                text.push_str(&format!("{} logged a panic: {panic}\n", agent.name));
-            }
-        }
+        text.push_str(&agents_report(&self.agents));
         panic!("{text}");
     }
 }

@@ -37,6 +37,8 @@ pub struct SmtpSinkOptions {
     pub refuse: bool,
     /// Require AUTH (PLAIN or LOGIN, allowed without TLS) with this user and password.
     pub auth: Option<(String, String)>,
+    /// Listen inside this network namespace, on this address, instead of on 127.0.0.1.
+    pub listen_in: Option<(String, String)>,
 }
 
 /// A running aiosmtpd; killed (by its PID) and reaped on drop.
@@ -57,8 +59,18 @@ impl SmtpSink {
     pub fn start_with(options: SmtpSinkOptions) -> SmtpSink {
         let dir = tempfile::tempdir().unwrap();
         let mailbox = dir.path().join("mailbox.jsonl");
-        let mut command = Command::new(python());
+        let mut command = match &options.listen_in {
+            Some((ns, _)) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", ns, python()]);
+                command
+            }
+            None => Command::new(python()),
+        };
         command.arg(SCRIPT).arg(&mailbox);
+        if let Some((_, host)) = &options.listen_in {
+            command.arg("--host").arg(host);
+        }
         if options.refuse {
             command.arg("--refuse");
         }

@@ -248,9 +248,8 @@ impl MembershipCore {
             self.lifeguard.own_incarnation = incarnation.saturating_add(1);
         }
         let reporter = self
-            .foca
-            .iter_members()
-            .find(|m| m.id().name() == reporter)
+            .member_named(reporter)
+            .filter(|m| m.state() != State::Down)
             .map(|m| m.id().clone());
         if let Some(reporter) = reporter {
             self.send_direct(&reporter, &[], None);

@@ -220,6 +220,31 @@ fn a_record_that_fails_its_check_moves_the_database_aside() {
 }
 
 #[test]
+fn an_undecodable_grid_control_record_moves_the_database_aside() {
+    let (_dir, path) = filled();
+    {
+        let storage = Storage::open(&path).unwrap();
+        storage
+            .raw_tree(trees::GRID)
+            .insert(
+                [7u8; 40],
+                &[crate::grid::signed::FORMAT_VERSION, 0xff, 0xff],
+            )
+            .unwrap();
+        storage.flush().unwrap();
+        release(storage);
+    }
+    let (storage, report) = reopen(&path);
+    assert_replaced(
+        &path,
+        &storage,
+        &report,
+        true,
+        |d| matches!(d, Damage::BadRecord(why) if why.contains("grid_control")),
+    );
+}
+
+#[test]
 fn a_record_of_a_newer_build_stops_the_open_and_moves_nothing() {
     let (_dir, path) = filled();
     {

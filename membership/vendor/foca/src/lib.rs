@@ -376,6 +376,17 @@ where
         self.members.inner.iter()
     }
 
+    /// The member (active or down) whose address borrows as `key`, found by one lookup.
+    ///
+    /// rover-agent patch: upstream offers only the iterators above, a scan of every member.
+    pub fn member_by<Q>(&self, key: &Q) -> Option<&Member<T>>
+    where
+        T::Addr: core::borrow::Borrow<Q>,
+        Q: core::hash::Hash + Eq + ?Sized,
+    {
+        self.members.get_by(key)
+    }
+
     /// Applies cluster updates to this foca instance.
     ///
     /// This is for advanced usage. It's intended as a way to unlock

@@ -193,6 +193,18 @@ where
         self.positions.get(addr).copied()
     }
 
+    /// The member whose address borrows as `key` (rover-agent patch: one lookup by, say, a
+    /// name, for callers outside foca).
+    pub(crate) fn get_by<Q>(&self, key: &Q) -> Option<&Member<T>>
+    where
+        T::Addr: core::borrow::Borrow<Q>,
+        Q: core::hash::Hash + Eq + ?Sized,
+    {
+        self.positions
+            .get(key)
+            .and_then(|pos| self.inner.get(*pos))
+    }
+
     /// Where the member with identity `id` sits in `inner` (same address and same identity).
     fn position_of(&self, id: &T) -> Option<usize> {
         self.position(&id.addr())
