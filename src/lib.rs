@@ -15,6 +15,8 @@ pub mod control_chars;
 pub mod daemon;
 pub mod data_dir;
 pub mod grid;
+pub mod history_remote;
+pub mod history_replicas;
 pub mod incidents;
 pub mod invite;
 pub mod keys;

@@ -1,13 +1,15 @@
-//! `GET /v1/history` (every host, or one host's timeline) and `GET /v1/storage`.
+//! `GET /v1/history` (every host, or one host's timeline, from its replicas when this agent
+//! does not keep it: see [`crate::history_remote`]) and `GET /v1/storage`.
 
 use axum::extract::{Query, State};
 use axum::Json;
 use rover_membership::runtime::unix_ms;
-use rover_storage::{AlertStore, HistoryStore, MemberStore};
+use rover_storage::{AlertStore, HistoryStore, MemberStore, StatusSample};
 use serde::Deserialize;
 
 use super::server::{unavailable, ApiResult, ApiState};
 use super::{HistoryResponse, HostSummary, StorageResponse};
+use crate::history_remote;
 
 /// Query of `GET /v1/history`.
 #[derive(Debug, Deserialize)]
@@ -22,7 +24,7 @@ pub(super) struct HistoryQuery {
 #[derive(Debug, serde::Serialize)]
 #[serde(untagged)]
 pub(super) enum HistoryAnswer {
-    Host(HistoryResponse),
+    Host(Box<HistoryResponse>),
     Hosts(Vec<HostSummary>),
 }
 
@@ -37,29 +39,68 @@ pub(super) async fn history(
     State(state): State<ApiState>,
     Query(query): Query<HistoryQuery>,
 ) -> ApiResult<HistoryAnswer> {
+    let remote = match &query.host {
+        Some(host) => history_remote::fetch(
+            &state.membership,
+            state.history_replicas,
+            host,
+            query.since_ms,
+            query.limit.unwrap_or(history_remote::MAX_ENTRIES),
+        )
+        .await
+        .map_err(unavailable)?,
+        None => None,
+    };
     let history = state.storage.history();
+    let last_samples = state.storage.last_samples();
     let answer = tokio::task::spawn_blocking(move || -> anyhow::Result<HistoryAnswer> {
+        // The newest sample we hold of a host: in its history, or its last one alone.
+        let newest = |host: &str| -> anyhow::Result<Option<StatusSample>> {
+            let kept = history.last_sample(host)?;
+            let last = last_samples.get(host)?;
+            Ok(match (kept, last) {
+                (Some(a), Some(b)) => Some(if b.at_ms > a.at_ms { b } else { a }),
+                (a, b) => a.or(b),
+            })
+        };
         match query.host {
             Some(host) => {
-                let last_sample = history.last_sample(&host)?;
+                let last_sample = newest(&host)?;
                 let last_heard_ms = last_sample.as_ref().map(|s| s.at_ms);
-                let mut entries = history.range(&host, query.since_ms, u64::MAX)?;
-                if let Some(limit) = query.limit {
-                    let skip = entries.len().saturating_sub(limit);
-                    entries.drain(..skip);
-                }
-                Ok(HistoryAnswer::Host(HistoryResponse {
+                let local = history.range(&host, query.since_ms, u64::MAX)?;
+                let (entries, sources, unanswered) = match remote {
+                    None => (
+                        history_remote::merge(local, Vec::new(), query.limit),
+                        vec!["local".to_owned()],
+                        Vec::new(),
+                    ),
+                    Some(remote) => (
+                        history_remote::merge(local, remote.entries, query.limit),
+                        remote.answered,
+                        remote
+                            .failed
+                            .into_iter()
+                            .map(|(name, why)| format!("{name}: {why}"))
+                            .collect(),
+                    ),
+                };
+                Ok(HistoryAnswer::Host(Box::new(HistoryResponse {
                     quiet: is_quiet(&state, last_heard_ms),
                     host,
                     last_heard_ms,
                     last_sample,
                     entries,
-                }))
+                    sources,
+                    unanswered,
+                })))
             }
             None => {
+                let mut names: std::collections::BTreeSet<String> =
+                    history.hosts()?.into_iter().collect();
+                names.extend(last_samples.all()?.into_iter().map(|s| s.host));
                 let mut hosts = Vec::new();
-                for host in history.hosts()? {
-                    let last_sample = history.last_sample(&host)?;
+                for host in names {
+                    let last_sample = newest(&host)?;
                     let last_heard_ms = last_sample.as_ref().map(|s| s.at_ms);
                     hosts.push(HostSummary {
                         quiet: is_quiet(&state, last_heard_ms),

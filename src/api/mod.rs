@@ -194,6 +194,13 @@ pub struct HistoryResponse {
     pub last_sample: Option<StatusSample>,
     /// Entries since the requested time, oldest first.
     pub entries: Vec<HistoryEntry>,
+    /// Where the entries come from: this agent keeps the host's full history (`local`), or
+    /// the replicas that answered (`history.replicas`), this agent adding what it holds.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Replicas asked that did not answer, with why.
+    #[serde(default)]
+    pub unanswered: Vec<String>,
 }
 
 /// One host in `GET /v1/history` (no host given).

@@ -61,6 +61,8 @@ pub struct ApiState {
     pub grid: crate::grid::GridParts,
     /// The topology owner task.
     pub topology: crate::topology::TopologyHandle,
+    /// `history.replicas` (0: the default), to know whom to ask for a host's history.
+    pub history_replicas: usize,
 }
 
 /// Request bodies at most (the largest change, an alert, is well under 1 KiB).

@@ -144,6 +144,20 @@ pub fn host_timeline(history: &HistoryResponse) -> String {
         crate::control_chars::escape(&history.host),
         last_heard(history.last_heard_ms, history.quiet)
     );
+    if !history.sources.is_empty() && history.sources != ["local"] {
+        let names: Vec<String> = history
+            .sources
+            .iter()
+            .map(|s| crate::control_chars::escape(s).into_owned())
+            .collect();
+        out.push_str(&format!("from its replicas {}\n", names.join(", ")));
+    }
+    for missing in &history.unanswered {
+        out.push_str(&format!(
+            "replica {} did not answer\n",
+            crate::control_chars::escape(missing)
+        ));
+    }
     let rows: Vec<Vec<String>> = history
         .entries
         .iter()

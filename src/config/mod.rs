@@ -63,6 +63,10 @@ pub struct Config {
     pub retention: Duration,
     /// How long closed incidents stay in the ledger after they ended.
     pub incidents_retention: Duration,
+    /// `history.replicas` (0: every member up to 20 members, else 5).
+    pub history_replicas: usize,
+    /// `status.full_every`: the longest time between two status samples sent.
+    pub status_full_every: Duration,
     /// The checks to run.
     pub checks: Vec<CheckConfig>,
     /// The Raft group and the fallback leader.
@@ -209,6 +213,10 @@ pub fn resolve(
     let raw_retention = values.required_duration(&HISTORY_RAW_RETENTION)?;
     let retention = values.required_duration(&HISTORY_RETENTION)?;
     let incidents_retention = values.required_duration(&INCIDENTS_RETENTION)?.value;
+    let history_replicas = usize::try_from(values.count(&settings::HISTORY_REPLICAS)?).unwrap_or(0);
+    let status_full_every = values
+        .required_duration(&settings::STATUS_FULL_EVERY)?
+        .value;
     if retention.value < raw_retention.value {
         return Err(ConfigError::Invalid {
             key: HISTORY_RETENTION.key,
@@ -262,6 +270,8 @@ pub fn resolve(
         raw_retention: raw_retention.value,
         retention: retention.value,
         incidents_retention,
+        history_replicas,
+        status_full_every,
         checks,
         election,
         notify,

@@ -205,6 +205,12 @@ settings! {
         default: Default::Value("5s"), kind: between(SECOND, HOUR),
         doc: "status sample period",
     };
+    /// `status.full_every`
+    STATUS_FULL_EVERY = Setting {
+        key: "status.full_every", env: Some("ROVER_STATUS_FULL_EVERY"), flag: None,
+        default: Default::Value("60s"), kind: between(SECOND, HOUR),
+        doc: "a status sample goes out when it changed beyond a threshold, and at least this often",
+    };
     /// `status.mounts`
     STATUS_MOUNTS = Setting {
         key: "status.mounts", env: None, flag: None,
@@ -222,6 +228,13 @@ settings! {
         key: "history.retention", env: Some("ROVER_HISTORY_RETENTION"), flag: None,
         default: Default::Value("30d"), kind: between(HOUR, LONGEST),
         doc: "history, then dropped (at least `history.raw_retention`)",
+    };
+    /// `history.replicas`
+    HISTORY_REPLICAS = Setting {
+        key: "history.replicas", env: Some("ROVER_HISTORY_REPLICAS"), flag: None,
+        default: Default::Computed("every member up to 20 members, else 5"),
+        kind: Kind::Count { min: 1, max: 1000 },
+        doc: "members that keep each host's full history (every member keeps every host's last sample)",
     };
     /// `incidents.retention`
     INCIDENTS_RETENTION = Setting {

@@ -33,6 +33,8 @@ pub struct EventRouter {
     pub members_changed: watch::Sender<u64>,
     /// The topology owner task (records heard by gossip, members that left).
     pub topology: crate::topology::TopologyHandle,
+    /// Which hosts' full history this agent keeps (`history.replicas`).
+    pub placement: crate::history_replicas::Placement,
 }
 
 impl EventRouter {
@@ -43,15 +45,18 @@ impl EventRouter {
         let result = match &event {
             MemberEvent::Up(m) => {
                 tracing::info!(member = %m.name, addr = %m.addr, "member alive");
+                self.placement.member_up(&m.name);
                 self.sync_now.notify_one();
                 self.member_changed(m, "alive")
             }
             MemberEvent::Failed(m) => {
                 tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
+                self.placement.member_gone(&m.name);
                 self.member_changed(m, "failed")
             }
             MemberEvent::Left(m) => {
                 tracing::info!(member = %m.name, "member left");
+                self.placement.member_gone(&m.name);
                 self.member_changed(m, "left")
             }
             MemberEvent::Rejoined(me) => {
@@ -76,7 +81,14 @@ impl EventRouter {
             MemberEvent::Broadcast(item) => match item.topic {
                 Topic::Status => {
                     if let Some(sample) = status::decode_sample(item) {
-                        status::record_sample(&self.storage, &sample);
+                        // Every host keeps every host's last sample; only the host's replicas
+                        // its full history.
+                        if let Err(e) = self.storage.last_samples().put(&sample) {
+                            tracing::error!(error = %e, "cannot keep a last status sample");
+                        }
+                        if self.placement.keeps(&sample.host) {
+                            status::record_sample(&self.storage, &sample);
+                        }
                     }
                     Ok(())
                 }

@@ -158,6 +158,7 @@ impl Daemon {
                 rejected: peer_rejected.clone(),
                 topology: topology.clone(),
                 grid: grid.peer.clone(),
+                storage: storage.clone(),
             }
             .serve(cluster_port),
         );
@@ -241,6 +242,7 @@ impl Daemon {
             control: control_tx,
             grid: grid.parts.clone(),
             topology: topology.clone(),
+            history_replicas: config.history_replicas,
         };
         let stop_serving = supervisor.token();
         supervisor.spawn_critical("api", Stop::Itself, async move {
@@ -269,6 +271,10 @@ impl Daemon {
             grid: grid.events.clone(),
             members_changed: members_changed_tx,
             topology,
+            placement: crate::history_replicas::Placement::new(
+                &config.node_name,
+                config.history_replicas,
+            ),
         };
         tokio::pin!(shutdown);
         let storage_closed = storage_health::closed(health_rx);

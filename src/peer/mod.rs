@@ -2,8 +2,8 @@
 //! with a Noise handshake keyed by the cluster key (see `rover_membership::sealed_stream`).
 //!
 //! It carries the alert and grid-control record anti-entropy exchange, key rotation steps, the Raft RPCs of the ledger group (on a
-//! connection kept open per peer), the group's hello and adopt messages and ledger writes
-//! forwarded to the leader. Later features add their message kinds at the end of the enum
+//! connection kept open per peer), the group's hello and adopt messages, ledger writes
+//! forwarded to the leader and history queries to a host's replicas. Later features add their message kinds at the end of the enum
 //! (postcard encodes the variant index, so only append).
 
 pub mod limits;
@@ -120,6 +120,23 @@ pub enum PeerMessage {
     KeyringFetch,
     /// The answer to [`PeerMessage::KeyringFetch`].
     KeyringFetchAnswer(crate::keys::state::KeyringWire),
+    /// "Send me the history you keep of `host`" (see [`crate::history_remote`]).
+    HistoryQuery {
+        /// The host.
+        host: String,
+        /// Entries at or after this Unix time in ms.
+        since_ms: u64,
+        /// The newest this many at most (the server caps it at
+        /// [`crate::history_remote::MAX_ENTRIES`]).
+        limit: u32,
+    },
+    /// The answer to [`PeerMessage::HistoryQuery`]: the entries, in time order.
+    HistoryAnswer {
+        /// The entries.
+        entries: Vec<rover_storage::HistoryEntry>,
+        /// Whether older entries in the window were left out.
+        truncated: bool,
+    },
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

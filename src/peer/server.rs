@@ -33,6 +33,8 @@ pub struct PeerServer {
     pub grid: crate::grid::sync::GridPeer,
     /// The topology owner task.
     pub topology: crate::topology::TopologyHandle,
+    /// Storage, to answer history queries.
+    pub storage: rover_storage::Storage,
 }
 
 impl PeerServer {
@@ -165,6 +167,15 @@ impl PeerServer {
                 PeerMessage::TopologyPush(records) => {
                     self.topology.synced(records).await?;
                 }
+                PeerMessage::HistoryQuery {
+                    host,
+                    since_ms,
+                    limit,
+                } => {
+                    let answer =
+                        crate::history_remote::answer(&self.storage, host, since_ms, limit).await?;
+                    connection.send(&answer).await?;
+                }
                 other @ (PeerMessage::AlertDelta { .. }
                 | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
@@ -175,7 +186,8 @@ impl PeerServer {
                 | PeerMessage::RecordDelta { .. }
                 | PeerMessage::KeyringSummary(_)
                 | PeerMessage::KeyringChangeAnswer(_)
-                | PeerMessage::KeyringFetchAnswer(_)) => {
+                | PeerMessage::KeyringFetchAnswer(_)
+                | PeerMessage::HistoryAnswer { .. }) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
@@ -209,5 +221,7 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::TopologyDigest(_) => "TopologyDigest",
         PeerMessage::TopologyDelta { .. } => "TopologyDelta",
         PeerMessage::TopologyPush(_) => "TopologyPush",
+        PeerMessage::HistoryQuery { .. } => "HistoryQuery",
+        PeerMessage::HistoryAnswer { .. } => "HistoryAnswer",
     }
 }

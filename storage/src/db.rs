@@ -45,6 +45,7 @@ pub(crate) struct Open {
     pub(crate) raft_log: sled::Tree,
     pub(crate) raft_meta: sled::Tree,
     pub(crate) topology: sled::Tree,
+    pub(crate) last_samples: sled::Tree,
     pub(crate) raft_machine: sled::Tree,
     pub(crate) raft_snapshot: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
@@ -92,6 +93,7 @@ impl Open {
             raft_log: open_tree(trees::RAFT_LOG)?,
             raft_meta: open_tree(trees::RAFT_META)?,
             topology: open_tree(trees::TOPOLOGY)?,
+            last_samples: open_tree(trees::LAST_SAMPLES)?,
             raft_machine: open_tree(trees::RAFT_MACHINE)?,
             raft_snapshot: open_tree(trees::RAFT_SNAPSHOT)?,
             db,
@@ -246,6 +248,11 @@ impl Storage {
     /// [`trees::RAFT_META`] trees.
     pub fn raft(&self) -> RaftTrees {
         RaftTrees::new(self.shared.clone())
+    }
+
+    /// The newest status sample of every host, in the [`trees::LAST_SAMPLES`] tree.
+    pub fn last_samples(&self) -> crate::LastSamples {
+        crate::LastSamples::new(self.shared.clone())
     }
 
     /// Which switch each host hangs off, in the [`trees::TOPOLOGY`] tree.

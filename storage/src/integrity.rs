@@ -366,6 +366,7 @@ fn judge(storage: &Storage, mark: Option<Watermark>) -> Result<Option<Damage>, S
         storage.members().all().map(|m| m.len() as u64),
         storage.meta().verify(),
         storage.history().verify(),
+        storage.last_samples().all().map(|s| s.len() as u64),
         storage.grid().verify(),
         raft_log_keys(&storage.shared),
     ];

@@ -51,6 +51,11 @@ pub const RAFT_STATE: &str = "raft_state";
 /// topology records (see [`crate::TopologyTree`]).
 pub const TOPOLOGY: &str = "topology";
 
+/// The newest status sample of every host, keyed by host name; values are
+/// [`crate::StatusSample`] records. Every host keeps every host's last sample here, while the
+/// full history of a host lives only on its replicas (`history.replicas`).
+pub const LAST_SAMPLES: &str = "last_samples";
+
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
     MEMBERS,
@@ -65,6 +70,7 @@ pub const ALL: &[&str] = &[
     RAFT_SNAPSHOT,
     RAFT_STATE,
     TOPOLOGY,
+    LAST_SAMPLES,
 ];
 
 #[cfg(test)]
