@@ -66,7 +66,12 @@ fn expect_total(lab: &Lab, count: usize) -> Vec<ReceivedMail> {
 /// Waits until every agent's map shows `expected` behind each switch.
 fn wait_map(lab: &Lab, expected: &[(&str, &[(&str, &str)])]) {
     let names: Vec<String> = lab.hosts.iter().map(|h| h.name.clone()).collect();
+    let mut polls = 0u32;
     let shown = wait_for(Duration::from_secs(60), || {
+        polls += 1;
+        if polls % 100 == 0 {
+            lab.nudge_switches();
+        }
         names.iter().all(|n| {
             lab.topology(n).is_some_and(|r| {
                 expected.iter().all(|(switch, hosts)| {
@@ -80,7 +85,23 @@ fn wait_map(lab: &Lab, expected: &[(&str, &[(&str, &str)])]) {
         })
     });
     if shown.is_none() {
-        lab.fail("the map did not settle");
+        let views: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let behind: Vec<_> = expected
+                    .iter()
+                    .map(|(switch, _)| {
+                        lab.topology(n)
+                            .map(|r| hosts_behind(&r, switch))
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                format!("{n}: {behind:?}")
+            })
+            .collect();
+        lab.fail(&format!(
+            "the map did not settle: want {expected:?}, shown {views:?}"
+        ));
     }
 }
 

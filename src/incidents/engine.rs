@@ -42,6 +42,9 @@ use crate::leadership::{LeaderStatus, LeadershipHandle, Mode};
 
 /// The longest the engine sleeps without looking (a backstop: watches and deadlines wake it).
 pub const RECHECK: Duration = Duration::from_secs(10);
+/// How soon a pass that held back due openings (a switch or a cut-off still settling) looks
+/// again; member changes wake it sooner.
+const HELD_RECHECK: Duration = Duration::from_millis(500);
 /// Passes are at least this far apart, so a burst of changes (a hundred commits in a row) is
 /// looked at a few times, not once per change.
 pub const PASS_GAP: Duration = Duration::from_millis(100);
@@ -296,6 +299,10 @@ impl<D: Deliver> Engine<D> {
         };
         self.due_at = next_due_at(&ledger, &view, now_ms, &self.context.rules)
             .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms)));
+        if !switch_step.hold.is_empty() {
+            // Held openings are due already; look again soon, not at once.
+            self.due_at = self.due_at.map(|at| at.max(now + HELD_RECHECK));
+        }
         Ok(())
     }
 

@@ -27,7 +27,8 @@ use super::message::Sender;
 use super::reconcile::Observed;
 use crate::control_chars::strip;
 use crate::topology::folding::{
-    is_cut_off, loss_explanation, plan_folds, switch_over, DownIncident, FoldView, FoldedHost, Seen,
+    cut_off_hold, is_cut_off, loss_explanation, plan_folds, switch_over, DownIncident, FoldView,
+    FoldedHost, Seen,
 };
 use crate::topology::map::{SwitchHosts, TopologyMap};
 
@@ -104,6 +105,10 @@ pub fn switch_step(
         group_wait_ms,
     });
     step.hold = plan.hold;
+    if mode == LeaderMode::Fallback {
+        step.hold
+            .extend(cut_off_hold(&members, &down, me, now_ms, group_wait_ms));
+    }
     let record = |incident: &str, phase: Phase, switch: &str| {
         let channel = format!("{FOLDED_INTO}{switch}");
         [

@@ -332,6 +332,19 @@ impl Lab {
         }
     }
 
+    /// Asks every running lldpd to send its frames now (`lldpcli update`): a nudge for a
+    /// switch whose first frames no host heard (seen once in CI under load: lldpd started,
+    /// configured, and sent nothing for 60 s).
+    pub fn nudge_switches(&self) {
+        for switch in self.switches.iter().filter(|s| s.lldpd.is_some()) {
+            let _ = Command::new("lldpcli")
+                .arg("-u")
+                .arg(&switch.socket)
+                .arg("update")
+                .output();
+        }
+    }
+
     /// Stops switch `j`'s lldpd (by its PID).
     pub fn stop_lldpd(&mut self, j: usize) {
         if let Some(mut child) = self.switches[j].lldpd.take() {
@@ -510,6 +523,24 @@ impl Lab {
     pub fn fail(&self, message: &str) -> ! {
         let mut text = format!("{message}\n(lab dir {})\n", self.dir.path().display());
         text.push_str(&crate::netns::agents_report(&self.agents));
+        for j in 0..self.switches.len() {
+            let log = self.dir.path().join(format!("lldpd-{j}.log"));
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            text.push_str(&format!("\n===== lldpd of switch {j} (last lines) =====\n"));
+            for line in tail.iter().rev() {
+                text.push_str(line);
+                text.push('\n');
+            }
+            let stats = Command::new("lldpcli")
+                .arg("-u")
+                .arg(&self.switches[j].socket)
+                .args(["show", "statistics", "summary"])
+                .output();
+            if let Ok(out) = stats {
+                text.push_str(&String::from_utf8_lossy(&out.stdout));
+            }
+        }
         let subjects: Vec<String> = self
             .smtp
             .messages()

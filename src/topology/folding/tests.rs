@@ -255,3 +255,95 @@ fn without_switches_the_lost_subnet_is_named() {
     );
     assert!(loss_explanation("n9", &set(&["n8"]), &lab()).is_empty());
 }
+
+#[test]
+fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_declared_or_the_wait_ends(
+) {
+    use Seen::{Alive, Failed};
+    // n1 cut off: n3, n5 and n2 declared down, n4 not yet.
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Alive),
+        ("n5", Failed),
+    ]);
+    let downs = [
+        down("n3", 0, 10_000),
+        down("n5", 0, 12_000),
+        down("n2", 0, 15_000),
+    ];
+    assert_eq!(
+        cut_off_hold(&seen, &downs, "n1", 20_000, GROUP_WAIT),
+        set(&["down/n2/0", "down/n3/0", "down/n5/0"])
+    );
+    // The wait ends 30 s after the first of them.
+    assert!(cut_off_hold(&seen, &downs, "n1", 10_000 + CUT_OFF_WAIT_MS, GROUP_WAIT).is_empty());
+    // n4 declared down too: nothing left to wait for...
+    let all_down = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Failed),
+        ("n5", Failed),
+    ]);
+    let mut downs4 = downs.to_vec();
+    downs4.push(down("n4", 0, 28_000));
+    // ... though the last to fall still has its group_wait, to go out with the others.
+    assert_eq!(
+        cut_off_hold(&all_down, &downs4, "n1", 29_000, GROUP_WAIT).len(),
+        4
+    );
+    assert!(cut_off_hold(&all_down, &downs4, "n1", 28_000 + GROUP_WAIT, GROUP_WAIT).is_empty());
+}
+
+#[test]
+fn downs_wait_while_the_suspects_make_the_loss_a_majority() {
+    use Seen::{Alive, Failed, Suspect};
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Suspect),
+        ("n3", Alive),
+        ("n4", Failed),
+        ("n5", Failed),
+    ]);
+    let downs = [down("n4", 0, 10_000), down("n5", 0, 11_000)];
+    assert_eq!(
+        cut_off_hold(&seen, &downs, "n1", 16_000, GROUP_WAIT),
+        set(&["down/n4/0", "down/n5/0"])
+    );
+}
+
+#[test]
+fn losing_half_or_less_of_the_members_holds_nothing() {
+    use Seen::{Alive, Failed};
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Alive),
+        ("n5", Alive),
+        ("n6", Alive),
+    ]);
+    let downs = [down("n2", 0, 10_000), down("n3", 0, 11_000)];
+    assert!(cut_off_hold(&seen, &downs, "n1", 12_000, GROUP_WAIT).is_empty());
+}
+
+#[test]
+fn downs_already_announced_are_never_held() {
+    use Seen::{Alive, Failed};
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Alive),
+        ("n5", Failed),
+    ]);
+    let mut announced = down("n2", 0, 10_000);
+    announced.announced = true;
+    let downs = [announced, down("n3", 0, 11_000), down("n5", 0, 12_000)];
+    assert_eq!(
+        cut_off_hold(&seen, &downs, "n1", 13_000, GROUP_WAIT),
+        set(&["down/n3/0", "down/n5/0"])
+    );
+}
