@@ -2,8 +2,10 @@
 //! with `log_level`, as JSON lines on a chunked response until the reader hangs up).
 //!
 //! A monitor reader never slows the agent: events reach it through the event log's broadcast
-//! and log lines through the log layer's, each bounded; a reader that falls behind loses the
-//! oldest, and the stream says so with a `dropped` line before the next one it gets.
+//! and log lines through the log layer's, each bounded, and its relay task moves them at once
+//! into the reader's own queue of [`BODY_QUEUE`] lines without waiting. A reader that falls
+//! behind loses what does not fit (counted in `info`'s `monitor_dropped` for events), and the
+//! stream says so with a `dropped` line before the next one it gets.
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -147,7 +149,12 @@ struct Relay {
 
 impl Relay {
     async fn run(mut self, node: String) {
-        if !self.send(&MonitorLine::Started { node }).await {
+        if self
+            .lines
+            .send(encode(&MonitorLine::Started { node }))
+            .await
+            .is_err()
+        {
             return;
         }
         loop {
@@ -174,29 +181,55 @@ impl Relay {
                     }
                 },
             };
-            if self.lost_events > 0 || self.lost_lines > 0 {
-                let dropped = MonitorLine::Dropped {
-                    events: std::mem::take(&mut self.lost_events),
-                    log_lines: std::mem::take(&mut self.lost_lines),
-                };
-                if !self.send(&dropped).await {
-                    return;
-                }
-            }
-            if !self.send(&line).await {
+            if !self.offer(line) {
                 return;
             }
         }
     }
 
-    /// Queues one line for the connection; false once the reader is gone.
-    async fn send(&self, line: &MonitorLine) -> bool {
-        let Ok(mut text) = serde_json::to_vec(line) else {
-            return true;
-        };
-        text.push(b'\n');
-        self.lines.send(Bytes::from(text)).await.is_ok()
+    /// Queues `line` for the connection without waiting, after a `dropped` line if this
+    /// reader lost some; a full queue drops it (counted). False once the reader is gone.
+    fn offer(&mut self, line: MonitorLine) -> bool {
+        if self.lost_events > 0 || self.lost_lines > 0 {
+            let dropped = MonitorLine::Dropped {
+                events: self.lost_events,
+                log_lines: self.lost_lines,
+            };
+            match self.lines.try_send(encode(&dropped)) {
+                Ok(()) => (self.lost_events, self.lost_lines) = (0, 0),
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.lose(&line);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        match self.lines.try_send(encode(&line)) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.lose(&line);
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
     }
+
+    fn lose(&mut self, line: &MonitorLine) {
+        match line {
+            MonitorLine::Log(_) => self.lost_lines += 1,
+            _ => {
+                self.lost_events += 1;
+                self.log.count_monitor_drops(1);
+            }
+        }
+    }
+}
+
+/// A line of the stream: JSON and a newline.
+fn encode(line: &MonitorLine) -> Bytes {
+    let mut text = serde_json::to_vec(line).unwrap_or_default();
+    text.push(b'\n');
+    Bytes::from(text)
 }
 
 /// The next log line this reader wants (never, without `log_level`).

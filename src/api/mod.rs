@@ -6,6 +6,7 @@ mod alert_routes;
 pub mod client;
 pub mod connections;
 mod event_routes;
+pub use self::event_routes::MonitorLine;
 pub mod grid_routes;
 mod history_routes;
 pub mod leader_routes;

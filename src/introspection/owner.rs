@@ -213,10 +213,8 @@ impl Owner {
                     self.record(EventOp::Leave, name, String::new());
                 }
             }
-            Report::Renamed { name, generation } => {
-                self.set_seen(&name, generation, Seen::Up);
-                self.record(EventOp::Reboot, name, format!("generation {generation}"));
-            }
+            // A new generation: a Reboot, and a Rejoin too if it was down.
+            Report::Renamed { name, generation } => self.member_up(name, generation),
             Report::RejoinedMyself { generation } => {
                 let me = self.settings.me.clone();
                 self.record(

@@ -127,6 +127,9 @@ async fn the_owner_tells_a_join_from_a_reboot_and_a_rejoin_and_sees_leaders_chan
         tokio::task::yield_now().await;
     }
     status_tx.send_replace(lead("b", 1));
+    while log.query(EventFilter::default()).await.unwrap().len() < 5 {
+        tokio::task::yield_now().await;
+    }
     log.report(Report::Down {
         name: "c".into(),
         generation: 1,
@@ -186,4 +189,62 @@ async fn the_owner_tells_a_join_from_a_reboot_and_a_rejoin_and_sees_leaders_chan
     // The same events are on disk.
     let stored = storage.event_log().newest(100).unwrap();
     assert_eq!(stored.len(), 9);
+}
+
+#[tokio::test]
+async fn a_down_member_renamed_to_a_new_generation_is_a_reboot_and_a_rejoin() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = rover_storage::Storage::open(dir.path()).unwrap();
+    let (log, inbox) = owner::spawn();
+    let (_status_tx, status_rx) =
+        tokio::sync::watch::channel(crate::leadership::LeaderStatus::default());
+    let settings = owner::EventLogSettings {
+        me: "a".into(),
+        generation: 1,
+        capacity: 100,
+    };
+    tokio::spawn(inbox.run(settings, storage, status_rx));
+    log.report(Report::Up {
+        name: "b".into(),
+        generation: 1,
+    });
+    log.report(Report::Down {
+        name: "b".into(),
+        generation: 1,
+    });
+    log.report(Report::Renamed {
+        name: "b".into(),
+        generation: 2,
+    });
+    log.report(Report::Up {
+        name: "b".into(),
+        generation: 2,
+    });
+    let about_b = EventFilter {
+        node: Some("b".into()),
+        ..EventFilter::default()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+    let ops = loop {
+        let ops: Vec<EventOp> = log
+            .query(about_b.clone())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.op)
+            .collect();
+        if ops.len() >= 4 || tokio::time::Instant::now() > deadline {
+            break ops;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        ops,
+        vec![
+            EventOp::Join,
+            EventOp::Down,
+            EventOp::Reboot,
+            EventOp::Rejoin
+        ]
+    );
 }
