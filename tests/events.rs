@@ -2,6 +2,8 @@
 //! streams it live and a reader that never reads stays bounded, and `members --via` asks a
 //! member from outside the cluster.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
