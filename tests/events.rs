@@ -311,3 +311,56 @@ fn members_via_the_cluster_port_answer_with_the_right_key_and_a_wrong_key_gets_n
     wait_for(Duration::from_secs(10), || refused(member) > before)
         .expect("the wrong key's handshake was not counted");
 }
+
+#[test]
+fn monitor_with_a_log_level_also_prints_the_agent_s_log_lines() {
+    let cluster = Cluster::start(1);
+    let agent = &cluster.agents[0];
+    let mut monitor = Command::new(binary())
+        .args([
+            "monitor",
+            "--format",
+            "json",
+            "--log-level",
+            "info",
+            "--api",
+        ])
+        .arg(agent.api.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = monitor.stdout.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let started = lines.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(started.contains("\"started\""), "{started}");
+    agent
+        .post_json(
+            "/v1/alerts/raise",
+            &serde_json::json!({ "name": "logged", "severity": "warning", "summary": "seen" }),
+        )
+        .unwrap();
+    let (mut event, mut log) = (false, false);
+    while !(event && log) {
+        let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) else {
+            break;
+        };
+        let line: Value = serde_json::from_str(&line).unwrap();
+        event |= line["event"]["op"] == "Alert";
+        log |= line["log"]["level"] == "INFO"
+            && line["log"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("logged"));
+    }
+    let _ = monitor.kill();
+    let _ = monitor.wait();
+    assert!(event, "no Alert event");
+    assert!(log, "no INFO log line about the alert");
+}
