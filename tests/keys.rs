@@ -249,5 +249,9 @@ fn keys_use_is_refused_while_an_alive_member_does_not_answer_and_takes_a_fingerp
     });
     assert!(used.is_some(), "keys use by fingerprint never went through");
     let list = keys_list(&cluster.agents[1]);
-    assert_eq!(key_line(&list, &fingerprint(&k2))["primary_of"], 3, "{list}");
+    assert_eq!(
+        key_line(&list, &fingerprint(&k2))["primary_of"],
+        3,
+        "{list}"
+    );
 }

@@ -232,25 +232,36 @@ pub fn check_service_addr(addr: &str) -> Result<(), String> {
     }
     let (authority, port_needed) = match addr.split_once("://") {
         Some((scheme, rest)) => {
-            let scheme_ok = scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            let scheme_ok = scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
                 && scheme
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             if !scheme_ok {
                 return Err(format!("bad URL scheme {scheme:?}"));
             }
-            (rest.split(['/', '?', '#']).next().unwrap_or_default(), false)
+            (
+                rest.split(['/', '?', '#']).next().unwrap_or_default(),
+                false,
+            )
         }
         None => (addr, true),
     };
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("an IPv6 host needs its ']'")?;
         host.parse::<std::net::Ipv6Addr>()
             .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
         match after {
             "" => (host, None),
-            _ => (host, Some(after.strip_prefix(':').ok_or("':' expected after ']'")?)),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or("':' expected after ']'")?),
+            ),
         }
     } else {
         match authority.rsplit_once(':') {
