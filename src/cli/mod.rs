@@ -10,6 +10,7 @@ mod incidents_output;
 mod introspection_commands;
 mod leader_output;
 mod notify_output;
+mod packaging;
 mod setting_flags;
 mod table;
 
@@ -163,6 +164,14 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_since)]
         since: std::time::Duration,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `rover-agent man | man -l -`).
+    Man,
 }
 
 /// `alert raise` / `alert clear`.
