@@ -364,3 +364,27 @@ fn monitor_with_a_log_level_also_prints_the_agent_s_log_lines() {
     assert!(event, "no Alert event");
     assert!(log, "no INFO log line about the alert");
 }
+
+#[test]
+fn events_survive_a_restart_of_the_agent() {
+    let mut cluster = Cluster::start(1);
+    let name = cluster.agents[0].name.clone();
+    let started = events(&cluster.agents[0], &["--op", "Reboot"])[0]["at_ms"]
+        .as_u64()
+        .unwrap();
+    // sled flushes every 500 ms: kill -9 only once the first Reboot is on disk.
+    wait_for(Duration::from_secs(10), || {
+        cluster.agents[0]
+            .get_json("/v1/storage")
+            .and_then(|s| s["flushed_before_ms"].as_u64())
+            .is_some_and(|flushed| flushed > started)
+    })
+    .expect("storage never flushed");
+    cluster.agents[0].restart();
+    let reboots: Vec<Value> = events(&cluster.agents[0], &["--op", "Reboot", "--node", &name]);
+    assert_eq!(reboots.len(), 2, "{reboots:?}");
+    assert!(reboots[0]["seq"].as_u64() < reboots[1]["seq"].as_u64());
+    assert!(reboots[1]["detail"]
+        .as_str()
+        .is_some_and(|d| d.contains("generation")));
+}
