@@ -310,6 +310,17 @@ fn members_via_the_cluster_port_answer_with_the_right_key_and_a_wrong_key_gets_n
     assert!(out.stdout.is_empty());
     wait_for(Duration::from_secs(10), || refused(member) > before)
         .expect("the wrong key's handshake was not counted");
+    let metrics = member.http_get("/metrics").unwrap();
+    let handshakes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rover_cluster_refused_total{reason=\"handshake\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap();
+    assert!(handshakes > before, "{metrics}");
+    assert!(
+        metrics.contains("rover_events_total{op=\"Reboot\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -512,6 +512,9 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     ] {
         out.push_str(&format!("rover_members{{status=\"{status}\"}} {n}\n"));
     }
+    if let Ok(events) = state.events.counts().await {
+        out.push_str(&crate::introspection::metrics(&events));
+    }
     out.push_str(&crate::daemon::log_sink::metrics());
     Ok(out)
 }

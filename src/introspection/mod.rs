@@ -199,6 +199,49 @@ pub struct EventCounts {
     pub unstored: u64,
 }
 
+/// The counts in the Prometheus text format, for `/metrics`.
+pub fn metrics(counts: &EventCounts) -> String {
+    let mut out = String::from(
+        "# HELP rover_events_total Cluster events recorded since the start, by op.\n\
+         # TYPE rover_events_total counter\n",
+    );
+    for (op, n) in &counts.by_op {
+        out.push_str(&format!("rover_events_total{{op=\"{op}\"}} {n}\n"));
+    }
+    for (name, help, n) in [
+        (
+            "rover_events_held",
+            "Events in the ring buffer.",
+            counts.held as u64,
+        ),
+        (
+            "rover_events_dropped_reports_total",
+            "Event reports dropped: the event log's queue was full.",
+            counts.dropped_reports,
+        ),
+        (
+            "rover_events_monitor_dropped_total",
+            "Events monitor readers lost because they read too slowly.",
+            counts.monitor_dropped,
+        ),
+        (
+            "rover_events_unstored_total",
+            "Events not written to (or read back from) storage.",
+            counts.unstored,
+        ),
+    ] {
+        let kind = if name.ends_with("_total") {
+            "counter"
+        } else {
+            "gauge"
+        };
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {n}\n"
+        ));
+    }
+    out
+}
+
 /// Something that happened elsewhere, told to the owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Report {
