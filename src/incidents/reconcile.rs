@@ -189,8 +189,9 @@ fn new_outage_id(observed: &Observed, ledger: &Ledger, host: &HostView) -> Optio
 
 /// Whether the host of a host-down incident is back, as `host` shows it: it left on purpose, a
 /// newer generation is alive, or the generation that was declared down is alive and has talked
-/// since (a status sample newer than the last one the declaration knew). The same generation
-/// alive without a newer sample is no evidence: a view that has not seen the death yet.
+/// since (a status sample newer than the last one the declaration knew, taken after the
+/// declaration). The same generation alive without one is no evidence: a view that has not
+/// seen the death yet.
 fn host_is_back(incident: &Incident, host: &HostView) -> bool {
     let generation = incident.host_generation.unwrap_or(0);
     if host.status == MemberStatus::Left {
@@ -202,11 +203,11 @@ fn host_is_back(incident: &Incident, host: &HostView) -> bool {
     if host.generation > generation {
         return true;
     }
-    let talked_since = match (host.last_heard_ms, incident.last_heard_ms) {
-        (Some(now), Some(then)) => now > then,
-        (Some(now), None) => now > incident.opened_at_ms,
-        (None, _) => false,
-    };
+    // Newer than what the declaration knew, and taken after it: the last sample before a death
+    // a lagging view has not seen yet is older than the declaration (clocks within seconds).
+    let talked_since = host.last_heard_ms.is_some_and(|now| {
+        now > incident.opened_at_ms && incident.last_heard_ms.is_none_or(|then| now > then)
+    });
     host.generation == generation && talked_since
 }
 
@@ -411,6 +412,9 @@ mod tests {
         // A lone minority declared n2 down and died before anyone told n2: n2 never renews.
         let down = observed(vec![host("n2", 7, MemberStatus::Failed)]);
         let ledger = applied(&reconcile(&down, &Ledger::default(), 1_000));
+        // A view that has not seen the death, with a later sample from before it: not back.
+        let lagging = observed(vec![heard(host("n2", 7, MemberStatus::Alive), 950)]);
+        assert!(reconcile(&lagging, &ledger, 5_000).is_empty());
         let talking = observed(vec![heard(host("n2", 7, MemberStatus::Alive), 4_000)]);
         assert_eq!(
             reconcile(&talking, &ledger, 5_000),
