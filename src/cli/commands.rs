@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rover_membership::runtime::unix_ms;
 use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
 
@@ -81,6 +81,28 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         _ => client_runtime()?.block_on(run_client(&cli)),
+    }
+}
+
+/// How long `join` waits for a member besides this agent to be alive.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The alive members once another than this agent is alive, or `None` after [`JOIN_WAIT`].
+async fn wait_for_company(client: &ApiClient) -> Result<Option<usize>> {
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    loop {
+        let members: Vec<MemberInfo> = client.get("/v1/members").await?;
+        let alive = members
+            .iter()
+            .filter(|m| m.status == rover_membership::MemberStatus::Alive)
+            .count();
+        if alive > 1 {
+            return Ok(Some(alive));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -177,7 +199,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            sayln!("joined: {} answered", answer.announced.join(", "));
+            let seeds = answer.announced.join(", ");
+            match wait_for_company(&client).await? {
+                Some(alive) => sayln!("joined through {seeds}: {alive} members alive"),
+                None => bail!(
+                    "announced to {seeds}, but no member answered within {} s (is an agent \
+                     listening there, with the same cluster key?)",
+                    JOIN_WAIT.as_secs()
+                ),
+            }
         }
         Command::Members { status } => {
             let path = match status {

@@ -132,8 +132,14 @@ pub fn switch_step(
                     .map(|i| i.subject.clone()),
             )
             .collect();
+        let last_heard_ms: BTreeMap<String, u64> = observed
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.name.clone(), h.last_heard_ms?)))
+            .collect();
         step.hold.extend(cut_off_hold(
             &members,
+            &last_heard_ms,
             &behind_lost_switches,
             &pending,
             me,

@@ -274,12 +274,21 @@ fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_decla
         down("n2", 0, 15_000),
     ];
     assert_eq!(
-        cut_off_hold(&seen, &BTreeSet::new(), &downs, "n1", 20_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            20_000,
+            GROUP_WAIT
+        ),
         set(&["down/n2/0", "down/n3/0", "down/n5/0"])
     );
     // The wait ends 30 s after the first of them.
     assert!(cut_off_hold(
         &seen,
+        &BTreeMap::new(),
         &BTreeSet::new(),
         &downs,
         "n1",
@@ -301,6 +310,7 @@ fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_decla
     assert_eq!(
         cut_off_hold(
             &all_down,
+            &BTreeMap::new(),
             &BTreeSet::new(),
             &downs4,
             "n1",
@@ -312,6 +322,7 @@ fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_decla
     );
     assert!(cut_off_hold(
         &all_down,
+        &BTreeMap::new(),
         &BTreeSet::new(),
         &downs4,
         "n1",
@@ -333,7 +344,15 @@ fn downs_wait_while_the_suspects_make_the_loss_a_majority() {
     ]);
     let downs = [down("n4", 0, 10_000), down("n5", 0, 11_000)];
     assert_eq!(
-        cut_off_hold(&seen, &BTreeSet::new(), &downs, "n1", 16_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            16_000,
+            GROUP_WAIT
+        ),
         set(&["down/n4/0", "down/n5/0"])
     );
 }
@@ -350,7 +369,16 @@ fn losing_half_or_less_of_the_members_holds_nothing() {
         ("n6", Alive),
     ]);
     let downs = [down("n2", 0, 10_000), down("n3", 0, 11_000)];
-    assert!(cut_off_hold(&seen, &BTreeSet::new(), &downs, "n1", 12_000, GROUP_WAIT).is_empty());
+    assert!(cut_off_hold(
+        &seen,
+        &BTreeMap::new(),
+        &BTreeSet::new(),
+        &downs,
+        "n1",
+        12_000,
+        GROUP_WAIT
+    )
+    .is_empty());
 }
 
 #[test]
@@ -367,7 +395,15 @@ fn downs_already_announced_are_never_held() {
     announced.announced = true;
     let downs = [announced, down("n3", 0, 11_000), down("n5", 0, 12_000)];
     assert_eq!(
-        cut_off_hold(&seen, &BTreeSet::new(), &downs, "n1", 13_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            13_000,
+            GROUP_WAIT
+        ),
         set(&["down/n3/0", "down/n5/0"])
     );
 }
@@ -385,5 +421,57 @@ fn a_side_that_only_lost_whole_other_switches_holds_nothing() {
     ]);
     let downs = [down("n1", 0, 10_000), down("n2", 0, 10_000)];
     let behind = set(&["n1", "n2", "n3", "n4"]);
-    assert!(cut_off_hold(&seen, &behind, &downs, "n5", 11_000, GROUP_WAIT).is_empty());
+    assert!(cut_off_hold(
+        &seen,
+        &BTreeMap::new(),
+        &behind,
+        &downs,
+        "n5",
+        11_000,
+        GROUP_WAIT
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_minority_side_whose_other_member_keeps_talking_is_not_held() {
+    use Seen::{Alive, Failed};
+    // {n1, n4} | {n2, n3, n5}: n4's status samples keep coming after the first down.
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Alive),
+        ("n5", Failed),
+    ]);
+    let downs = [
+        down("n2", 0, 10_000),
+        down("n3", 0, 10_500),
+        down("n5", 0, 11_000),
+    ];
+    let quiet = BTreeMap::from([("n4".to_owned(), 9_000)]);
+    assert_eq!(
+        cut_off_hold(
+            &seen,
+            &quiet,
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            14_000,
+            GROUP_WAIT
+        )
+        .len(),
+        3
+    );
+    let talking = BTreeMap::from([("n4".to_owned(), 12_000)]);
+    assert!(cut_off_hold(
+        &seen,
+        &talking,
+        &BTreeSet::new(),
+        &downs,
+        "n1",
+        16_000,
+        GROUP_WAIT
+    )
+    .is_empty());
 }
