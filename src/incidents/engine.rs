@@ -263,6 +263,7 @@ impl<D: Deliver> Engine<D> {
             is_alive: &is_alive,
         };
         let work = due_work(&ledger, &view, now_ms, &self.context.rules);
+        let work = super::reconcile::without_news_of_living_hosts(work, &ledger, &observed);
         let work = switches::keep_sendable(work, &ledger, &switch_step.hold);
         let mut per_channel: BTreeMap<String, Vec<Work>> = BTreeMap::new();
         for item in work {
