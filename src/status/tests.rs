@@ -39,9 +39,9 @@ fn an_unchanged_sample_waits_for_full_every() {
 fn a_change_beyond_a_threshold_is_sent_at_once() {
     let sent = sample(0);
     let changes: [fn(&mut StatusSample); 6] = [
-        |s| s.load[0] += 0.5,
+        |s| s.load[0] += 0.6,
         |s| s.mem_used_pct += 2.5,
-        |s| s.disks[0].used_pct += 1.0,
+        |s| s.disks[0].used_pct += 1.1,
         |s| s.disks.clear(),
         |s| s.worst_check = CheckLevel::Critical,
         |s| s.uptime_s = 10,
