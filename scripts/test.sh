@@ -21,6 +21,7 @@ TEST_PACKAGES=(
     "python3-aiosmtpd:aiosmtpd" # a real SMTP server for the email notifier tests (tests/common/smtp.rs)
     "lldpd:lldpd"       # real LLDP/CDP switches for the topology tests (tests/common/switches.rs)
     "libcap2-bin:capsh" # an agent without CAP_NET_RAW (tests/topology.rs)
+    "systemd:systemd-analyze" # `systemd-analyze verify` of the packaged unit (tests/packaging.rs)
 )
 # ---------------------------------------------------------------------------------------------
 

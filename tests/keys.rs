@@ -219,3 +219,39 @@ fn removing_the_primary_or_using_a_key_some_member_lacks_is_refused_and_changes_
     assert_eq!(list["keys"].as_array().unwrap().len(), 1, "{list}");
     assert_eq!(key_line(&list, &fingerprint(&k1))["held_by"], 2, "{list}");
 }
+
+#[test]
+fn keys_use_is_refused_while_an_alive_member_does_not_answer_and_takes_a_fingerprint() {
+    let cluster = Cluster::start(3);
+    cluster.wait_converged(CONVERGE);
+    let k2 = keygen();
+    let out = cluster.agents[0].cli(&["keys", "install", &k2]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // n3 stops answering (SIGSTOP) but is still listed alive or suspect for a while.
+    let stopped = cluster.agents[2].pid();
+    let signal = |name: &str| {
+        std::process::Command::new("kill")
+            .args([name, &stopped.to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(signal("-STOP").success());
+    let out = cluster.agents[0].cli(&["keys", "use", &fingerprint(&k2)]);
+    assert!(signal("-CONT").success());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("did not answer"), "{}", stderr(&out));
+    // Answering again, it holds the key: the fingerprint is enough.
+    let used = common::wait_for(CONVERGE, || {
+        cluster.agents[0]
+            .cli(&["keys", "use", &fingerprint(&k2)])
+            .status
+            .success()
+    });
+    assert!(used.is_some(), "keys use by fingerprint never went through");
+    let list = keys_list(&cluster.agents[1]);
+    assert_eq!(
+        key_line(&list, &fingerprint(&k2))["primary_of"],
+        3,
+        "{list}"
+    );
+}

@@ -297,7 +297,28 @@ async fn keys_step(
     let key = request.key.trim();
     let op = match step.as_str() {
         "install" => KeyOp::Install(parse_key(key)?),
-        "use" => KeyOp::Use(parse_key(key)?),
+        "use" => match parse_id(key) {
+            // A fingerprint names a key this agent holds already (installed).
+            Some(id) => {
+                let held = state
+                    .grid
+                    .keys
+                    .state()
+                    .await
+                    .ok()
+                    .and_then(|s| s.ring.by_id(id).cloned());
+                KeyOp::Use(held.ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!(
+                            "no installed key has fingerprint {key}: give the key itself, or \
+                             install it first (keys install)"
+                        ),
+                    )
+                })?)
+            }
+            None => KeyOp::Use(parse_key(key)?),
+        },
         "remove" => match ClusterKey::from_base64(key) {
             Ok(key) => KeyOp::Remove(key.id()),
             Err(_) => KeyOp::Remove(parse_id(key).ok_or_else(|| {

@@ -68,6 +68,10 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Agent(ref args) => run_agent(args),
+        Command::Completions { shell } => {
+            super::packaging::write_completions(shell, &mut std::io::stdout().lock())
+        }
+        Command::Man => super::packaging::write_man_page(&mut std::io::stdout().lock()),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
@@ -300,7 +304,9 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 Format::Text => say!("{}", crate::topology::report::text(&report)),
             }
         }
-        Command::Agent(_) | Command::Keygen => unreachable!("handled before the client starts"),
+        Command::Agent(_) | Command::Keygen | Command::Completions { .. } | Command::Man => {
+            unreachable!("handled before the client starts")
+        }
     }
     Ok(())
 }

@@ -87,7 +87,7 @@ pub enum KeysCommand {
     },
     /// Make an installed key the primary on every member.
     Use {
-        /// The key.
+        /// The key, or its fingerprint (8 hex digits, from keys list).
         key: String,
     },
     /// Remove a key from every member (refused for a primary key).

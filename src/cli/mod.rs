@@ -9,6 +9,7 @@ mod history_output;
 mod incidents_output;
 mod leader_output;
 mod notify_output;
+mod packaging;
 mod setting_flags;
 mod table;
 
@@ -128,6 +129,14 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_since)]
         since: std::time::Duration,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff; `rover-agent man | man -l -`).
+    Man,
 }
 
 /// `alert raise` / `alert clear`.

@@ -490,6 +490,29 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
     }
 
     #[test]
+    fn the_packaged_default_config_parses_to_the_defaults() {
+        let text = include_str!("../../packaging/agent.toml");
+        let packaged = resolve_with(Some(text), &[], Layer::default()).unwrap();
+        let defaults = resolve_with(None, &[], Layer::default()).unwrap();
+        assert_eq!(format!("{packaged:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn every_example_line_of_the_packaged_config_parses_once_uncommented() {
+        let text: String = include_str!("../../packaging/agent.toml")
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if rest.starts_with('[') || rest.contains(" = ") => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let config = resolve_with(Some(&text), &[], Layer::default()).unwrap();
+        assert_eq!(config.node_name, "web-1");
+        assert_eq!(config.notify.names(), ["email"]);
+    }
+
+    #[test]
     fn the_readme_example_config_parses() {
         let readme = include_str!("../../README.md");
         let section = &readme[readme.find("## Configuration").unwrap()..];

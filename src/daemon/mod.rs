@@ -112,8 +112,11 @@ impl Daemon {
                 name: config.node_name.clone(),
                 node_id: opened.node_id,
                 team: config.team.clone(),
-                // A node that lost its Raft state waits to be added to its peers' group.
-                bootstrap: config.election.bootstraps(&config.join) && !opened.state_lost,
+                // A node that lost its Raft state waits to be added to its peers' group, and so
+                // does one invited into a cluster (an invitation is a --join).
+                bootstrap: config.election.bootstraps(&config.join)
+                    && config.join_token.is_none()
+                    && !opened.state_lost,
                 max_voters: config.election.max_voters,
                 voter_reap_after: config.election.voter_reap_after,
                 fallback_after: config.election.fallback_after,

@@ -181,6 +181,9 @@ pub fn spawn(context: GridContext) -> anyhow::Result<(GridHandle, JoinHandle<()>
             stored.remove(&record.signer, &record.service)?;
         }
     }
+    for (signer, service) in table.take_forgotten() {
+        stored.remove(&signer, &service)?;
+    }
     let (inputs, rx) = mpsc::channel(256);
     let handle = GridHandle {
         inputs,
@@ -241,10 +244,20 @@ impl GridTask {
                 if let Err(e) = self.context.storage.grid().put(&record) {
                     tracing::warn!(error = %e, "cannot store a grid-control record (kept in memory)");
                 }
+                self.remove_forgotten();
             }
             Offered::Duplicate => {}
             Offered::Dropped(reason, why) => {
                 tracing::debug!(via, reason = reason.as_str(), %why, "grid-control record dropped");
+            }
+        }
+    }
+
+    /// Removes from storage the old withdrawals the table forgot.
+    fn remove_forgotten(&mut self) {
+        for (signer, service) in self.table.take_forgotten() {
+            if let Err(e) = self.context.storage.grid().remove(&signer, &service) {
+                tracing::warn!(error = %e, "cannot remove a forgotten withdrawal from storage");
             }
         }
     }
@@ -292,6 +305,7 @@ impl GridTask {
             return Err(GridError::NotStored(e.to_string()));
         }
         self.table.offer(record.clone());
+        self.remove_forgotten();
         let item = BroadcastItem {
             topic: Topic::Record,
             key: record.slot_id(),

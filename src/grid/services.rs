@@ -224,6 +224,64 @@ fn checked_service_name(name: &str) -> Result<(), ServiceError> {
     }
 }
 
+/// Checks a service address: `host:port` (an IPv6 host in brackets) with a port from 1 to
+/// 65535, or a URL `scheme://host[:port][/path]`; no spaces.
+pub fn check_service_addr(addr: &str) -> Result<(), String> {
+    if addr.chars().any(char::is_whitespace) {
+        return Err("no spaces".into());
+    }
+    let (authority, port_needed) = match addr.split_once("://") {
+        Some((scheme, rest)) => {
+            let scheme_ok = scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
+            if !scheme_ok {
+                return Err(format!("bad URL scheme {scheme:?}"));
+            }
+            (
+                rest.split(['/', '?', '#']).next().unwrap_or_default(),
+                false,
+            )
+        }
+        None => (addr, true),
+    };
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or("an IPv6 host needs its ']'")?;
+        host.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
+        match after {
+            "" => (host, None),
+            _ => (
+                host,
+                Some(after.strip_prefix(':').ok_or("':' expected after ']'")?),
+            ),
+        }
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("no host".into());
+    }
+    match port {
+        Some(port) => match port.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(()),
+            _ => Err(format!("port {port:?}: 1 to 65535")),
+        },
+        None if port_needed => Err("no port".into()),
+        None => Ok(()),
+    }
+}
+
 /// `service set NAME ADDR`.
 pub async fn set_service(
     grid: &GridHandle,
@@ -237,6 +295,12 @@ pub async fn set_service(
             "service address: 1 to {MAX_SERVICE_ADDR} characters (host:port or a URL)"
         )));
     }
+    check_service_addr(&addr).map_err(|why| {
+        ServiceError::BadInput(format!(
+            "service address {:?}: {why} (host:port or a URL)",
+            escape(&addr)
+        ))
+    })?;
     let payload = payload::encode(&NamedService { addr: Some(addr) });
     Ok(grid
         .publish(Service::Named(name.to_owned()), payload)
@@ -363,4 +427,37 @@ pub async fn publish_addresses(
         generation,
     });
     Ok(grid.publish(Service::Addresses, payload).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_service_addr;
+
+    #[test]
+    fn service_addresses_are_host_port_or_urls_with_real_ports() {
+        for good in [
+            "127.0.0.1:9999",
+            "registry.example.org:443",
+            "[::1]:7900",
+            "https://ntfy.example.org/topic",
+            "http://user@10.0.0.1:8080/x?y=1",
+            "udp://[fe80::1]:53",
+        ] {
+            assert_eq!(check_service_addr(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "127.0.0.1:99999",
+            "127.0.0.1:0",
+            "notanaddr",
+            ":80",
+            "host:port",
+            "a b:1",
+            "[::1",
+            "[zz]:1",
+            "1http://x",
+            "http://:80/",
+        ] {
+            assert!(check_service_addr(bad).is_err(), "{bad} accepted");
+        }
+    }
 }

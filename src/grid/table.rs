@@ -1,10 +1,19 @@
 //! The records this agent holds, in memory: what the owner task offers every incoming record
 //! to. Pure (no storage, no network): it decodes, verifies, judges by the rules of
 //! [`rover_storage::grid::order`], keeps the table bounded and counts every drop by reason.
+//!
+//! A withdrawal (`service remove`: a named service without an address; `trust remove`: a
+//! trust record with nothing left) must stay for a while, or a peer that missed it would bring
+//! the old statement back; but it must not take one of the signer's
+//! [`MAX_RECORDS_PER_SIGNER`] places forever, or a node that removed what it had set could
+//! never state anything new. So withdrawals are counted apart: at most
+//! [`MAX_WITHDRAWALS_PER_SIGNER`] per signer, and past that the oldest (lowest seqnum) is
+//! forgotten, the same one on every node. The cost: a peer that slept through that many
+//! later withdrawals of one signer can bring an old statement back (remove it again).
 
 use std::collections::BTreeMap;
 
-use rover_storage::grid::order::{fits, judge, Verdict};
+use rover_storage::grid::order::{fits, judge, Verdict, MAX_RECORDS_PER_SIGNER};
 use rover_storage::grid::payload::Content;
 use rover_storage::grid::{DropCounts, DropReason, SignedRecord};
 use serde::{Deserialize, Serialize};
@@ -31,11 +40,28 @@ pub enum Offered {
     Dropped(DropReason, String),
 }
 
+/// The most withdrawals one signer may have in the table; see the module docs.
+pub const MAX_WITHDRAWALS_PER_SIGNER: usize = 256;
+
+/// Whether `record` withdraws what its signer stated (see the module docs).
+fn is_withdrawal(record: &SignedRecord) -> bool {
+    match Content::of(record) {
+        Ok(Content::Named(_, named)) => named.addr.is_none(),
+        Ok(Content::Trust(_, trust)) => trust.what.is_empty(),
+        _ => false,
+    }
+}
+
 /// The in-memory table. See the module docs.
 #[derive(Debug, Default)]
 pub struct GridTable {
     records: BTreeMap<([u8; 32], String), SignedRecord>,
+    /// Statements (not withdrawals) held per signer.
     per_signer: BTreeMap<[u8; 32], usize>,
+    /// Withdrawals held per signer, by (seqnum, service).
+    withdrawals: BTreeMap<[u8; 32], std::collections::BTreeSet<(u64, String)>>,
+    /// Slots forgotten since [`Self::take_forgotten`] was last called (to remove from storage).
+    forgotten: Vec<([u8; 32], String)>,
     dropped: DropCounts,
     duplicates: u64,
     accepted: u64,
@@ -66,17 +92,58 @@ impl GridTable {
     /// Offers a decoded record: verified, its payload checked, judged against what is held.
     pub fn offer(&mut self, record: SignedRecord) -> Offered {
         match self.check(&record) {
-            Ok(Verdict::New) => {
-                *self.per_signer.entry(record.signer).or_default() += 1;
+            Ok(verdict @ (Verdict::New | Verdict::Replaces)) => {
+                let was_statement = verdict == Verdict::Replaces
+                    && self
+                        .get(&record.signer, &record.service)
+                        .is_some_and(|held| !is_withdrawal(held));
+                if let Some(set) = self.withdrawals.get_mut(&record.signer) {
+                    set.retain(|(_, service)| *service != record.service);
+                }
+                if was_statement {
+                    self.count_statement(&record.signer, false);
+                }
+                if is_withdrawal(&record) {
+                    self.add_withdrawal(&record);
+                } else {
+                    self.count_statement(&record.signer, true);
+                }
                 self.keep(record)
             }
-            Ok(Verdict::Replaces) => self.keep(record),
             Ok(_) => {
                 self.duplicates = self.duplicates.saturating_add(1);
                 Offered::Duplicate
             }
             Err((reason, why)) => self.drop_for(reason, why),
         }
+    }
+
+    fn count_statement(&mut self, signer: &[u8; 32], added: bool) {
+        let count = self.per_signer.entry(*signer).or_default();
+        *count = if added {
+            count.saturating_add(1)
+        } else {
+            count.saturating_sub(1)
+        };
+    }
+
+    /// Notes a withdrawal; forgets the signer's oldest when it has too many.
+    fn add_withdrawal(&mut self, record: &SignedRecord) {
+        let set = self.withdrawals.entry(record.signer).or_default();
+        set.insert((record.seqnum, record.service.clone()));
+        while set.len() > MAX_WITHDRAWALS_PER_SIGNER {
+            let Some((_, service)) = set.pop_first() else {
+                break;
+            };
+            self.records.remove(&(record.signer, service.clone()));
+            self.forgotten.push((record.signer, service));
+        }
+    }
+
+    /// The slots forgotten (old withdrawals) since the last call: the caller removes them
+    /// from storage.
+    pub fn take_forgotten(&mut self) -> Vec<([u8; 32], String)> {
+        std::mem::take(&mut self.forgotten)
     }
 
     /// What [`Self::offer`] would do with `record`, without doing it or counting: `Ok` with
@@ -87,18 +154,32 @@ impl GridTable {
             .verify()
             .map_err(|e| (DropReason::from(&e), e.to_string()))?;
         Content::of(record).map_err(|why| (DropReason::BadPayload, why))?;
-        match judge(self.get(&record.signer, &record.service), record) {
-            Verdict::New => {
-                let held_by_signer = self.per_signer.get(&record.signer).copied().unwrap_or(0);
-                if fits(held_by_signer, self.records.len()) {
-                    Ok(Verdict::New)
-                } else {
-                    Err((
-                        DropReason::OverLimit,
-                        format!("{} records held", self.records.len()),
-                    ))
-                }
-            }
+        let held = self.get(&record.signer, &record.service);
+        let verdict = judge(held, record);
+        // A new statement needs a place; a withdrawal, or a statement replacing one, does not.
+        let needs_place = match verdict {
+            Verdict::New => !is_withdrawal(record),
+            Verdict::Replaces => held.is_some_and(is_withdrawal) && !is_withdrawal(record),
+            _ => false,
+        };
+        let held_by_signer = self.per_signer.get(&record.signer).copied().unwrap_or(0);
+        if needs_place && !fits(held_by_signer, 0) {
+            return Err((
+                DropReason::OverLimit,
+                format!(
+                    "{held_by_signer} statements of this signer held (at most \
+                     {MAX_RECORDS_PER_SIGNER}; removed ones do not count)"
+                ),
+            ));
+        }
+        if verdict == Verdict::New && !fits(0, self.records.len()) {
+            return Err((
+                DropReason::OverLimit,
+                format!("{} records held", self.records.len()),
+            ));
+        }
+        match verdict {
+            Verdict::New => Ok(Verdict::New),
             Verdict::Stale => Err((DropReason::Stale, format!("seqnum {}", record.seqnum))),
             Verdict::Conflicting => Err((
                 DropReason::Conflicting,
@@ -237,6 +318,54 @@ mod tests {
             assert!(matches!(theirs.offer_bytes(&bytes), Offered::Kept(_)));
         }
         assert_eq!(theirs.newer_than(&ours.digest()).len(), 1);
+    }
+
+    #[test]
+    fn removed_statements_free_their_place_and_the_oldest_withdrawals_are_forgotten() {
+        let mut table = GridTable::default();
+        let key = SigningKey::from_bytes(&[6; 32]);
+        let statement = |name: &str, seqnum: u64, addr: Option<&str>| {
+            let payload = encode(&NamedService {
+                addr: addr.map(str::to_owned),
+            });
+            SignedRecord::sign(&key, &format!("service/{name}"), seqnum, payload).unwrap()
+        };
+        let limit = MAX_RECORDS_PER_SIGNER;
+        for i in 0..limit {
+            let kept = table.offer(statement(&format!("s{i}"), 1, Some("x:1")));
+            assert!(matches!(kept, Offered::Kept(_)));
+        }
+        assert!(matches!(
+            table.offer(statement("one-more", 1, Some("x:1"))),
+            Offered::Dropped(DropReason::OverLimit, _)
+        ));
+        // Removing one frees a place for a new statement.
+        assert!(matches!(
+            table.offer(statement("s0", 2, None)),
+            Offered::Kept(_)
+        ));
+        assert!(matches!(
+            table.offer(statement("one-more", 1, Some("x:1"))),
+            Offered::Kept(_)
+        ));
+        // Setting a removed one again needs a place too: none is left.
+        assert!(matches!(
+            table.offer(statement("s0", 3, Some("x:1"))),
+            Offered::Dropped(DropReason::OverLimit, _)
+        ));
+        // Withdrawals are bounded apart: past the bound the oldest is forgotten.
+        for i in 0..MAX_WITHDRAWALS_PER_SIGNER {
+            let seqnum = 10 + u64::try_from(i).unwrap();
+            table.offer(statement(&format!("gone{i}"), seqnum, None));
+        }
+        assert_eq!(
+            table.take_forgotten(),
+            vec![(key.verifying_key().to_bytes(), "service/s0".to_owned())]
+        );
+        assert!(table
+            .get(&key.verifying_key().to_bytes(), "service/s0")
+            .is_none());
+        assert!(table.take_forgotten().is_empty());
     }
 
     #[test]

@@ -106,8 +106,46 @@ pub fn switch_step(
     });
     step.hold = plan.hold;
     if mode == LeaderMode::Fallback {
-        step.hold
-            .extend(cut_off_hold(&members, &down, me, now_ms, group_wait_ms));
+        // A switch lost while being cut off waits with the downs: one CUT OFF names both.
+        let switches_lost = ledger
+            .incidents()
+            .filter(|i| i.kind == IncidentKind::SwitchUnreachable)
+            .map(|i| DownIncident {
+                id: i.id.clone(),
+                host: i.subject.clone(),
+                generation: 0,
+                opened_at_ms: i.opened_at_ms,
+                announced: ledger
+                    .notifications_of(&i.id)
+                    .any(|r| r.phase == Phase::Opened),
+                open: matches!(i.state, IncidentState::Open | IncidentState::Notified),
+            });
+        let pending: Vec<DownIncident> = down.iter().cloned().chain(switches_lost).collect();
+        let behind_lost_switches: BTreeSet<String> = plan
+            .folds
+            .iter()
+            .flat_map(|f| f.hosts.iter().cloned())
+            .chain(
+                ledger
+                    .incidents()
+                    .filter(|i| i.kind == IncidentKind::HostDown && is_folded(ledger, &i.id))
+                    .map(|i| i.subject.clone()),
+            )
+            .collect();
+        let last_heard_ms: BTreeMap<String, u64> = observed
+            .hosts
+            .iter()
+            .filter_map(|h| Some((h.name.clone(), h.last_heard_ms?)))
+            .collect();
+        step.hold.extend(cut_off_hold(
+            &members,
+            &last_heard_ms,
+            &behind_lost_switches,
+            &pending,
+            me,
+            now_ms,
+            group_wait_ms,
+        ));
     }
     let record = |incident: &str, phase: Phase, switch: &str| {
         let channel = format!("{FOLDED_INTO}{switch}");

@@ -281,13 +281,27 @@ async fn check(
                 })
                 .map(|r| r.name.clone())
                 .collect();
-            if lacking.is_empty() {
-                Ok(())
-            } else {
+            // An alive or suspect member that did not answer may lack it too: sealing with a
+            // key it cannot open would cut it off.
+            let unknown: Vec<String> = report
+                .members
+                .iter()
+                .filter(|r| r.outcome != Outcome::Acknowledged && is_reachable_status(r.status))
+                .map(|r| r.name.clone())
+                .collect();
+            if !lacking.is_empty() {
                 Err(StepError::Refused(format!(
                     "{} lack key {fingerprint}: install it first (keys install)",
                     lacking.join(", ")
                 )))
+            } else if !unknown.is_empty() {
+                Err(StepError::Refused(format!(
+                    "{} did not answer, so it is not known whether they hold key \
+                     {fingerprint}: try again once they answer or are listed failed",
+                    unknown.join(", ")
+                )))
+            } else {
+                Ok(())
             }
         }
         KeyOp::Remove(_) => {

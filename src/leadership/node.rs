@@ -162,7 +162,14 @@ impl RaftNode {
 
     /// Why openraft stopped this node, if it did (a storage error is fatal to it).
     pub fn stopped(&self) -> Option<String> {
-        match &self.raft.metrics().borrow().running_state {
+        let metrics = self.raft.metrics();
+        // A core that panicked publishes nothing more: its metrics still say it runs, but
+        // their sender is gone.
+        if metrics.has_changed().is_err() {
+            return Some("the raft core ended (it panicked)".into());
+        }
+        let state = metrics.borrow().running_state.clone();
+        match state {
             Ok(()) => None,
             Err(fatal) => Some(fatal.to_string()),
         }

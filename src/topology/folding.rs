@@ -190,15 +190,20 @@ pub fn is_cut_off(plain: usize, folded: usize, members: usize) -> bool {
 /// first.
 pub const CUT_OFF_WAIT_MS: u64 = 30_000;
 
-/// The host-down incidents a fallback leader `me` holds while it is being cut off: the other
-/// members it sees down or suspect are more than half of the `members`, some of them are not
-/// declared down yet (or still look alive: a cut-off node probes slowly), and the first of
-/// its open, unannounced downs was opened less than [`CUT_OFF_WAIT_MS`] ago. Empty otherwise
-/// (the downs go out as usual: one CUT OFF message for all that fell meanwhile). Once every
-/// other member is declared, they still wait until `group_wait` after the newest, so that
-/// the last to fall goes out with the others.
+/// The host-down (and switch) incidents a fallback leader `me` holds while it is being cut
+/// off: the other members it sees down or suspect are more than half of the `members`, some
+/// of them are not lost behind a whole switch (`behind_lost_switches`: a side that only lost
+/// other switches is not cut off, its message names them at once), some are not declared
+/// down yet (suspect, or listed alive but not heard from, `last_heard_ms`, since the first
+/// down: a cut-off node probes slowly), and the first of its open,
+/// unannounced downs was opened less than [`CUT_OFF_WAIT_MS`] ago. Empty otherwise (the
+/// downs go out as usual: one CUT OFF message for all that fell meanwhile). Once every other
+/// member is declared, they still wait until `group_wait` after the newest, so that the last
+/// to fall goes out with the others.
 pub fn cut_off_hold(
     members: &[(String, Seen)],
+    last_heard_ms: &BTreeMap<String, u64>,
+    behind_lost_switches: &BTreeSet<String>,
     down: &[DownIncident],
     me: &str,
     now_ms: u64,
@@ -206,10 +211,11 @@ pub fn cut_off_hold(
 ) -> BTreeSet<String> {
     let counted = members.iter().filter(|(_, s)| *s != Seen::Gone).count();
     let others = || members.iter().filter(|(n, _)| n != me);
-    let losing = others()
+    let lost: Vec<&String> = others()
         .filter(|(_, s)| matches!(s, Seen::Failed | Seen::Suspect))
-        .count();
-    let rest_pending = others().any(|(_, s)| matches!(s, Seen::Alive | Seen::Suspect));
+        .map(|(n, _)| n)
+        .collect();
+    let some_plain = lost.iter().any(|n| !behind_lost_switches.contains(*n));
     let waiting: Vec<&DownIncident> = down.iter().filter(|d| d.open && !d.announced).collect();
     let (Some(first), Some(newest)) = (
         waiting.iter().map(|d| d.opened_at_ms).min(),
@@ -217,8 +223,18 @@ pub fn cut_off_hold(
     ) else {
         return BTreeSet::new();
     };
+    // Still to settle: a suspect, or a member listed alive that has not been heard from (no
+    // status sample) since the first down: on a side that really holds it, its samples keep
+    // coming; to a cut-off node, nobody's do.
+    let heard_since_first = |name: &String| last_heard_ms.get(name).is_some_and(|t| *t > first);
+    let rest_pending =
+        others().any(|(n, s)| *s == Seen::Suspect || (*s == Seen::Alive && !heard_since_first(n)));
     let settling = rest_pending || now_ms.saturating_sub(newest) < group_wait_ms;
-    if losing * 2 <= counted || !settling || now_ms.saturating_sub(first) >= CUT_OFF_WAIT_MS {
+    if lost.len() * 2 <= counted
+        || !some_plain
+        || !settling
+        || now_ms.saturating_sub(first) >= CUT_OFF_WAIT_MS
+    {
         return BTreeSet::new();
     }
     waiting.iter().map(|d| d.id.clone()).collect()

@@ -85,6 +85,25 @@ pub fn choose(all: Vec<NetworkInterface>, wanted: &[String]) -> Vec<LocalInterfa
     chosen
 }
 
+/// The interfaces of `[topology] interfaces` that cannot be listened on, each with why
+/// (`nosuch0: no such interface`, `lo: a loopback interface`, `eth1: down`), so that a typo
+/// or a down link is said, not silently left out.
+pub fn unusable(all: &[NetworkInterface], wanted: &[String]) -> Vec<String> {
+    wanted
+        .iter()
+        .filter_map(|name| {
+            let why = match all.iter().find(|i| &i.name == name) {
+                None => "no such interface",
+                Some(i) if i.is_loopback() => "a loopback interface",
+                Some(i) if !i.is_up() => "down",
+                Some(i) if i.mac.is_none_or(|m| m.octets() == [0; 6]) => "no MAC address",
+                Some(_) => return None,
+            };
+            Some(format!("{name}: {why}"))
+        })
+        .collect()
+}
+
 /// IPv6 fe80::/10 (every interface has one; it says nothing about the network).
 fn is_link_local(ip: std::net::IpAddr) -> bool {
     match ip {
@@ -126,6 +145,20 @@ mod tests {
         assert_eq!(chosen[0].name, "eth0");
         let subnets: Vec<String> = chosen[0].subnets.iter().map(ToString::to_string).collect();
         assert_eq!(subnets, vec!["10.213.5.0/24", "fd00:5::/64"]);
+    }
+
+    #[test]
+    fn configured_interfaces_that_cannot_be_used_are_named_with_why() {
+        let all = vec![
+            interface("eth0", true, &["10.0.0.5/24"]),
+            interface("eth1", false, &[]),
+        ];
+        let wanted: Vec<String> = ["eth0", "eth1", "nosuch0"].map(String::from).to_vec();
+        assert_eq!(
+            unusable(&all, &wanted),
+            ["eth1: down", "nosuch0: no such interface"]
+        );
+        assert!(unusable(&all, &[]).is_empty());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rover_membership::{BroadcastItem, MembershipHandle, Topic};
 use rover_storage::{HistoryEntry, HistoryEvent, HistoryStore, Storage};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::interfaces::{choose, LocalInterface};
+use super::interfaces::{choose, unusable, LocalInterface};
 use super::listener::{self, ListenerEvent, ListenerStats, ListenerThread};
 use super::map::TopologyMap;
 use super::neighbours::Neighbours;
@@ -163,6 +163,7 @@ pub fn spawn(
         table_tx,
         neighbours: Neighbours::default(),
         interfaces: Vec::new(),
+        unusable: Vec::new(),
         listeners: BTreeMap::new(),
         listener_state,
         stats: Arc::new(ListenerStats::default()),
@@ -222,6 +223,8 @@ struct TopologyTask {
     table_tx: watch::Sender<Arc<TopologyTable>>,
     neighbours: Neighbours,
     interfaces: Vec<LocalInterface>,
+    /// Configured interfaces that cannot be listened on, with why (said when it changes).
+    unusable: Vec<String>,
     listeners: BTreeMap<String, ListenerThread>,
     listener_state: ListenerState,
     stats: Arc<ListenerStats>,
@@ -341,10 +344,18 @@ impl TopologyTask {
         if self.listener_state == ListenerState::Disabled {
             return;
         }
-        let chosen = choose(
-            pnet_datalink::interfaces(),
-            &self.context.settings.interfaces,
-        );
+        let all = pnet_datalink::interfaces();
+        let unusable = unusable(&all, &self.context.settings.interfaces);
+        if unusable != self.unusable {
+            if !unusable.is_empty() {
+                tracing::warn!(
+                    "topology.interfaces names interfaces that cannot be listened on: {}",
+                    unusable.join(", ")
+                );
+            }
+            self.unusable = unusable;
+        }
+        let chosen = choose(all, &self.context.settings.interfaces);
         let names: Vec<&str> = chosen.iter().map(|i| i.name.as_str()).collect();
         let before: Vec<_> = self
             .interfaces

@@ -375,3 +375,49 @@ fn a_switch_whose_hosts_come_back_but_one_is_over_after_group_wait_naming_the_on
         .1
         .contains("  n4 stopped talking at 2025-11-21T22:18:32Z; still down"));
 }
+
+#[test]
+fn a_cut_off_node_losing_a_switch_first_and_its_neighbours_later_sends_one_cut_off() {
+    use MemberStatus::*;
+    // n1 on sw-a is cut off: sw-b's two hosts fall first, its own neighbours later (a cut-off
+    // node's Lifeguard probes slowly).
+    let map = lab_map();
+    let mut alone = Leader::new("n1", LeaderMode::Fallback);
+    let first = views(&[
+        ("n1", 1, Alive),
+        ("n2", 1, Suspect),
+        ("n3", 1, Suspect),
+        ("n4", 1, Alive),
+        ("n5", 1, Failed),
+        ("n6", 1, Failed),
+    ]);
+    alone.tick(&first, &map, T0);
+    alone.tick(&first, &map, T0 + GROUP_WAIT);
+    assert!(alone.titles().is_empty(), "{:?}", alone.titles());
+    let later = views(&[
+        ("n1", 1, Alive),
+        ("n2", 1, Failed),
+        ("n3", 1, Failed),
+        ("n4", 1, Suspect),
+        ("n5", 1, Failed),
+        ("n6", 1, Failed),
+    ]);
+    alone.tick(&later, &map, T0 + 8_000);
+    alone.tick(&later, &map, T0 + 8_000 + GROUP_WAIT);
+    assert!(alone.titles().is_empty(), "{:?}", alone.titles());
+    let all = views(&[
+        ("n1", 1, Alive),
+        ("n2", 1, Failed),
+        ("n3", 1, Failed),
+        ("n4", 1, Failed),
+        ("n5", 1, Failed),
+        ("n6", 1, Failed),
+    ]);
+    alone.tick(&all, &map, T0 + 20_000);
+    alone.tick(&all, &map, T0 + 20_000 + GROUP_WAIT);
+    alone.tick(&all, &map, T0 + 40_000);
+    assert_eq!(
+        alone.titles(),
+        vec!["rover: CUT OFF n1 cannot reach n2, n3, n4, n5, n6 (no quorum)"]
+    );
+}

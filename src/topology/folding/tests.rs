@@ -274,11 +274,28 @@ fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_decla
         down("n2", 0, 15_000),
     ];
     assert_eq!(
-        cut_off_hold(&seen, &downs, "n1", 20_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            20_000,
+            GROUP_WAIT
+        ),
         set(&["down/n2/0", "down/n3/0", "down/n5/0"])
     );
     // The wait ends 30 s after the first of them.
-    assert!(cut_off_hold(&seen, &downs, "n1", 10_000 + CUT_OFF_WAIT_MS, GROUP_WAIT).is_empty());
+    assert!(cut_off_hold(
+        &seen,
+        &BTreeMap::new(),
+        &BTreeSet::new(),
+        &downs,
+        "n1",
+        10_000 + CUT_OFF_WAIT_MS,
+        GROUP_WAIT
+    )
+    .is_empty());
     // n4 declared down too: nothing left to wait for...
     let all_down = members(&[
         ("n1", Alive),
@@ -291,10 +308,28 @@ fn a_fallback_leader_losing_most_members_holds_its_downs_until_the_rest_is_decla
     downs4.push(down("n4", 0, 28_000));
     // ... though the last to fall still has its group_wait, to go out with the others.
     assert_eq!(
-        cut_off_hold(&all_down, &downs4, "n1", 29_000, GROUP_WAIT).len(),
+        cut_off_hold(
+            &all_down,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs4,
+            "n1",
+            29_000,
+            GROUP_WAIT
+        )
+        .len(),
         4
     );
-    assert!(cut_off_hold(&all_down, &downs4, "n1", 28_000 + GROUP_WAIT, GROUP_WAIT).is_empty());
+    assert!(cut_off_hold(
+        &all_down,
+        &BTreeMap::new(),
+        &BTreeSet::new(),
+        &downs4,
+        "n1",
+        28_000 + GROUP_WAIT,
+        GROUP_WAIT
+    )
+    .is_empty());
 }
 
 #[test]
@@ -309,7 +344,15 @@ fn downs_wait_while_the_suspects_make_the_loss_a_majority() {
     ]);
     let downs = [down("n4", 0, 10_000), down("n5", 0, 11_000)];
     assert_eq!(
-        cut_off_hold(&seen, &downs, "n1", 16_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            16_000,
+            GROUP_WAIT
+        ),
         set(&["down/n4/0", "down/n5/0"])
     );
 }
@@ -326,7 +369,16 @@ fn losing_half_or_less_of_the_members_holds_nothing() {
         ("n6", Alive),
     ]);
     let downs = [down("n2", 0, 10_000), down("n3", 0, 11_000)];
-    assert!(cut_off_hold(&seen, &downs, "n1", 12_000, GROUP_WAIT).is_empty());
+    assert!(cut_off_hold(
+        &seen,
+        &BTreeMap::new(),
+        &BTreeSet::new(),
+        &downs,
+        "n1",
+        12_000,
+        GROUP_WAIT
+    )
+    .is_empty());
 }
 
 #[test]
@@ -343,7 +395,83 @@ fn downs_already_announced_are_never_held() {
     announced.announced = true;
     let downs = [announced, down("n3", 0, 11_000), down("n5", 0, 12_000)];
     assert_eq!(
-        cut_off_hold(&seen, &downs, "n1", 13_000, GROUP_WAIT),
+        cut_off_hold(
+            &seen,
+            &BTreeMap::new(),
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            13_000,
+            GROUP_WAIT
+        ),
         set(&["down/n3/0", "down/n5/0"])
     );
+}
+
+#[test]
+fn a_side_that_only_lost_whole_other_switches_holds_nothing() {
+    use Seen::{Alive, Failed};
+    let seen = members(&[
+        ("n1", Failed),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Failed),
+        ("n5", Alive),
+        ("n6", Alive),
+    ]);
+    let downs = [down("n1", 0, 10_000), down("n2", 0, 10_000)];
+    let behind = set(&["n1", "n2", "n3", "n4"]);
+    assert!(cut_off_hold(
+        &seen,
+        &BTreeMap::new(),
+        &behind,
+        &downs,
+        "n5",
+        11_000,
+        GROUP_WAIT
+    )
+    .is_empty());
+}
+
+#[test]
+fn a_minority_side_whose_other_member_keeps_talking_is_not_held() {
+    use Seen::{Alive, Failed};
+    // {n1, n4} | {n2, n3, n5}: n4's status samples keep coming after the first down.
+    let seen = members(&[
+        ("n1", Alive),
+        ("n2", Failed),
+        ("n3", Failed),
+        ("n4", Alive),
+        ("n5", Failed),
+    ]);
+    let downs = [
+        down("n2", 0, 10_000),
+        down("n3", 0, 10_500),
+        down("n5", 0, 11_000),
+    ];
+    let quiet = BTreeMap::from([("n4".to_owned(), 9_000)]);
+    assert_eq!(
+        cut_off_hold(
+            &seen,
+            &quiet,
+            &BTreeSet::new(),
+            &downs,
+            "n1",
+            14_000,
+            GROUP_WAIT
+        )
+        .len(),
+        3
+    );
+    let talking = BTreeMap::from([("n4".to_owned(), 12_000)]);
+    assert!(cut_off_hold(
+        &seen,
+        &talking,
+        &BTreeSet::new(),
+        &downs,
+        "n1",
+        16_000,
+        GROUP_WAIT
+    )
+    .is_empty());
 }
