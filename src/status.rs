@@ -4,6 +4,8 @@
 //! sent ([`changed_beyond_threshold`]), and at least every `status.full_every`, in a compact
 //! wire form ([`CompactSample`]): an idle fleet's samples barely move, and sending each one
 //! was most of an idle agent's gossip (N samples every 5 s, each retransmitted by every host).
+//! It also sends one when more members are alive than at its last look, so that a newcomer
+//! (or a side coming back after a split) holds every host's sample within an interval.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use rover_membership::runtime::unix_ms;
-use rover_membership::{BroadcastItem, MembershipHandle, Topic};
+use rover_membership::{BroadcastItem, MemberStatus, MembershipHandle, Topic};
 use rover_storage::{
     CheckLevel, DiskUsage, HistoryEntry, HistoryEvent, HistoryStore, StatusSample, Storage,
 };
@@ -47,11 +49,24 @@ impl Sampler {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let full_every_ms = u64::try_from(self.full_every.as_millis()).unwrap_or(u64::MAX);
         let mut last_sent: Option<StatusSample> = None;
+        let mut members_then = 0;
         loop {
             ticks.tick().await;
             let sample = self.measure();
             record_sample(&self.storage, &sample);
-            if !worth_sending(last_sent.as_ref(), &sample, full_every_ms) {
+            // A member we did not know has none of our samples: send one at once rather than
+            // at the next change or `full_every` (the first sample, taken before we joined,
+            // reached nobody).
+            let members_now = match self.membership.members().await {
+                Ok(members) => members
+                    .iter()
+                    .filter(|m| m.status == MemberStatus::Alive)
+                    .count(),
+                Err(_) => return,
+            };
+            let newcomer = members_now > members_then;
+            members_then = members_now;
+            if !newcomer && !worth_sending(last_sent.as_ref(), &sample, full_every_ms) {
                 continue;
             }
             if self
