@@ -18,6 +18,7 @@ pub mod grid;
 pub mod history_remote;
 pub mod history_replicas;
 pub mod incidents;
+pub mod introspection;
 pub mod invite;
 pub mod keys;
 pub mod leadership;

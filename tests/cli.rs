@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{binary, free_tcp_port, Cluster};
+use common::{binary, free_tcp_port, free_udp_port, Cluster};
 
 #[test]
 fn a_command_that_cannot_reach_the_agent_says_so_and_exits_1() {
@@ -114,6 +114,16 @@ fn join_through_the_cli_brings_two_lone_agents_together() {
     let text = String::from_utf8_lossy(&cluster.agents[1].cli(&["members"]).stdout).into_owned();
     assert!(text.starts_with("NAME"), "{text}");
     assert!(text.contains("n1") && text.contains("alive"), "{text}");
+}
+
+#[test]
+fn join_to_an_address_where_nobody_answers_fails_and_says_so() {
+    let cluster = Cluster::start(1);
+    let nobody = free_udp_port().to_string();
+    let out = cluster.agents[0].cli(&["join", &nobody]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no member answered"), "{stderr}");
 }
 
 #[test]

@@ -18,7 +18,9 @@ use common::pushover::{BackgroundServer, PushoverSink, TOKEN, USER};
 use common::smtp::{SmtpSink, SmtpSinkOptions};
 use common::{free_tcp_port, Cluster};
 use rover_agent::config::{self, Layer};
+use rover_agent::incidents::message::{compose, Sender};
 use rover_agent::notify::{Message, Notifiers, NotifyError, Priority};
+use rover_election::ledger::{Incident, IncidentKind, LeaderMode, Phase};
 
 /// Notifiers for a `[notify]` config given as TOML.
 fn notifiers(toml: &str) -> Notifiers {
@@ -42,6 +44,7 @@ fn message(title: &str, body: &str, priority: Priority) -> Message {
         details: serde_json::json!({
             "incidents": [{"id": "host-down/n3/1"}, {"id": "alert/n2/disk/7"}],
         }),
+        about: Vec::new(),
     }
 }
 
@@ -664,4 +667,138 @@ fn notify_test_without_the_token_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
+}
+
+// ------------------------------------------------------------ the same message, sent again
+
+/// The message `leader` composes about `items` of incident `host-down/n3/1` (and n4's).
+fn composed(leader: &str, items: &[(&str, Phase)]) -> Message {
+    let incidents: Vec<(Incident, Phase)> = items
+        .iter()
+        .map(|(host, phase)| {
+            let mut incident = Incident::new(
+                format!("down/{host}/1"),
+                IncidentKind::HostDown,
+                *host,
+                1_764_000_000_000,
+            );
+            if *phase == Phase::Resolved {
+                incident.resolved_at_ms = Some(1_764_000_060_000);
+            }
+            (incident, *phase)
+        })
+        .collect();
+    let refs: Vec<(&Incident, Phase)> = incidents.iter().map(|(i, p)| (i, *p)).collect();
+    compose(
+        &refs,
+        &Sender {
+            node: leader.into(),
+            mode: LeaderMode::Raft,
+            unseen: vec![],
+            context: Default::default(),
+        },
+    )
+}
+
+/// The value of header `name` in a raw email (one line).
+fn mail_header(raw: &str, name: &str) -> Option<String> {
+    let prefix = format!("{}:", name.to_lowercase());
+    raw.lines()
+        .find(|line| line.to_lowercase().starts_with(&prefix))
+        .map(|line| line[prefix.len()..].trim().to_owned())
+}
+
+#[tokio::test]
+async fn an_email_sent_again_by_the_next_leader_has_the_same_message_id_and_a_back_threads_under_its_down(
+) {
+    let sink = SmtpSink::start();
+    let notifiers = notifiers(&email_config(sink.port(), "none", ""));
+    let first = composed("n1", &[("n3", Phase::Opened)]);
+    let resend = composed("n2", &[("n3", Phase::Opened)]);
+    assert_ne!(first.body, resend.body, "the resend names another sender");
+    let back = composed("n2", &[("n3", Phase::Resolved)]);
+    for message in [&first, &resend, &back] {
+        notifiers.send("email", message).await.unwrap();
+    }
+    let mails = sink.wait_for_count(3, Duration::from_secs(10));
+    let ids: Vec<String> = mails
+        .iter()
+        .map(|m| mail_header(&m.raw, "Message-ID").unwrap_or_else(|| panic!("{}", m.raw)))
+        .collect();
+    assert_eq!(ids[0], ids[1], "a resend is the same message");
+    assert!(
+        ids[0].starts_with('<') && ids[0].ends_with("@example.org>"),
+        "{}",
+        ids[0]
+    );
+    assert_ne!(ids[2], ids[0]);
+    assert_eq!(mail_header(&mails[0].raw, "In-Reply-To"), None);
+    assert_eq!(
+        mail_header(&mails[2].raw, "In-Reply-To").as_ref(),
+        Some(&ids[0])
+    );
+    assert_eq!(
+        mail_header(&mails[2].raw, "References").as_ref(),
+        Some(&ids[0])
+    );
+}
+
+#[tokio::test]
+async fn a_webhook_sent_again_carries_the_same_idempotency_key_and_another_message_another() {
+    let hook = HookSink::start(204, "");
+    let notifiers = notifiers(&format!(
+        "[[notify.webhook]]\nurl = \"{}\"\n[[notify.webhook]]\nname = \"ntfy\"\nurl = \"{}\"\nformat = \"ntfy\"\n",
+        hook.url("/json"),
+        hook.url("/ntfy")
+    ));
+    let items = [("n3", Phase::Opened), ("n4", Phase::Opened)];
+    let first = composed("n1", &items);
+    let resend = composed("n2", &[items[1], items[0]]);
+    let back = composed("n2", &[("n3", Phase::Resolved)]);
+    for channel in ["webhook", "ntfy"] {
+        for message in [&first, &resend, &back] {
+            notifiers.send(channel, message).await.unwrap();
+        }
+    }
+    let seen = hook.seen();
+    assert_eq!(seen.len(), 6);
+    let keys: Vec<&str> = seen
+        .iter()
+        .map(|h| h.headers["idempotency-key"].to_str().unwrap())
+        .collect();
+    assert_eq!(keys[0].len(), 32, "{keys:?}");
+    assert_eq!(keys[0], keys[1], "a resend has the same key");
+    assert_ne!(keys[2], keys[0], "a BACK is another message");
+    assert_eq!(
+        keys[..3],
+        keys[3..],
+        "the key does not depend on the format"
+    );
+    // A message about no incident (notify test) has none.
+    notifiers
+        .send("webhook", &message("t", "b", Priority::Low))
+        .await
+        .unwrap();
+    assert!(!hook.seen()[6].headers.contains_key("idempotency-key"));
+}
+
+#[tokio::test]
+async fn a_pushover_title_ends_with_the_incident_ids_so_a_resend_shows_what_it_repeats() {
+    let sink = PushoverSink::start();
+    let notifiers = notifiers(&pushover_config(&sink.url(), USER, ""));
+    let items = [("n3", Phase::Opened), ("n4", Phase::Opened)];
+    notifiers
+        .send("pushover", &composed("n1", &items))
+        .await
+        .unwrap();
+    notifiers
+        .send("pushover", &composed("n2", &items))
+        .await
+        .unwrap();
+    let requests = sink.wait_for_count(2, Duration::from_secs(5));
+    assert_eq!(
+        requests[0].fields["title"],
+        "rover: DOWN n3, n4 [down/n3/1, down/n4/1]"
+    );
+    assert_eq!(requests[0].fields["title"], requests[1].fields["title"]);
 }

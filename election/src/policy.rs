@@ -198,16 +198,35 @@ pub fn due_work(ledger: &Ledger, view: &SendView<'_>, now_ms: u64, rules: &DueRu
             }
         }
         for record in pending_on_free_channels(ledger, incident, view) {
-            if orphaned_at(record, view, rules) <= now_ms {
-                work.push(Work {
-                    incident: incident.id.clone(),
-                    phase: record.phase,
-                    channel: record.channel.clone(),
-                    claim: Claim::TakeOver {
-                        holder: record.by_node.clone(),
-                    },
-                });
+            if orphaned_at(record, view, rules) > now_ms {
+                continue;
             }
+            match stale_news(ledger, incident, record) {
+                Some(Staleness::NoClosingYet) => {
+                    // Whether its news went out is not known; it is over now: the closing
+                    // message, once, instead of the news again.
+                    let closing = Work {
+                        incident: incident.id.clone(),
+                        phase: Phase::Resolved,
+                        channel: record.channel.clone(),
+                        claim: Claim::Fresh,
+                    };
+                    if !work.contains(&closing) {
+                        work.push(closing);
+                    }
+                    continue;
+                }
+                Some(Staleness::ClosingIntended) => continue,
+                None => {}
+            }
+            work.push(Work {
+                incident: incident.id.clone(),
+                phase: record.phase,
+                channel: record.channel.clone(),
+                claim: Claim::TakeOver {
+                    holder: record.by_node.clone(),
+                },
+            });
         }
     }
     work
@@ -237,7 +256,13 @@ pub fn next_due_at(
     }
     for incident in &incidents {
         for record in pending_on_free_channels(ledger, incident, view) {
-            times.push(orphaned_at(record, view, rules));
+            let superseded = matches!(
+                stale_news(ledger, incident, record),
+                Some(Staleness::ClosingIntended)
+            );
+            if !superseded {
+                times.push(orphaned_at(record, view, rules));
+            }
         }
     }
     times.extend(expiry_at(ledger, rules));
@@ -353,6 +378,33 @@ fn pending_on_free_channels<'a>(
     ledger
         .notifications_of(&incident.id)
         .filter(|r| r.is_pending() && !view.busy.contains(&r.channel))
+}
+
+/// How news left pending about an incident that is over stands.
+enum Staleness {
+    /// No closing message on its channel yet: that is what is owed.
+    NoClosingYet,
+    /// The closing message is intended: it settles the news when it goes out.
+    ClosingIntended,
+}
+
+/// Whether `record` is news (an opening or a reminder) left pending about an incident that is
+/// over: it is never sent again (a DOWN for a host that is back), the closing message
+/// supersedes it (see `Ledger`'s `Complete`).
+fn stale_news(ledger: &Ledger, incident: &Incident, record: &Notification) -> Option<Staleness> {
+    let over = matches!(
+        incident.state,
+        IncidentState::Resolved | IncidentState::Closed
+    );
+    if record.phase == Phase::Resolved || !over {
+        return None;
+    }
+    Some(
+        match ledger.notification(&incident.id, Phase::Resolved, &record.channel) {
+            None => Staleness::NoClosingYet,
+            Some(_) => Staleness::ClosingIntended,
+        },
+    )
 }
 
 /// When a pending record may be taken over: at once if its holder is another node that is
@@ -778,5 +830,58 @@ mod tests {
         assert_eq!(left, vec!["c"], "both ended before the cut-off");
         assert_eq!(expiry(&ledger, u64::MAX, &rules), None);
         assert_eq!(expiry(&ledger, u64::MAX, &RULES), None, "0 keeps for ever");
+    }
+
+    #[test]
+    fn a_down_the_other_side_sent_for_an_incident_closed_here_as_a_flap_gets_its_back() {
+        let mut majority = ledger_with(&[open("a", 0), resolve("a", 2_000)]);
+        let minority = ledger_with(&[
+            open("a", 0),
+            intend_on("a", Phase::Opened, "email", "n4", 5_000),
+            sent("a", Phase::Opened),
+        ]);
+        majority.apply(&LedgerCommand::Merge(minority.as_commands()));
+        assert_eq!(
+            due(&majority, "n1", 10_000),
+            vec![fresh("a", Phase::Resolved)]
+        );
+        majority.apply(&intend("a", Phase::Resolved, "n1"));
+        majority.apply(&sent("a", Phase::Resolved));
+        assert_eq!(due(&majority, "n1", 20_000), vec![]);
+        assert_eq!(majority.active_incidents().count(), 0);
+    }
+
+    #[test]
+    fn a_down_left_pending_by_a_dead_fallback_leader_on_an_incident_now_over_gets_a_back_not_a_second_down(
+    ) {
+        let mut majority = ledger_with(&[open("a", 0), resolve("a", 2_000)]);
+        let minority = ledger_with(&[
+            open("a", 0),
+            intend_on("a", Phase::Opened, "email", "n4", 5_000),
+        ]);
+        majority.apply(&LedgerCommand::Merge(minority.as_commands()));
+        let n4_dead = |name: &str| name != "n4";
+        let idle = email();
+        let view = SendView {
+            me: "n1",
+            idle: &idle,
+            busy: &[],
+            is_alive: &n4_dead,
+        };
+        assert_eq!(
+            due_work(&majority, &view, 10_000, &RULES),
+            vec![fresh("a", Phase::Resolved)]
+        );
+        majority.apply(&intend("a", Phase::Resolved, "n1"));
+        majority.apply(&sent("a", Phase::Resolved));
+        assert_eq!(due_work(&majority, &view, 20_000, &RULES), vec![]);
+        assert_eq!(next_due_at(&majority, &view, 20_000, &RULES), None);
+        // While the fallback leader may still be sending, nobody else does.
+        let pending = ledger_with(&[
+            open("b", 0),
+            intend_on("b", Phase::Opened, "email", "n4", 5_000),
+            resolve("b", 6_000),
+        ]);
+        assert_eq!(due(&pending, "n1", 10_000), vec![]);
     }
 }

@@ -179,6 +179,8 @@ pub struct AlertsContext {
     pub storage: Storage,
     /// Where our own alerts are broadcast.
     pub membership: MembershipHandle,
+    /// Where state changes are told (the cluster event log).
+    pub events: crate::introspection::EventLog,
 }
 
 /// Loads the stored alerts and starts the owner task.
@@ -386,6 +388,15 @@ impl AlertsTask {
         };
         if transition {
             tracing::info!(alert = %alert.key(), state = ?alert.state, severity = ?alert.severity, summary = %alert.summary, "alert");
+            self.context
+                .events
+                .report(crate::introspection::Report::Alert {
+                    host: alert.host.clone(),
+                    detail: format!(
+                        "{} {:?} {:?}: {}",
+                        alert.name, alert.state, alert.severity, alert.summary
+                    ),
+                });
             let entry = HistoryEntry {
                 host: alert.host.clone(),
                 at_ms: alert.last_change_ms,

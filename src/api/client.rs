@@ -76,6 +76,29 @@ impl ApiClient {
         self.answer(response).await
     }
 
+    /// `GET path` for a response that streams until the agent or the caller ends it: no time
+    /// limit past connecting.
+    pub async fn stream(&self, path: &str) -> Result<reqwest::Response> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(REQUEST_TIMEOUT)
+            .no_proxy()
+            .build()?;
+        let response = http
+            .get(self.url(path))
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let message = match response.json::<ErrorBody>().await {
+            Ok(body) => body.error,
+            Err(_) => status.to_string(),
+        };
+        Err(anyhow!("the agent refused: {message}"))
+    }
+
     /// `POST path` with a JSON body and the token.
     pub async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         self.post_within(path, body, REQUEST_TIMEOUT).await

@@ -5,6 +5,8 @@
 mod alert_routes;
 pub mod client;
 pub mod connections;
+mod event_routes;
+pub use self::event_routes::MonitorLine;
 pub mod grid_routes;
 mod history_routes;
 pub mod leader_routes;
@@ -77,6 +79,9 @@ pub struct InfoResponse {
     /// Grid-control records held, taken and dropped by reason (absent from older agents).
     #[serde(default)]
     pub records: Option<crate::grid::table::GridCounters>,
+    /// The cluster event log's counts (absent from older agents).
+    #[serde(default)]
+    pub events: Option<crate::introspection::EventCounts>,
 }
 
 /// Whether the agent's storage takes writes, as `info` shows it.

@@ -60,6 +60,7 @@ fn test_message(node: &str, team: &str, channel: &str) -> Message {
             "channel": channel,
             "incidents": [],
         }),
+        about: Vec::new(),
     }
 }
 

@@ -66,6 +66,8 @@ pub struct ApiState {
     pub topology: crate::topology::TopologyHandle,
     /// `history.replicas` (0: the default), to know whom to ask for a host's history.
     pub history_replicas: usize,
+    /// The cluster event log (`events`, `monitor`).
+    pub events: crate::introspection::EventLog,
 }
 
 /// Request bodies at most (the largest change, an alert, is well under 1 KiB).
@@ -96,6 +98,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/notify/test", post(super::notify_routes::test))
         .merge(super::grid_routes::routes())
         .route("/v1/topology", get(super::topology_routes::topology))
+        .route("/v1/events", get(super::event_routes::events))
+        .route("/v1/monitor", get(super::event_routes::monitor))
         .route("/metrics", get(metrics))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(guarded, guard))
@@ -242,10 +246,19 @@ async fn members(
 }
 
 async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
-    let status = state.membership.status().await.map_err(unavailable)?;
-    let members = state.membership.members().await.map_err(unavailable)?;
+    info_of(&state).await.map(Json).map_err(unavailable)
+}
+
+/// What `GET /v1/info` answers (also asked over the cluster port, `info --via`).
+pub async fn info_of(state: &ApiState) -> Result<InfoResponse, String> {
+    let status = state.membership.status().await.map_err(|e| e.to_string())?;
+    let members = state
+        .membership
+        .members()
+        .await
+        .map_err(|e| e.to_string())?;
     let election = state.leadership.status();
-    Ok(Json(InfoResponse {
+    Ok(InfoResponse {
         node: status.identity.name.clone(),
         team: state.team.clone(),
         cluster: status.keyring.primary().fingerprint(),
@@ -275,7 +288,8 @@ async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
         data_dir: state.data_dir.clone(),
         storage: super::StorageStatus::of(&state.storage.health()),
         records: state.grid.grid.counters().await.ok(),
-    }))
+        events: state.events.counts().await.ok(),
+    })
 }
 
 async fn join(
@@ -500,6 +514,9 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         ("left", counts.left),
     ] {
         out.push_str(&format!("rover_members{{status=\"{status}\"}} {n}\n"));
+    }
+    if let Ok(events) = state.events.counts().await {
+        out.push_str(&crate::introspection::metrics(&events));
     }
     out.push_str(&crate::daemon::log_sink::metrics());
     Ok(out)

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use rover_membership::runtime::unix_ms;
 use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
 
@@ -81,6 +81,28 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         _ => client_runtime()?.block_on(run_client(&cli)),
+    }
+}
+
+/// How long `join` waits for a member besides this agent to be alive.
+const JOIN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The alive members once another than this agent is alive, or `None` after [`JOIN_WAIT`].
+async fn wait_for_company(client: &ApiClient) -> Result<Option<usize>> {
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    loop {
+        let members: Vec<MemberInfo> = client.get("/v1/members").await?;
+        let alive = members
+            .iter()
+            .filter(|m| m.status == rover_membership::MemberStatus::Alive)
+            .count();
+        if alive > 1 {
+            return Ok(Some(alive));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
@@ -177,22 +199,65 @@ async fn run_client(cli: &Cli) -> Result<()> {
                     },
                 )
                 .await?;
-            sayln!("joined: {} answered", answer.announced.join(", "));
+            let seeds = answer.announced.join(", ");
+            match wait_for_company(&client).await? {
+                Some(alive) => sayln!("joined through {seeds}: {alive} members alive"),
+                None => bail!(
+                    "announced to {seeds}, but no member answered within {} s (is an agent \
+                     listening there, with the same cluster key?)",
+                    JOIN_WAIT.as_secs()
+                ),
+            }
         }
-        Command::Members { status } => {
+        Command::Members { status, via } => {
             let path = match status {
                 Some(s) => format!("/v1/members?status={}", status_name(*s)),
                 None => "/v1/members".into(),
             };
-            let members: Vec<MemberInfo> = client.get(&path).await?;
+            let asked: Option<Vec<MemberInfo>> = via
+                .ask(crate::introspection::remote::IntrospectQuery::Members)
+                .await?;
+            let mut members = match asked {
+                Some(members) => members,
+                None => client.get(&path).await?,
+            };
+            if let Some(wanted) = status {
+                members.retain(|m| m.status.as_str() == status_name(*wanted));
+            }
             print_members(cli.format, &members)?;
+        }
+        Command::Events {
+            since,
+            ops,
+            node,
+            via,
+        } => {
+            super::introspection_commands::events(
+                &client,
+                cli.format,
+                *since,
+                ops,
+                node.as_deref(),
+                via,
+            )
+            .await?;
+        }
+        Command::Monitor { ops, log_level } => {
+            super::introspection_commands::monitor(&client, cli.format, ops, log_level.as_deref())
+                .await?;
         }
         Command::Leave => {
             let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
             sayln!("left the cluster; the agent is shutting down");
         }
-        Command::Info => {
-            let info: InfoResponse = client.get("/v1/info").await?;
+        Command::Info { via } => {
+            let asked: Option<InfoResponse> = via
+                .ask(crate::introspection::remote::IntrospectQuery::Info)
+                .await?;
+            let info = match asked {
+                Some(info) => info,
+                None => client.get("/v1/info").await?,
+            };
             print_info(cli.format, &info)?;
         }
         Command::Leader => {
@@ -445,6 +510,9 @@ fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
     if let Some(records) = &info.records {
         rows.push(vec!["records".into(), records_line(records)]);
     }
+    if let Some(events) = &info.events {
+        rows.push(vec!["events".into(), events_line(events)]);
+    }
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())
 }
@@ -468,6 +536,29 @@ fn records_line(records: &crate::grid::table::GridCounters) -> String {
         } else {
             drops.join(", ")
         }
+    )
+}
+
+/// The `events` row of `info`: held, recorded by op, and what was lost.
+fn events_line(events: &crate::introspection::EventCounts) -> String {
+    let by_op: Vec<String> = events
+        .by_op
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    format!(
+        "{} of {} held; since start: {}; {} evicted, {} reports dropped, {} lost by slow monitors, {} not stored",
+        events.held,
+        events.capacity,
+        if by_op.is_empty() {
+            "none".to_owned()
+        } else {
+            by_op.join(", ")
+        },
+        events.evicted,
+        events.dropped_reports,
+        events.monitor_dropped,
+        events.unstored
     )
 }
 

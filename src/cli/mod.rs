@@ -7,6 +7,7 @@ mod grid_commands;
 mod grid_output;
 mod history_output;
 mod incidents_output;
+mod introspection_commands;
 mod leader_output;
 mod notify_output;
 mod packaging;
@@ -77,11 +78,45 @@ pub enum Command {
         /// Only members with this status.
         #[arg(long, value_enum)]
         status: Option<StatusFilter>,
+        /// Ask a member from outside the cluster.
+        #[command(flatten)]
+        via: introspection_commands::ViaArgs,
     },
     /// Leave the cluster gracefully; the agent then exits.
     Leave,
-    /// Node, team, cluster, leader, member counts, key fingerprints and counters.
-    Info,
+    /// Node, team, cluster, leader, member counts, key fingerprints, counters and event counts.
+    Info {
+        /// Ask a member from outside the cluster.
+        #[command(flatten)]
+        via: introspection_commands::ViaArgs,
+    },
+    /// The cluster events this agent saw (joins, downs, reboots, leader changes...), oldest
+    /// first.
+    Events {
+        /// Only events this recent, e.g. 10m, 2h (default: every event kept).
+        #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+        since: Option<std::time::Duration>,
+        /// Only this op (repeatable): Join, Leave, Down, Rejoin, Reboot, LeaderStart,
+        /// LeaderHeart, LeaderChange, Merge, Alert, Notification.
+        #[arg(long = "op", value_name = "OP", value_parser = introspection_commands::parse_op)]
+        ops: Vec<crate::introspection::EventOp>,
+        /// Only events about this node.
+        #[arg(long, value_name = "N")]
+        node: Option<String>,
+        /// Ask a member from outside the cluster.
+        #[command(flatten)]
+        via: introspection_commands::ViaArgs,
+    },
+    /// Print new cluster events as they happen (and, with --log-level, the agent's log lines)
+    /// until Ctrl-C.
+    Monitor {
+        /// Only this op (repeatable).
+        #[arg(long = "op", value_name = "OP", value_parser = introspection_commands::parse_op)]
+        ops: Vec<crate::introspection::EventOp>,
+        /// Also the agent's log lines at this level or more severe (error, warn, info, debug).
+        #[arg(long, value_name = "L")]
+        log_level: Option<String>,
+    },
     /// The notification leader and how it was chosen (raft term, or minority fallback).
     Leader,
     /// Open and recent incidents and what was notified, when, on which channel, by whom.

@@ -65,6 +65,8 @@ pub struct Config {
     pub incidents_retention: Duration,
     /// `history.replicas` (0: every member up to 20 members, else 5).
     pub history_replicas: usize,
+    /// `introspection.events`: cluster events kept.
+    pub introspection_events: usize,
     /// `status.full_every`: the longest time between two status samples sent.
     pub status_full_every: Duration,
     /// The checks to run.
@@ -81,7 +83,7 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The config file could not be read.
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -214,6 +216,8 @@ pub fn resolve(
     let retention = values.required_duration(&HISTORY_RETENTION)?;
     let incidents_retention = values.required_duration(&INCIDENTS_RETENTION)?.value;
     let history_replicas = usize::try_from(values.count(&settings::HISTORY_REPLICAS)?).unwrap_or(0);
+    let introspection_events = usize::try_from(values.count(&settings::INTROSPECTION_EVENTS)?)
+        .unwrap_or(crate::introspection::DEFAULT_EVENTS);
     let status_full_every = values
         .required_duration(&settings::STATUS_FULL_EVERY)?
         .value;
@@ -271,6 +275,7 @@ pub fn resolve(
         retention: retention.value,
         incidents_retention,
         history_replicas,
+        introspection_events,
         status_full_every,
         checks,
         election,

@@ -242,6 +242,12 @@ settings! {
         default: Default::Value("30d"), kind: between(MINUTE, LONGEST),
         doc: "closed incidents stay in the ledger this long after they ended, then go",
     };
+    /// `introspection.events`
+    INTROSPECTION_EVENTS = Setting {
+        key: "introspection.events", env: Some("ROVER_EVENTS"), flag: None,
+        default: Default::Value("10000"), kind: Kind::Count { min: 100, max: 1_000_000 },
+        doc: "cluster events (joins, downs, leader changes...) kept for `events`, in memory and on disk",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,

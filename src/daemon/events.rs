@@ -12,6 +12,7 @@ use rover_storage::{
 use tokio::sync::{watch, Notify};
 
 use crate::alerts::{AlertInput, AlertsHandle};
+use crate::introspection::Report;
 use crate::status;
 
 /// Meta key under which the last identity generation is kept.
@@ -35,11 +36,16 @@ pub struct EventRouter {
     pub topology: crate::topology::TopologyHandle,
     /// Which hosts' full history this agent keeps (`history.replicas`).
     pub placement: crate::history_replicas::Placement,
+    /// The cluster event log.
+    pub events: crate::introspection::EventLog,
 }
 
 impl EventRouter {
     /// Handles one event; failures are logged, never fatal.
     pub async fn route(&self, event: MemberEvent) {
+        if let Some(report) = report_of(&event) {
+            self.events.report(report);
+        }
         self.grid.route(&event).await;
         self.topology.on_member_event(&event);
         let result = match &event {
@@ -138,4 +144,30 @@ impl EventRouter {
         })?;
         Ok(())
     }
+}
+
+/// What the event log hears of a membership event (broadcasts and idleness: nothing).
+fn report_of(event: &MemberEvent) -> Option<Report> {
+    Some(match event {
+        MemberEvent::Up(m) => Report::Up {
+            name: m.name.clone(),
+            generation: m.generation,
+        },
+        MemberEvent::Failed(m) => Report::Down {
+            name: m.name.clone(),
+            generation: m.generation,
+        },
+        MemberEvent::Left(m) => Report::Left {
+            name: m.name.clone(),
+        },
+        MemberEvent::Renamed { to, .. } => Report::Renamed {
+            name: to.name.clone(),
+            generation: to.generation,
+        },
+        MemberEvent::Rejoined(me) => Report::RejoinedMyself {
+            generation: me.generation,
+        },
+        MemberEvent::Active => Report::Active,
+        MemberEvent::Idle | MemberEvent::Broadcast(_) => return None,
+    })
 }

@@ -74,7 +74,10 @@ pub fn init() {
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))
         .log_internal_errors(false)
         .with_filter(filter.and(RaftNetworkNoise));
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(layer)
+        .with(crate::introspection::log_stream::layer())
+        .try_init();
 }
 
 /// stderr that never fails: a refused line is counted and dropped (see the module docs).

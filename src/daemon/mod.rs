@@ -70,6 +70,8 @@ impl Daemon {
             addr: config.advertise,
             generation: next_generation(&storage)?,
         };
+        let generation = identity.generation;
+        let (events, events_inbox) = crate::introspection::spawn();
         let settings = CoreSettings {
             identity,
             tunables: Tunables::from(config.profile),
@@ -93,6 +95,7 @@ impl Daemon {
             host: config.node_name.clone(),
             storage: storage.clone(),
             membership: membership.clone(),
+            events: events.clone(),
         })?;
         let sync_now = Arc::new(Notify::new());
         let (worst_tx, worst_rx) = watch::channel(CheckLevel::Ok);
@@ -148,6 +151,20 @@ impl Daemon {
         .context("starting topology")?;
 
         let peer_rejected = Arc::new(AtomicU64::new(0));
+        let introspect = crate::introspection::remote::Answerer::default();
+        supervisor.spawn_critical(
+            "events",
+            Stop::Dropped,
+            events_inbox.run(
+                crate::introspection::owner::EventLogSettings {
+                    me: config.node_name.clone(),
+                    generation,
+                    capacity: config.introspection_events,
+                },
+                storage.clone(),
+                leadership.watch_status(),
+            ),
+        );
         supervisor.watch_critical("membership", membership_task);
         supervisor.watch_critical("alerts", alerts_task);
         supervisor.spawn_critical("leadership", Stop::Itself, leadership_task);
@@ -162,6 +179,7 @@ impl Daemon {
                 topology: topology.clone(),
                 grid: grid.peer.clone(),
                 storage: storage.clone(),
+                introspect: introspect.clone(),
             }
             .serve(cluster_port),
         );
@@ -178,6 +196,7 @@ impl Daemon {
                 notifiers: notifiers.clone(),
                 rules: due_rules(&config),
                 topology: topology.clone(),
+                events: events.clone(),
             }),
         );
         for (name, task) in topology_tasks {
@@ -247,7 +266,9 @@ impl Daemon {
             grid: grid.parts.clone(),
             topology: topology.clone(),
             history_replicas: config.history_replicas,
+            events: events.clone(),
         };
+        introspect.ready(state.clone());
         let stop_serving = supervisor.token();
         supervisor.spawn_critical("api", Stop::Itself, async move {
             server::serve(listener, state, stop_serving.cancelled_owned()).await;
@@ -275,6 +296,7 @@ impl Daemon {
             grid: grid.events.clone(),
             members_changed: members_changed_tx,
             topology,
+            events,
             placement: crate::history_replicas::Placement::new(
                 &config.node_name,
                 config.history_replicas,

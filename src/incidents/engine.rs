@@ -71,6 +71,8 @@ pub struct EngineContext<D> {
     pub rules: DueRules,
     /// The topology map (switch incidents, cut-off messages).
     pub topology: crate::topology::TopologyHandle,
+    /// Where notifications sent are told (the cluster event log).
+    pub events: crate::introspection::EventLog,
 }
 
 /// Runs the engine until the task is aborted.
@@ -261,6 +263,7 @@ impl<D: Deliver> Engine<D> {
             is_alive: &is_alive,
         };
         let work = due_work(&ledger, &view, now_ms, &self.context.rules);
+        let work = super::reconcile::without_news_of_living_hosts(work, &ledger, &observed);
         let work = switches::keep_sendable(work, &ledger, &switch_step.hold);
         let mut per_channel: BTreeMap<String, Vec<Work>> = BTreeMap::new();
         for item in work {
@@ -392,12 +395,22 @@ impl<D: Deliver> Engine<D> {
                 result,
             } => {
                 self.sending.remove(&channel);
-                match &result {
+                let detail = match &result {
                     Ok(delivery) => {
                         tracing::info!(%channel, incidents = items.len(), reference = ?delivery.reference, "notified");
+                        format!("sent, {} incidents", items.len())
                     }
-                    Err(e) => tracing::warn!(%channel, error = %e, "notification failed"),
-                }
+                    Err(e) => {
+                        tracing::warn!(%channel, error = %e, "notification failed");
+                        format!("failed, {} incidents: {e}", items.len())
+                    }
+                };
+                self.context
+                    .events
+                    .report(crate::introspection::Report::Notified {
+                        channel: channel.clone(),
+                        detail,
+                    });
                 // A delivered message left pending would be sent again by a successor.
                 let outcome = Unrecorded::of_send(&channel, mode, items, &result, unix_ms());
                 self.start_record(outcome);

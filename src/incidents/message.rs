@@ -14,7 +14,7 @@ use rover_election::ledger::{Incident, IncidentKind, LeaderMode, Phase, Severity
 use serde_json::json;
 
 use crate::control_chars::strip;
-use crate::notify::{Message, Priority};
+use crate::notify::{About, Message, Priority};
 
 /// Who sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,13 @@ pub fn compose(items: &[(&Incident, Phase)], sender: &Sender) -> Message {
                 "unseen": sender.unseen,
             },
         }),
+        about: items
+            .iter()
+            .map(|(i, phase)| About {
+                incident: i.id.clone(),
+                phase: *phase,
+            })
+            .collect(),
     }
 }
 

@@ -6,15 +6,18 @@
 //! happened (`down/<host>/<generation>`, `alert/<team>/<host>/<name>/<first seen>`) make every
 //! leader, on either side of a split, open the same incident for the same event.
 //!
-//! Incidents are resolved only on evidence: a host is back when a newer (or the same)
-//! generation of it is alive, or it left on purpose; an alert is over when the alert table no
-//! longer has it firing with the same first-seen time.
+//! Incidents are resolved only on evidence: a host is back when a newer generation of it is
+//! alive, the generation declared down is alive and has talked since (a newer status sample),
+//! or it left on purpose; an alert is over when the alert table no longer has it firing with
+//! the same first-seen time. A death after the host was back is a new incident, never folded
+//! into the one that ended; and no DOWN goes out for a host this leader sees alive.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use rover_election::ledger::{
-    Incident, IncidentKind, IncidentState, Ledger, LedgerCommand, Severity,
+    Incident, IncidentKind, IncidentState, Ledger, LedgerCommand, Phase, Severity,
 };
+use rover_election::policy::Work;
 use rover_membership::MemberStatus;
 use rover_storage::{Alert, AlertState};
 
@@ -81,8 +84,13 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
         .iter()
         .filter(|h| h.status == MemberStatus::Failed)
     {
-        let id = host_down_id(&host.name, host.generation);
-        if !known(&id) {
+        let Some(id) = new_outage_id(observed, ledger, host) else {
+            continue;
+        };
+        if !commands
+            .iter()
+            .any(|c| matches!(c, LedgerCommand::Open(i) if i.id == id))
+        {
             commands.push(LedgerCommand::Open(Incident {
                 severity: Severity::Critical,
                 last_heard_ms: host.last_heard_ms,
@@ -116,22 +124,17 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
         }
     }
 
-    let hosts: BTreeMap<&str, &HostView> = observed
-        .hosts
-        .iter()
-        .map(|h| (h.name.as_str(), h))
-        .collect();
     let ongoing = ledger
         .incidents()
         .filter(|i| matches!(i.state, IncidentState::Open | IncidentState::Notified));
     let mut resolved = BTreeSet::new();
     for incident in ongoing {
         let over = match incident.kind {
-            IncidentKind::HostDown => hosts.get(incident.subject.as_str()).is_some_and(|h| {
-                h.status == MemberStatus::Left
-                    || (h.status == MemberStatus::Alive
-                        && h.generation > incident.host_generation.unwrap_or(0))
-            }),
+            IncidentKind::HostDown => observed
+                .hosts
+                .iter()
+                .filter(|h| h.name == incident.subject)
+                .any(|h| host_is_back(incident, h)),
             IncidentKind::AlertFiring => {
                 !firing.contains_key(&incident.id) && alert_moved_on(incident, &observed.alerts)
             }
@@ -147,6 +150,93 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
         }
     }
     commands
+}
+
+/// The id of the incident a failed `host` opens, or `None` when its outage already has one
+/// still going on. The first outage of a generation is `down/<host>/<generation>`; a death of
+/// the same generation after its earlier incident ended (it was seen talking again: a
+/// declaration its declarers never told it of) is a new outage, `down/<host>/<generation>/<n>`
+/// with `n` counting that generation's incidents, so that leaders sharing a ledger name it
+/// alike; never while this view or the ledger knows a newer generation (a stale entry).
+fn new_outage_id(observed: &Observed, ledger: &Ledger, host: &HostView) -> Option<String> {
+    let first = host_down_id(&host.name, host.generation);
+    if ledger.incident(&first).is_none() {
+        return Some(first);
+    }
+    let newer_seen = observed
+        .hosts
+        .iter()
+        .any(|h| h.name == host.name && h.generation > host.generation);
+    let of_host: Vec<&Incident> = ledger
+        .incidents()
+        .filter(|i| i.kind == IncidentKind::HostDown && i.subject == host.name)
+        .collect();
+    let newer_known = of_host
+        .iter()
+        .any(|i| i.host_generation.unwrap_or(0) > host.generation);
+    let of_generation: Vec<&&Incident> = of_host
+        .iter()
+        .filter(|i| i.host_generation == Some(host.generation))
+        .collect();
+    let ongoing = of_generation.iter().any(|i| i.is_ongoing());
+    if newer_seen || newer_known || ongoing {
+        return None;
+    }
+    (of_generation.len() + 1..)
+        .map(|n| format!("{first}/{n}"))
+        .find(|id| ledger.incident(id).is_none())
+}
+
+/// Whether the host of a host-down incident is back, as `host` shows it: it left on purpose, a
+/// newer generation is alive, or the generation that was declared down is alive and has talked
+/// since (a status sample newer than the last one the declaration knew, taken after the
+/// declaration). The same generation alive without one is no evidence: a view that has not
+/// seen the death yet.
+fn host_is_back(incident: &Incident, host: &HostView) -> bool {
+    let generation = incident.host_generation.unwrap_or(0);
+    if host.status == MemberStatus::Left {
+        return true;
+    }
+    if host.status != MemberStatus::Alive {
+        return false;
+    }
+    if host.generation > generation {
+        return true;
+    }
+    // Newer than what the declaration knew, and taken after it: the last sample before a death
+    // a lagging view has not seen yet is older than the declaration (clocks within seconds).
+    let talked_since = host.last_heard_ms.is_some_and(|now| {
+        now > incident.opened_at_ms && incident.last_heard_ms.is_none_or(|then| now > then)
+    });
+    host.generation == generation && talked_since
+}
+
+/// Whether `incident` is about a host this view lists alive (its generation, or a newer one):
+/// news of its death (a DOWN, a STILL DOWN) must not go out from here.
+pub fn host_visibly_alive(incident: &Incident, observed: &Observed) -> bool {
+    incident.kind == IncidentKind::HostDown
+        && observed.hosts.iter().any(|h| {
+            h.name == incident.subject
+                && h.status == MemberStatus::Alive
+                && h.generation >= incident.host_generation.unwrap_or(0)
+        })
+}
+
+/// `work` without the news of hosts this view lists alive ([`host_visibly_alive`]): their
+/// incidents end (or their death reaches this view) first.
+pub fn without_news_of_living_hosts(
+    work: Vec<Work>,
+    ledger: &Ledger,
+    observed: &Observed,
+) -> Vec<Work> {
+    work.into_iter()
+        .filter(|w| {
+            w.phase == Phase::Resolved
+                || !ledger
+                    .incident(&w.incident)
+                    .is_some_and(|i| host_visibly_alive(i, observed))
+        })
+        .collect()
 }
 
 /// Whether the alert of an alert incident is known and no longer the firing it announced:
@@ -302,6 +392,106 @@ mod tests {
             commands.len(),
             2,
             "the new firing opens, the old one resolves"
+        );
+    }
+
+    fn heard(mut view: HostView, at_ms: u64) -> HostView {
+        view.last_heard_ms = Some(at_ms);
+        view
+    }
+
+    fn observed(hosts: Vec<HostView>) -> Observed {
+        Observed {
+            hosts,
+            alerts: vec![],
+        }
+    }
+
+    #[test]
+    fn the_generation_declared_down_alive_and_talking_since_is_back() {
+        // A lone minority declared n2 down and died before anyone told n2: n2 never renews.
+        let down = observed(vec![host("n2", 7, MemberStatus::Failed)]);
+        let ledger = applied(&reconcile(&down, &Ledger::default(), 1_000));
+        // A view that has not seen the death, with a later sample from before it: not back.
+        let lagging = observed(vec![heard(host("n2", 7, MemberStatus::Alive), 950)]);
+        assert!(reconcile(&lagging, &ledger, 5_000).is_empty());
+        let talking = observed(vec![heard(host("n2", 7, MemberStatus::Alive), 4_000)]);
+        assert_eq!(
+            reconcile(&talking, &ledger, 5_000),
+            vec![LedgerCommand::Resolve {
+                incident: "down/n2/7".into(),
+                at_ms: 5_000
+            }]
+        );
+    }
+
+    #[test]
+    fn a_death_after_the_host_was_back_is_a_new_incident_not_folded_into_the_ended_one() {
+        let down = observed(vec![host("n2", 7, MemberStatus::Failed)]);
+        let mut ledger = applied(&reconcile(&down, &Ledger::default(), 1_000));
+        assert!(reconcile(&down, &ledger, 2_000).is_empty(), "same outage");
+        let talking = observed(vec![heard(host("n2", 7, MemberStatus::Alive), 4_000)]);
+        for command in reconcile(&talking, &ledger, 5_000) {
+            ledger.apply(&command);
+        }
+        let killed = observed(vec![heard(host("n2", 7, MemberStatus::Failed), 6_000)]);
+        let commands = reconcile(&killed, &ledger, 9_000);
+        let [LedgerCommand::Open(incident)] = commands.as_slice() else {
+            panic!("{commands:?}");
+        };
+        assert_eq!(incident.id, "down/n2/7/2");
+        assert_eq!(incident.host_generation, Some(7));
+        assert_eq!(incident.last_heard_ms, Some(6_000));
+        ledger.apply(&commands[0]);
+        assert!(
+            reconcile(&killed, &ledger, 10_000).is_empty(),
+            "opened once"
+        );
+        // A stale entry of an old generation beside a newer one opens nothing.
+        let mut renewed = applied(&reconcile(&down, &Ledger::default(), 1_000));
+        renewed.apply(&LedgerCommand::Resolve {
+            incident: "down/n2/7".into(),
+            at_ms: 2_000,
+        });
+        let both = observed(vec![
+            host("n2", 8, MemberStatus::Alive),
+            host("n2", 7, MemberStatus::Failed),
+        ]);
+        assert!(reconcile(&both, &renewed, 3_000).is_empty());
+    }
+
+    #[test]
+    fn no_down_goes_out_for_a_host_this_leader_sees_alive() {
+        let down = observed(vec![
+            host("n2", 7, MemberStatus::Failed),
+            host("n3", 4, MemberStatus::Failed),
+        ]);
+        let ledger = applied(&reconcile(&down, &Ledger::default(), 1_000));
+        let work = |id: &str, phase: Phase| Work {
+            incident: id.into(),
+            phase,
+            channel: "email".into(),
+            claim: rover_election::policy::Claim::Fresh,
+        };
+        let due = vec![
+            work("down/n2/7", Phase::Opened),
+            work("down/n3/4", Phase::Opened),
+            work("down/n2/7", Phase::Resolved),
+        ];
+        let seen = observed(vec![
+            host("n2", 7, MemberStatus::Alive),
+            host("n3", 4, MemberStatus::Suspect),
+        ]);
+        assert_eq!(
+            without_news_of_living_hosts(due.clone(), &ledger, &seen),
+            vec![
+                work("down/n3/4", Phase::Opened),
+                work("down/n2/7", Phase::Resolved)
+            ]
+        );
+        assert_eq!(
+            without_news_of_living_hosts(due.clone(), &ledger, &down),
+            due
         );
     }
 }

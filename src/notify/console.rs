@@ -51,6 +51,7 @@ mod tests {
             body: "n3 stopped talking at 12:00:01\n".into(),
             priority: Priority::High,
             details: serde_json::Value::Null,
+            about: Vec::new(),
         };
         assert_eq!(
             render(&message),
@@ -64,6 +65,7 @@ mod tests {
             title: "rover: FIRING x\r\u{1b}[2K".into(),
             body: "line one\rforged\nline two\u{7}".into(),
             priority: Priority::Normal,
+            about: Vec::new(),
             details: serde_json::Value::Null,
         };
         assert_eq!(

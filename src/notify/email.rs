@@ -7,6 +7,10 @@
 //! STARTTLS it must offer is refused at once; a transient (4xx) reply, a lost connection or a
 //! timeout is retried, at most 3 attempts, 5 s then 10 s apart. The channel's `timeout` bounds
 //! each whole attempt, from connecting to the server's answer to the message.
+//!
+//! The `Message-ID` (at the sender address's domain) and the `In-Reply-To`/`References` of a
+//! message about incidents come from [`identity`]: a resend is the same email, and an
+//! incident's later messages thread under its opening one.
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
@@ -15,7 +19,7 @@ use lettre::transport::smtp::response::Response;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
 use super::retry::{self, Attempt, RetryPolicy};
-use super::{Delivery, Message, NotifyError};
+use super::{identity, Delivery, Message, NotifyError};
 use crate::config::notify::{EmailConfig, SmtpTls};
 
 /// Attempts per message.
@@ -57,6 +61,16 @@ impl EmailNotifier {
             .from(self.config.from.clone())
             .subject(message.title.clone())
             .header(ContentType::TEXT_PLAIN);
+        let domain = self.config.from.email.domain();
+        let own = identity::message_id(&message.about, domain);
+        let roots = identity::thread_roots(&message.about, domain, own.as_deref());
+        if !roots.is_empty() {
+            builder = builder
+                .in_reply_to(roots.join(" "))
+                .references(roots.join(" "));
+        }
+        // None: lettre makes a fresh one (a message about no incident).
+        builder = builder.message_id(own);
         for to in &self.config.to {
             builder = builder.to(to.clone());
         }

@@ -2,7 +2,9 @@
 //!
 //! The program gets the message as JSON (`{"title", "body", "priority", "details"}`) on stdin
 //! and as environment variables: `ROVER_TITLE`, `ROVER_BODY`, `ROVER_PRIORITY` (`low`, `normal`,
-//! `high`) and `ROVER_INCIDENTS` (the incident ids of `details.incidents`, comma-separated).
+//! `high`), `ROVER_INCIDENTS` (the incident ids of `details.incidents`, comma-separated) and
+//! `ROVER_IDEMPOTENCY_KEY` (the same for a resend of the same messages, see `identity`; empty
+//! for a message about no incident).
 //! Exit 0 is delivered (the reference is the first line of stdout, if any); another exit code is
 //! refused, with the code and the first line of stderr; a program not found is refused; one
 //! still running at the timeout is killed with its process group, reaped, and counts as a
@@ -94,6 +96,10 @@ pub(crate) fn environment(message: &Message) -> Vec<(&'static str, String)> {
         ("ROVER_BODY", message.body.clone()),
         ("ROVER_PRIORITY", message.priority.as_str().to_owned()),
         ("ROVER_INCIDENTS", incident_ids(&message.details).join(",")),
+        (
+            "ROVER_IDEMPOTENCY_KEY",
+            super::identity::idempotency_key(&message.about).unwrap_or_default(),
+        ),
     ]
 }
 
@@ -173,6 +179,7 @@ mod tests {
             body: "b".into(),
             priority: Priority::Low,
             details: serde_json::json!({"incidents": [{"id": "a"}, {"id": "b"}]}),
+            about: Vec::new(),
         };
         assert_eq!(
             environment(&message),
@@ -181,6 +188,7 @@ mod tests {
                 ("ROVER_BODY", "b".to_owned()),
                 ("ROVER_PRIORITY", "low".to_owned()),
                 ("ROVER_INCIDENTS", "a,b".to_owned()),
+                ("ROVER_IDEMPOTENCY_KEY", String::new()),
             ]
         );
     }

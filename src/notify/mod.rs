@@ -13,6 +13,7 @@ mod console;
 mod email;
 mod exec;
 mod http;
+pub mod identity;
 pub mod pushover;
 mod retry;
 mod webhook;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use self::channels::Notifiers;
+pub use self::identity::About;
 
 /// How urgent a message is; notifiers map it to their own scale.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -58,6 +60,11 @@ pub struct Message {
     /// The incidents this message covers, with everything known about them, for machines
     /// (webhook bodies, exec stdin).
     pub details: serde_json::Value,
+    /// Each incident the message is about and which of its messages: what the reader's keys
+    /// are derived from ([`identity`]), the same when another leader sends it again. Empty for
+    /// a message about no incident.
+    #[serde(skip)]
+    pub about: Vec<About>,
 }
 
 /// What a provider said when it accepted a message.

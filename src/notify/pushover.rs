@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::http::{self, HttpAnswer};
 use super::retry::{self, Attempt, RetryPolicy};
-use super::{Delivery, Message, NotifyError, Priority};
+use super::{identity, Delivery, Message, NotifyError, Priority};
 use crate::config::notify::{PushoverConfig, PushoverHigh};
 
 /// Pushover's limit on `title`, in characters.
@@ -89,7 +89,7 @@ pub(crate) fn form(
     let mut fields = vec![
         ("token", config.token.expose().to_owned()),
         ("user", config.user.expose().to_owned()),
-        ("title", truncate_chars(&message.title, TITLE_MAX_CHARS)),
+        ("title", truncate_chars(&title(message), TITLE_MAX_CHARS)),
         ("message", truncate_chars(body, MESSAGE_MAX_CHARS)),
         ("priority", priority.to_string()),
     ];
@@ -107,6 +107,17 @@ pub(crate) fn form(
         fields.push(("sound", sound.clone()));
     }
     fields
+}
+
+/// The title, followed by the incident ids in brackets for a message about incidents: Pushover
+/// does not deduplicate, so a resend after a leader died shows which message it repeats.
+fn title(message: &Message) -> String {
+    let ids = identity::incident_ids(&message.about);
+    if ids.is_empty() {
+        message.title.clone()
+    } else {
+        format!("{} [{}]", message.title, ids.join(", "))
+    }
 }
 
 /// `text` cut to at most `max` characters (never inside a character); a cut text ends in `…`.
@@ -182,6 +193,7 @@ mod tests {
             body: "since 12:00".into(),
             priority,
             details: serde_json::Value::Null,
+            about: Vec::new(),
         }
     }
 

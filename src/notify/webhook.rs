@@ -5,6 +5,9 @@
 //! 2xx is delivered (for ntfy, the reference is the `id` of its JSON answer); 429 waits for
 //! `Retry-After` (else a minute) and 5xx or a lost connection retries 5 s, 10 s... later, both
 //! within the send budget; any other 4xx is refused at once.
+//!
+//! A message about incidents carries an `Idempotency-Key` header ([`identity`]), the same when
+//! another leader sends it again.
 
 use std::time::Duration;
 
@@ -13,8 +16,12 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 
 use super::http::{self, HttpAnswer};
 use super::retry::{self, Attempt, RetryPolicy};
-use super::{Delivery, Message, NotifyError, Priority};
+use super::{identity, Delivery, Message, NotifyError, Priority};
 use crate::config::notify::{WebhookConfig, WebhookFormat};
+
+/// The header naming what a message is about ([`identity::idempotency_key`]): equal for a
+/// resend of the same messages after a leader died, so a receiver can drop the second.
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// One webhook channel.
 #[derive(Debug, Clone)]
@@ -47,6 +54,13 @@ impl WebhookNotifier {
             WebhookFormat::Json => json_request(message),
             WebhookFormat::Ntfy => ntfy_request(message),
         };
+        let mut headers = headers;
+        if let Some(key) = identity::idempotency_key(&message.about) {
+            // 32 hex digits: always a valid header value.
+            if let Ok(value) = HeaderValue::from_str(&key) {
+                headers.insert(IDEMPOTENCY_KEY, value);
+            }
+        }
         retry::deliver(
             RetryPolicy::within_budget(),
             self.config.timeout,
@@ -152,6 +166,7 @@ mod tests {
             body: "details here".into(),
             priority,
             details: serde_json::json!({"incidents": [{"id": "host-down/n3/1"}]}),
+            about: Vec::new(),
         }
     }
 

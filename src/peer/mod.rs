@@ -137,6 +137,11 @@ pub enum PeerMessage {
         /// Whether older entries in the window were left out.
         truncated: bool,
     },
+    /// A read from outside the cluster (`members`, `info`, `events --via`; see
+    /// [`crate::introspection::remote`]).
+    IntrospectQuery(crate::introspection::remote::IntrospectQuery),
+    /// The answer to [`PeerMessage::IntrospectQuery`]: JSON text, or why not.
+    IntrospectAnswer(crate::introspection::remote::IntrospectAnswer),
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

@@ -35,6 +35,8 @@ pub struct PeerServer {
     pub topology: crate::topology::TopologyHandle,
     /// Storage, to answer history queries.
     pub storage: rover_storage::Storage,
+    /// Answers reads from outside the cluster (`--via`).
+    pub introspect: crate::introspection::remote::Answerer,
 }
 
 impl PeerServer {
@@ -176,6 +178,11 @@ impl PeerServer {
                         crate::history_remote::answer(&self.storage, host, since_ms, limit).await?;
                     connection.send(&answer).await?;
                 }
+                PeerMessage::IntrospectQuery(query) => {
+                    connection
+                        .send(&self.introspect.answer(query).await)
+                        .await?;
+                }
                 other @ (PeerMessage::AlertDelta { .. }
                 | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
@@ -187,7 +194,8 @@ impl PeerServer {
                 | PeerMessage::KeyringSummary(_)
                 | PeerMessage::KeyringChangeAnswer(_)
                 | PeerMessage::KeyringFetchAnswer(_)
-                | PeerMessage::HistoryAnswer { .. }) => {
+                | PeerMessage::HistoryAnswer { .. }
+                | PeerMessage::IntrospectAnswer(_)) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
@@ -223,5 +231,7 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::TopologyPush(_) => "TopologyPush",
         PeerMessage::HistoryQuery { .. } => "HistoryQuery",
         PeerMessage::HistoryAnswer { .. } => "HistoryAnswer",
+        PeerMessage::IntrospectQuery(_) => "IntrospectQuery",
+        PeerMessage::IntrospectAnswer(_) => "IntrospectAnswer",
     }
 }

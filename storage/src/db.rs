@@ -48,6 +48,7 @@ pub(crate) struct Open {
     pub(crate) last_samples: sled::Tree,
     pub(crate) raft_machine: sled::Tree,
     pub(crate) raft_snapshot: sled::Tree,
+    pub(crate) event_log: sled::Tree,
     /// sled's size on disk right after the rewrite that produced this database, if one did.
     pub(crate) rewritten_size: Option<u64>,
 }
@@ -96,6 +97,7 @@ impl Open {
             last_samples: open_tree(trees::LAST_SAMPLES)?,
             raft_machine: open_tree(trees::RAFT_MACHINE)?,
             raft_snapshot: open_tree(trees::RAFT_SNAPSHOT)?,
+            event_log: open_tree(trees::EVENT_LOG)?,
             db,
             rewritten_size: None,
         })
@@ -253,6 +255,11 @@ impl Storage {
     /// The newest status sample of every host, in the [`trees::LAST_SAMPLES`] tree.
     pub fn last_samples(&self) -> crate::LastSamples {
         crate::LastSamples::new(self.shared.clone())
+    }
+
+    /// The agent's cluster event log, in the [`trees::EVENT_LOG`] tree.
+    pub fn event_log(&self) -> crate::EventLogTree {
+        crate::EventLogTree::new(self.shared.clone())
     }
 
     /// Which switch each host hangs off, in the [`trees::TOPOLOGY`] tree.

@@ -56,6 +56,10 @@ pub const TOPOLOGY: &str = "topology";
 /// full history of a host lives only on its replicas (`history.replicas`).
 pub const LAST_SAMPLES: &str = "last_samples";
 
+/// The agent's cluster event log (joins, downs, leader changes...), keyed by big-endian `u64`
+/// sequence number; values are the agent's encoded events (see [`crate::EventLogTree`]).
+pub const EVENT_LOG: &str = "event_log";
+
 /// Every tree name, used and reserved; no two may be equal.
 pub const ALL: &[&str] = &[
     MEMBERS,
@@ -71,6 +75,7 @@ pub const ALL: &[&str] = &[
     RAFT_STATE,
     TOPOLOGY,
     LAST_SAMPLES,
+    EVENT_LOG,
 ];
 
 #[cfg(test)]

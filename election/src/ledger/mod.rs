@@ -213,29 +213,33 @@ impl Ledger {
         incidents.chain(notifications)
     }
 
-    /// Every command needed to rebuild this ledger elsewhere (for [`LedgerCommand::Merge`]).
+    /// Every command needed to rebuild this ledger elsewhere (for [`LedgerCommand::Merge`]),
+    /// incident by incident in the order things happened to it ([`Ledger::commands_of`]).
     pub fn as_commands(&self) -> Vec<LedgerCommand> {
-        let mut commands: Vec<LedgerCommand> = Vec::new();
-        for incident in self.incidents.values() {
-            commands.push(opening(incident));
-        }
-        for record in self.notifications() {
-            push_record(&mut commands, record);
-        }
-        commands.extend(self.incidents.values().filter_map(resolution));
-        commands
+        self.incidents
+            .keys()
+            .flat_map(|id| self.commands_of(id))
+            .collect()
     }
 
-    /// The commands that rebuild one incident and its records elsewhere.
+    /// The commands that rebuild one incident and its records elsewhere, in the order they
+    /// happened: the opening, its opening and reminder records, its resolution, then its
+    /// closing records (so that completing a closing record closes the incident there too).
     pub fn commands_of(&self, id: &str) -> Vec<LedgerCommand> {
         let Some(incident) = self.incidents.get(id) else {
             return Vec::new();
         };
         let mut commands = vec![opening(incident)];
-        for record in self.notifications_of(id) {
+        let (closing, news): (Vec<&Notification>, Vec<&Notification>) = self
+            .notifications_of(id)
+            .partition(|record| record.phase == Phase::Resolved);
+        for record in news {
             push_record(&mut commands, record);
         }
         commands.extend(resolution(incident));
+        for record in closing {
+            push_record(&mut commands, record);
+        }
         commands
     }
 
@@ -329,6 +333,9 @@ impl Ledger {
         }
         record.outcome = outcome.clone();
         changes.notification(incident, phase, channel);
+        if phase == Phase::Resolved {
+            self.supersede(incident, channel, outcome, changes);
+        }
         self.settle(incident, phase, changes);
         self.reindex(incident);
         Applied::Changed
@@ -385,6 +392,13 @@ impl Ledger {
             IncidentState::Closed
         };
         changes.incident(id);
+        // Closing records completed before the resolution arrived (a merge) close it now.
+        if self
+            .notifications_of(id)
+            .any(|record| record.phase == Phase::Resolved)
+        {
+            self.settle(id, Phase::Resolved, changes);
+        }
         self.reindex(id);
         Applied::Changed
     }
@@ -434,6 +448,34 @@ impl Ledger {
             changes.incident(&id);
         }
         Applied::Changed
+    }
+
+    /// Gives the news records of `id` on `channel` still pending when its closing message
+    /// went out (their sender died before its outcome was known) an outcome: their news is
+    /// over, and nobody may send it again.
+    fn supersede(&mut self, id: &str, channel: &str, closing: &Outcome, changes: &mut Changes) {
+        let at_ms = match closing {
+            Outcome::Sent { at_ms, .. } | Outcome::Failed { at_ms, .. } => *at_ms,
+            Outcome::Pending => return,
+        };
+        let Some(records) = self.notifications.get_mut(id) else {
+            return;
+        };
+        let mut superseded = Vec::new();
+        for ((phase, on), record) in records.iter_mut() {
+            if *on == channel && *phase != Phase::Resolved && record.is_pending() {
+                record.outcome = Outcome::Failed {
+                    at_ms,
+                    error: "outcome unknown (its sender stopped); superseded by the closing \
+                            message"
+                        .into(),
+                };
+                superseded.push(*phase);
+            }
+        }
+        for phase in superseded {
+            changes.notification(id, phase, channel);
+        }
     }
 
     /// Moves an incident on once every intended message of a phase has an outcome.
@@ -549,6 +591,9 @@ fn resolution(incident: &Incident) -> Option<LedgerCommand> {
         at_ms,
     })
 }
+
+#[cfg(test)]
+mod merge_tests;
 
 #[cfg(test)]
 mod tests {
