@@ -14,7 +14,8 @@ use common::{wait_for, Cluster};
 const CHECK_TCP: &str = "/usr/lib/nagios/plugins/check_tcp";
 
 fn fast_status() -> String {
-    "[status]\ninterval = \"1s\"\n[gossip]\nsync_interval = \"2s\"\n".to_owned()
+    "[status]\ninterval = \"1s\"\nfull_every = \"1s\"\n[gossip]\nsync_interval = \"2s\"\n"
+        .to_owned()
 }
 
 fn require_plugins() {

@@ -32,7 +32,7 @@ fn samples(history: &HistoryResponse) -> usize {
 fn a_host_s_samples_live_on_its_replica_and_any_agent_shows_them_by_asking_it() {
     let mut cluster = Cluster::new();
     cluster.config_for = Some(Box::new(|_| {
-        "[status]\ninterval = \"1s\"\n[history]\nreplicas = 1\n".to_owned()
+        "[status]\ninterval = \"1s\"\nfull_every = \"1s\"\n[history]\nreplicas = 1\n".to_owned()
     }));
     for _ in 0..4 {
         cluster.add_agent();

@@ -245,9 +245,10 @@ pub enum ElectionGate {
         /// Voters in all.
         voters: usize,
     },
-    /// The leader it followed is alive (or suspect) in SWIM and has been silent for less than
-    /// `silent_leader_after_ms` since SWIM showed it: it most likely still leads, or its
-    /// entries are on their way (after a heal, SWIM finds a member before Raft does).
+    /// The leader it followed is alive in SWIM and has been silent for less than
+    /// `silent_leader_after_ms` since SWIM showed it (suspect: for less than
+    /// [`SUSPECT_LEADER_SILENT_MS`]): it most likely still leads, or its entries are on their
+    /// way (after a heal, SWIM finds a member before Raft does).
     LeaderAlive {
         /// The leader's name.
         leader: String,
@@ -255,6 +256,13 @@ pub enum ElectionGate {
     /// This node is not a voter.
     NotVoter,
 }
+
+/// A leader SWIM only suspects stops holding elections once it has been silent this long (as
+/// long as a follower's lease, rover-agent's `leadership::LEASE_MS`: three heartbeats): it is
+/// most likely gone, and waiting for SWIM to declare it failed (the suspicion timeout) made
+/// leader failover take 5.6 to 6.8 s. A leader only just visible again (after a heal) has not
+/// been silent that long since, so it still holds.
+pub const SUSPECT_LEADER_SILENT_MS: u64 = 3_000;
 
 /// A pre-vote by SWIM: decides whether this voter may call an election (see
 /// [`ElectionGate`]). A side of a partition without a majority of the voters never calls
@@ -286,11 +294,12 @@ pub fn election_gate(
         };
     }
     if let Some(leader) = view.leader.as_ref().filter(|l| **l != view.me) {
-        let visible = matches!(
-            view.swim.get(leader),
-            Some(SwimSeen::Alive { .. } | SwimSeen::Suspect)
-        );
-        if visible && view.leader_silent_ms < silent_leader_after_ms {
+        let holds_for = match view.swim.get(leader) {
+            Some(SwimSeen::Alive { .. }) => Some(silent_leader_after_ms),
+            Some(SwimSeen::Suspect) => Some(silent_leader_after_ms.min(SUSPECT_LEADER_SILENT_MS)),
+            _ => None,
+        };
+        if holds_for.is_some_and(|limit| view.leader_silent_ms < limit) {
             return ElectionGate::LeaderAlive {
                 leader: leader.clone(),
             };
@@ -547,15 +556,18 @@ mod tests {
     }
 
     #[test]
-    fn a_leader_only_suspected_holds_elections_until_it_is_declared_failed() {
+    fn a_suspected_leader_holds_elections_until_declared_failed_or_silent_for_a_lease() {
         let mut swim = vec![("n1", SUSPECT), ("n2", ALIVE), ("n3", ALIVE), ("n5", ALIVE)];
-        let view = election_view(&FIVE, &swim);
+        let mut view = election_view(&FIVE, &swim);
+        view.leader_silent_ms = SUSPECT_LEADER_SILENT_MS - 1;
         assert_eq!(
             election_gate(&view, 10_000, 5_000),
             ElectionGate::LeaderAlive {
                 leader: "n1".into()
             }
         );
+        view.leader_silent_ms = SUSPECT_LEADER_SILENT_MS;
+        assert_eq!(election_gate(&view, 10_000, 5_000), ElectionGate::Open);
         swim[0] = ("n1", SwimSeen::Gone);
         assert_eq!(
             election_gate(&election_view(&FIVE, &swim), 10_000, 5_000),

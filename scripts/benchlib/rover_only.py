@@ -32,12 +32,37 @@ def settled(cluster, live, timeout=60):
     return cluster.raft_leader(live)
 
 
+# The election gate counts a voter towards the majority only once SWIM has shown it alive this
+# long (rover_agent::leadership::gate's ELECTION_SETTLE_MS, a rule for heals).
+ELECTION_SETTLE_S = 5.0
+
+
+def alive_for(cluster, live, seconds):
+    """Whether every agent of `live` lists every other one alive for at least `seconds`."""
+    now_ms = time.time() * 1000
+    for i in live:
+        members = cluster.request(i, "GET", "/v1/members") or []
+        seen = {m["name"]: m for m in members}
+        for j in live:
+            m = seen.get(cluster.names[j])
+            if j != i and (m is None or m.get("status") != "alive"
+                           or now_ms - (m.get("since_ms") or now_ms) < seconds * 1000):
+                return False
+    return True
+
+
 def leader_failover(out, binary, n, runs):
+    """kill -9 of the Raft leader of a settled group (every voter alive in SWIM for the gate's
+    settle time: a leader killed right after the group formed waits for that first), until
+    every survivor names one new leader."""
     values = []
     for run in range(runs):
         cluster = up_or_stopped(RoverCluster(binary, n))
         try:
             live = list(range(n))
+            settled(cluster, live)
+            if wait_until(lambda: alive_for(cluster, live, ELECTION_SETTLE_S + 0.5), 30, every=0.2) is None:
+                raise SystemExit("rover-agent: members never alive for the settle time\n" + cluster.tails())
             old = settled(cluster, live)
             victim = cluster.names.index(old)
             cluster.kill(victim)

@@ -28,10 +28,14 @@ pub(super) enum HistoryAnswer {
     Hosts(Vec<HostSummary>),
 }
 
+/// A host is quiet when no sample of it arrived for 3 sample intervals and for longer than
+/// `status.full_every` (an unchanged sample is only sent that often) plus 2 intervals.
 fn is_quiet(state: &ApiState, last_heard_ms: Option<u64>) -> bool {
-    let limit = u64::try_from(state.status_interval.as_millis())
-        .unwrap_or(u64::MAX)
-        .saturating_mul(3);
+    let interval = u64::try_from(state.status_interval.as_millis()).unwrap_or(u64::MAX);
+    let full_every = u64::try_from(state.status_full_every.as_millis()).unwrap_or(u64::MAX);
+    let limit = interval
+        .saturating_mul(3)
+        .max(full_every.saturating_add(interval.saturating_mul(2)));
     last_heard_ms.is_none_or(|t| unix_ms().saturating_sub(t) > limit)
 }
 

@@ -49,8 +49,11 @@ pub struct ApiState {
     pub storage: rover_storage::Storage,
     /// Start time (unix ms) of the last completed flush.
     pub flushed: tokio::sync::watch::Receiver<u64>,
-    /// Status sample interval (a host silent for 3 of them is quiet).
+    /// Status sample interval (a host silent for 3 of them, and for longer than
+    /// `status_full_every` and 2 of them, is quiet).
     pub status_interval: std::time::Duration,
+    /// The longest time between two samples a host broadcasts.
+    pub status_full_every: std::time::Duration,
     /// Connections the cluster TCP port dropped (see [`crate::peer::server::PeerServer`]).
     pub peer_rejected: Arc<std::sync::atomic::AtomicU64>,
     /// The Raft group and leadership.

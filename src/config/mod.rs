@@ -737,7 +737,7 @@ command = ["/usr/lib/nagios/plugins/check_disk", "-w", "20%"]
     #[test]
     fn every_default_of_the_table_resolves() {
         let config = resolve_with(None, &[], Layer::default()).unwrap();
-        assert_eq!(config.sync_interval, Duration::from_secs(10));
+        assert_eq!(config.sync_interval, Duration::from_secs(30));
         assert_eq!(
             config.election,
             ElectionConfig {

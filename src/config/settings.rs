@@ -189,8 +189,8 @@ settings! {
     /// `gossip.sync_interval`
     GOSSIP_SYNC_INTERVAL = Setting {
         key: "gossip.sync_interval", env: Some("ROVER_SYNC_INTERVAL"), flag: None,
-        default: Default::Value("10s"), kind: between(SECOND, HOUR),
-        doc: "alert anti-entropy with a random peer",
+        default: Default::Value("30s"), kind: between(SECOND, HOUR),
+        doc: "anti-entropy (alerts, records, topology) with a random peer; also on joining",
     };
     /// `api.bind`
     API_BIND = Setting {

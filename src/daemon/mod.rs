@@ -254,6 +254,7 @@ impl Daemon {
             storage: storage.clone(),
             flushed: flushed_rx,
             status_interval: config.status_interval,
+            status_full_every: config.status_full_every,
             peer_rejected,
             leadership: leadership.clone(),
             notifiers: notifiers.clone(),

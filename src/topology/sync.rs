@@ -42,19 +42,35 @@ pub async fn sync_with(
     Ok((pulled, pushed))
 }
 
-/// Syncs with a random alive peer every `interval` (the first time soon after start). Runs
-/// until aborted.
+/// How often the sync looks (locally) whether more members are alive than at its last sync.
+const NEWCOMER_LOOK: Duration = Duration::from_secs(2);
+
+/// Syncs with a random alive peer every `interval` (the first time soon after start), and
+/// within [`NEWCOMER_LOOK`] of more members being alive than at the last sync (a joiner, or a
+/// side back after a split, missed the broadcasts sent before). Runs until aborted.
 pub async fn run(interval: Duration, membership: MembershipHandle, topology: TopologyHandle) {
-    let mut wait = Duration::from_secs(2).min(interval);
+    let look = NEWCOMER_LOOK.min(interval);
+    let mut since_sync = interval.saturating_sub(look);
+    let mut alive_then = 0;
     loop {
-        tokio::time::sleep(wait).await;
-        wait = interval;
+        tokio::time::sleep(look).await;
+        since_sync += look;
         let Ok(status) = membership.status().await else {
             return;
         };
         let Ok(members) = membership.members().await else {
             return;
         };
+        let alive = members
+            .iter()
+            .filter(|m| m.status == MemberStatus::Alive)
+            .count();
+        let newcomer = alive > alive_then;
+        alive_then = alive;
+        if !newcomer && since_sync < interval {
+            continue;
+        }
+        since_sync = Duration::ZERO;
         let peers: Vec<SocketAddr> = members
             .iter()
             .filter(|m| m.status == MemberStatus::Alive && m.name != status.identity.name)
