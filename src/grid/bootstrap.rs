@@ -130,14 +130,9 @@ impl Bootstrap {
     /// Takes a newer keyring from one of `from`; if it did, announces to `announce` at once
     /// (the keys this node announced with may be the ones the cluster no longer opens).
     async fn catch_up(&self, from: &[SocketAddr], announce: &[SocketAddr]) {
-        let ours = self.keys.state().await.map_or(0, |s| s.version);
         if let Some(peer) = crate::keys::peer::catch_up(&self.keys, from, KEYRING_ASKS).await {
-            if ours == 0 {
-                // A fresh node (an invitation, a key file): it had no rotation to miss.
-                tracing::info!(%peer, "took the cluster's keyring");
-            } else {
-                tracing::warn!(%peer, "this node's keyring was behind the cluster's (it missed a key rotation): took the newer one");
-            }
+            // Nothing to worry about: a fresh node invited after a rotation gets here too.
+            tracing::info!(%peer, "this node's keyring was behind the cluster's: took the newer one (it missed a key rotation, or joined after one)");
             let _ = self.membership.join(announce.to_vec()).await;
         }
     }
