@@ -13,13 +13,16 @@
 mod common;
 #[path = "common/netns.rs"]
 mod netns;
+#[path = "common/saved_messages.rs"]
+mod saved_messages;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::wait_for;
 use netns::{Fabric, NsLab};
+use saved_messages::{fail, messages_dir, sent_messages, Sent};
 use serde_json::Value;
 
 const HOSTS: usize = 5;
@@ -27,58 +30,6 @@ const PORT: u16 = 7946;
 const API: &str = "127.0.0.1:7001";
 const MAJORITY: [&str; 3] = ["n1", "n2", "n3"];
 const MINORITY: [&str; 2] = ["n4", "n5"];
-
-/// One saved message: who sent it, and (incident id, phase) of each incident it covers.
-#[derive(Debug, Clone)]
-struct Sent {
-    file: String,
-    by: String,
-    mode: String,
-    items: Vec<(String, String)>,
-}
-
-fn sent_messages(dir: &Path) -> Vec<Sent> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|f| f.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    files
-        .iter()
-        .filter_map(|f| {
-            let message: Value = serde_json::from_str(&std::fs::read_to_string(f).ok()?).ok()?;
-            let details = &message["details"];
-            Some(Sent {
-                file: f.file_name()?.to_string_lossy().into_owned(),
-                by: details["sent_by"]["node"].as_str()?.to_owned(),
-                mode: details["sent_by"]["mode"].as_str()?.to_owned(),
-                items: details["incidents"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|i| {
-                        Some((
-                            i["id"].as_str()?.to_owned(),
-                            i["phase"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
-/// Where the exec channel saves messages.
-fn messages_dir(lab: &NsLab) -> PathBuf {
-    lab.dir.path().join("messages")
-}
-
-/// Fails with the messages saved so far and the agents' logs.
-fn fail(lab: &NsLab, message: &str) -> ! {
-    lab.fail(&format!(
-        "{message}\nmessages: {:#?}",
-        sent_messages(&messages_dir(lab))
-    ))
-}
 
 /// `name`'s `leader` answer.
 fn leader_of(lab: &NsLab, name: &str) -> Option<Value> {

@@ -12,14 +12,17 @@
 mod common;
 #[path = "common/netns.rs"]
 mod netns;
+#[path = "common/saved_messages.rs"]
+mod saved_messages;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddrV4;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::wait_for;
 use netns::{Fabric, NsAgent, NsLab, NsLaunch};
+use saved_messages::{fail, messages_dir, sent_messages, Sent};
 use serde_json::Value;
 
 const HOSTS: usize = 5;
@@ -30,54 +33,6 @@ const ENV: [(&str, &str); 2] = [
     ("ROVER_FALLBACK_AFTER", "5s"),
     ("ROVER_LOG", "info,openraft=warn"),
 ];
-
-/// One saved message: who sent it, how, and (incident id, phase) of each incident it covers.
-#[derive(Debug, Clone)]
-struct Sent {
-    by: String,
-    mode: String,
-    items: Vec<(String, String)>,
-}
-
-fn sent_messages(dir: &Path) -> Vec<Sent> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.retain(|f| f.extension().is_some_and(|e| e == "json"));
-    files.sort();
-    files
-        .iter()
-        .filter_map(|f| {
-            let message: Value = serde_json::from_str(&std::fs::read_to_string(f).ok()?).ok()?;
-            let details = &message["details"];
-            Some(Sent {
-                by: details["sent_by"]["node"].as_str()?.to_owned(),
-                mode: details["sent_by"]["mode"].as_str()?.to_owned(),
-                items: details["incidents"]
-                    .as_array()?
-                    .iter()
-                    .filter_map(|i| {
-                        Some((
-                            i["id"].as_str()?.to_owned(),
-                            i["phase"].as_str()?.to_owned(),
-                        ))
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
-fn messages_dir(lab: &NsLab) -> PathBuf {
-    lab.dir.path().join("messages")
-}
-
-fn fail(lab: &NsLab, message: &str) -> ! {
-    lab.fail(&format!(
-        "{message}\nmessages: {:#?}",
-        sent_messages(&messages_dir(lab))
-    ))
-}
 
 /// An exec channel whose script saves each message's JSON as its own file in `messages/`.
 fn exec_channel_saving_messages(dir: &Path) -> String {
