@@ -13,10 +13,9 @@ mod common;
 mod netns;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use netns::{Fabric, NsAgent, NsLab, NsLaunch};
+use netns::{Fabric, NsLab};
 
 const HOSTS: usize = 5;
 const PORT: u16 = 7946;
@@ -43,30 +42,11 @@ fn env_number(name: &str, default: u64) -> u64 {
 
 /// Starts agent `index` again on its data dir (joining n1, as at first start).
 fn restart(lab: &mut NsLab, index: usize) {
-    let name = format!("n{}", index + 1);
-    let host = lab.fabric.host(index).clone();
-    let dir = lab.dir.path().to_owned();
-    let seed = SocketAddrV4::new(lab.fabric.host(0).ip, PORT);
-    let _ = std::fs::remove_file(dir.join(&name).join("api-addr"));
-    let mut agent = NsAgent::spawn(&NsLaunch {
-        binary: env!("CARGO_BIN_EXE_rover-agent"),
-        name: &name,
-        ns: &host.ns,
-        bind: SocketAddrV4::new(host.ip, PORT),
-        api: API,
-        data_dir: &dir.join(&name),
-        key_file: &dir.join("cluster.key"),
-        join: (index > 0).then_some(seed),
-        env: &[("ROVER_FALLBACK_AFTER", "8s")],
-        log: &dir.join(format!("{name}.log")),
-        config: None,
-        wrapper: &[],
-    });
     assert!(
-        agent.wait_ready(Duration::from_secs(20)),
-        "{name} did not restart"
+        lab.restart(index, PORT, API, &[("ROVER_FALLBACK_AFTER", "8s")]),
+        "n{} did not restart",
+        index + 1
     );
-    lab.agents[index] = agent;
 }
 
 /// The name of the Raft leader agent `index` reports, if any.

@@ -16,12 +16,11 @@ mod netns;
 mod saved_messages;
 
 use std::collections::BTreeSet;
-use std::net::SocketAddrV4;
 use std::path::Path;
 use std::time::Duration;
 
 use common::wait_for;
-use netns::{Fabric, NsAgent, NsLab, NsLaunch};
+use netns::{Fabric, NsLab};
 use saved_messages::{fail, messages_dir, sent_messages, Sent};
 use serde_json::Value;
 
@@ -66,29 +65,8 @@ fn agreed_raft_leader(lab: &NsLab, names: &[&str]) -> Option<String> {
 
 /// Starts agent `index` again on its data dir, with the lab's config.
 fn restart(lab: &mut NsLab, index: usize) {
-    let name = format!("n{}", index + 1);
-    let host = lab.fabric.host(index).clone();
-    let dir = lab.dir.path().to_owned();
-    let seed = SocketAddrV4::new(lab.fabric.host(0).ip, PORT);
-    let _ = std::fs::remove_file(dir.join(&name).join("api-addr"));
-    let mut agent = NsAgent::spawn(&NsLaunch {
-        binary: env!("CARGO_BIN_EXE_rover-agent"),
-        name: &name,
-        ns: &host.ns,
-        bind: SocketAddrV4::new(host.ip, PORT),
-        api: API,
-        data_dir: &dir.join(&name),
-        key_file: &dir.join("cluster.key"),
-        join: (index > 0).then_some(seed),
-        env: &ENV,
-        log: &dir.join(format!("{name}.log")),
-        config: Some(&dir.join("agent.toml")),
-        wrapper: &[],
-    });
-    let ready = agent.wait_ready(Duration::from_secs(20));
-    lab.agents[index] = agent;
-    if !ready {
-        fail(lab, &format!("{name} did not restart"));
+    if !lab.restart(index, PORT, API, &ENV) {
+        fail(lab, &format!("n{} did not restart", index + 1));
     }
 }
 

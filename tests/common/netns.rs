@@ -529,6 +529,35 @@ impl NsLab {
         lab
     }
 
+    /// Starts agent `index` again on its data dir, as [`NsLab::start`] did (joining `n1` on
+    /// `port`, the same `api`, `env`, and the lab's config file if there is one); false if it
+    /// did not come up within 20 s.
+    pub fn restart(&mut self, index: usize, port: u16, api: &str, env: &[(&str, &str)]) -> bool {
+        let name = format!("n{}", index + 1);
+        let host = self.fabric.host(index).clone();
+        let dir = self.dir.path().to_owned();
+        let seed = SocketAddrV4::new(self.fabric.host(0).ip, port);
+        let _ = std::fs::remove_file(dir.join(&name).join("api-addr"));
+        let config = dir.join("agent.toml");
+        let mut agent = NsAgent::spawn(&NsLaunch {
+            binary: env!("CARGO_BIN_EXE_rover-agent"),
+            name: &name,
+            ns: &host.ns,
+            bind: SocketAddrV4::new(host.ip, port),
+            api,
+            data_dir: &dir.join(&name),
+            key_file: &dir.join("cluster.key"),
+            join: (index > 0).then_some(seed),
+            env,
+            log: &dir.join(format!("{name}.log")),
+            config: config.exists().then_some(config.as_path()),
+            wrapper: &[],
+        });
+        let ready = agent.wait_ready(Duration::from_secs(20));
+        self.agents[index] = agent;
+        ready
+    }
+
     /// The agent named `name`.
     pub fn agent(&self, name: &str) -> &NsAgent {
         self.agents.iter().find(|a| a.name == name).unwrap()
