@@ -14,9 +14,10 @@
 //!   database ([`rover_storage::RaftTrees`]), [`disk::MemoryDisk`] keeps them in memory for
 //!   tests.
 //!
-//! Still to come (the election work in progress): openraft 0.9 over the agent's sealed TCP,
-//! and a Raft group that follows SWIM membership.
-//! Nothing in the agent uses this crate yet.
+//! - [`group`]: how the Raft group follows SWIM membership, and the election gate (a voter
+//!   calls an election only while its SWIM view shows a majority of the voters);
+//!   [`pre_vote`]: the pre-vote a voter then asks of the others before it raises its term;
+//!   [`config`]: the Raft timings; [`network`]: the RPCs, carried by the agent's sealed TCP.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 // openraft's own error types (StorageError, ConfigError) are large; we return them as openraft
@@ -31,6 +32,7 @@ pub mod log_store;
 pub mod machine_records;
 pub mod network;
 pub mod policy;
+pub mod pre_vote;
 pub mod sled_disk;
 pub mod state_machine;
 pub mod types;

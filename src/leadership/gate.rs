@@ -1,5 +1,6 @@
 //! The election gate of the owner task (a pre-vote by SWIM, decided by
-//! `rover_election::group::election_gate`): it opens or closes openraft's elections
+//! `rover_election::group::election_gate`, then a pre-vote of the other voters, see
+//! [`super::pre_vote`]): it opens or closes openraft's elections
 //! (`Raft::runtime_config().elect`) and notes when to look at SWIM again.
 //!
 //! Leader liveness comes from SWIM: when the gate opens because the leader this node followed
@@ -79,7 +80,7 @@ impl Owner {
         let silent_after =
             u64::try_from(self.settings.silent_leader_after.as_millis()).unwrap_or(u64::MAX);
         let gate = election_gate(&view, silent_after, ELECTION_SETTLE_MS);
-        let open = gate == ElectionGate::Open;
+        let open = self.pre_vote_allows(reading, gate == ElectionGate::Open, now);
         if self.elections_open != Some(open) {
             if let Some(node) = self.node() {
                 node.raft.runtime_config().elect(open);
@@ -94,10 +95,11 @@ impl Owner {
                     tracing::info!(leader = ?lost, "the leader is gone: calling an election");
                 }
             }
-            match &gate {
-                ElectionGate::Open => tracing::info!("raft elections allowed"),
-                ElectionGate::NotVoter => {}
-                held => tracing::info!(reason = ?held, "raft elections held"),
+            match (&gate, open) {
+                (_, true) => tracing::info!("raft elections allowed"),
+                // Open by SWIM, but the pre-vote says whether to call one (it logs).
+                (ElectionGate::Open | ElectionGate::NotVoter, false) => {}
+                (held, false) => tracing::info!(reason = ?held, "raft elections held"),
             }
             self.elections_open = Some(open);
         }

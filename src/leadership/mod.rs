@@ -28,6 +28,7 @@ pub mod lease;
 mod mode;
 pub mod node;
 pub mod owner;
+mod pre_vote;
 mod recovery;
 mod side_work;
 pub mod transport;

@@ -4,14 +4,15 @@
 //!
 //! 1. reads the Raft metrics and the lease, and decides the mode with
 //!    `rover_election::policy::leadership`; publishes the [`LeaderStatus`] if it changed;
-//! 2. opens or closes Raft elections with `rover_election::group::election_gate`;
+//! 2. opens or closes Raft elections with `rover_election::group::election_gate` and, once
+//!    that gate is open, a pre-vote of the other voters;
 //! 3. once a Raft leader is back, hands the fallback ledger and any pending merge to it;
 //! 4. as Raft leader: makes the group follow SWIM ([`super::leader_duties`]);
 //! 5. notices a Raft node that openraft stopped (a storage error) and starts it again once a
 //!    storage probe succeeds, with backoff;
 //! 6. computes its next deadline (lease expiry, fallback due, greetings due, retries).
 //!
-//! The steps live beside this file: `mode` (1), `gate` (2), `side_work` (3), `leader_duties`
+//! The steps live beside this file: `mode` (1), `gate` and `pre_vote` (2), `side_work` (3), `leader_duties`
 //! (4) and `recovery` (5), each an `impl Owner` block.
 //!
 //! Work that talks to peers or waits on a commit (greetings, membership changes, merges, the
@@ -103,6 +104,15 @@ pub enum Input {
     },
     /// A restart of the stopped Raft node finished.
     Restarted(Result<RaftNode, String>),
+    /// A pre-vote round ended (see [`super::pre_vote`]).
+    PreVoteDone {
+        /// The term it asked to campaign in.
+        term: u64,
+        /// Grants, our own included.
+        granted: usize,
+        /// Voters in all.
+        voters: usize,
+    },
 }
 
 /// Starts the Raft node (bootstrapping a group of one when allowed); returns the handle and
@@ -178,6 +188,7 @@ pub async fn spawn(
         leader_visible_since: None,
         elections_open: None,
         gate: ElectionGate::NotVoter,
+        pre_vote: Default::default(),
         stable: (Mode::Waiting, None, unix_ms()),
         duties: Default::default(),
         merging: false,
@@ -215,6 +226,7 @@ pub(super) struct Owner {
     pub(super) leader_visible_since: Option<(String, u64)>,
     pub(super) elections_open: Option<bool>,
     pub(super) gate: ElectionGate,
+    pub(super) pre_vote: super::pre_vote::PreVoteState,
     /// (mode, leader, since when in unix ms), for `stable_since_ms` and for logging changes.
     pub(super) stable: (Mode, Option<String>, u64),
     pub(super) duties: super::leader_duties::Duties,
@@ -313,6 +325,11 @@ impl Owner {
             Input::ChangeDone(result) => self.change_done(result),
             Input::MergeDone { count, result } => self.merge_done(count, result),
             Input::Restarted(result) => self.restarted(result),
+            Input::PreVoteDone {
+                term,
+                granted,
+                voters,
+            } => self.pre_vote_done(term, granted, voters),
         }
     }
 

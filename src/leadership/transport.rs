@@ -154,6 +154,29 @@ impl PeerTransport {
         Ok(answer)
     }
 
+    /// Asks `name` one question on a connection of its own, opened and closed here, with an
+    /// answer within `timeout` in all: for rare questions (the pre-vote) that must not wait
+    /// behind a Raft RPC on the kept connection.
+    pub async fn ask_once(
+        &self,
+        name: &str,
+        message: &PeerMessage,
+        timeout: Duration,
+    ) -> anyhow::Result<PeerMessage> {
+        let exchange = async {
+            let addr = self
+                .directory
+                .get(name)
+                .ok_or_else(|| anyhow::anyhow!("no address known for {name}"))?;
+            let keyring = self.membership.status().await?.keyring;
+            let mut connection = PeerConnection::connect(addr, keyring).await?;
+            connection.ask(message, timeout).await
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| anyhow::anyhow!("no answer from {name} within {timeout:?}"))?
+    }
+
     /// Logs `name` becoming unreachable (once) or reachable again, and counts failures.
     fn note_outcome(&self, target: u64, name: &str, failure: Option<&str>) {
         let Ok(mut unreachable) = self.unreachable.lock() else {

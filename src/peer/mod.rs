@@ -17,6 +17,7 @@ use anyhow::{anyhow, Context, Result};
 use rover_election::group::ClusterStamp;
 use rover_election::ledger::LedgerCommand;
 use rover_election::network::{RaftReply, RaftRequest};
+use rover_election::pre_vote::PreVoteRequest;
 use rover_membership::sealed_stream::{self, SealedStream};
 use rover_membership::Keyring;
 use rover_storage::Alert;
@@ -142,6 +143,16 @@ pub enum PeerMessage {
     IntrospectQuery(crate::introspection::remote::IntrospectQuery),
     /// The answer to [`PeerMessage::IntrospectQuery`]: JSON text, or why not.
     IntrospectAnswer(crate::introspection::remote::IntrospectAnswer),
+    /// "Would you vote for me?", asked by a voter of group `cluster` before it raises its term
+    /// to call a Raft election (see [`rover_election::pre_vote`]).
+    PreVote {
+        /// The asking voter's group id.
+        cluster: u64,
+        /// The term it would campaign in and its log.
+        request: PreVoteRequest,
+    },
+    /// The answer to [`PeerMessage::PreVote`]: whether it is granted.
+    PreVoteAnswer(bool),
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing
@@ -163,7 +174,7 @@ pub struct TrafficCounts {
     pub frames_out: u64,
     /// Bytes sent.
     pub bytes_out: u64,
-    /// Raft RPC frames and answers sent.
+    /// Raft RPC frames and answers sent (pre-votes included).
     pub raft_frames_out: u64,
     /// Bytes of those.
     pub raft_bytes_out: u64,
@@ -182,7 +193,10 @@ impl Traffic {
         self.bytes.fetch_add(bytes, Ordering::Relaxed);
         if matches!(
             message,
-            PeerMessage::Raft { .. } | PeerMessage::RaftAnswer(_)
+            PeerMessage::Raft { .. }
+                | PeerMessage::RaftAnswer(_)
+                | PeerMessage::PreVote { .. }
+                | PeerMessage::PreVoteAnswer(_)
         ) {
             self.raft_frames.fetch_add(1, Ordering::Relaxed);
             self.raft_bytes.fetch_add(bytes, Ordering::Relaxed);

@@ -132,6 +132,12 @@ impl PeerServer {
                         .await;
                     connection.send(&answer).await?;
                 }
+                PeerMessage::PreVote { cluster, request } => {
+                    let granted = self.leadership.serve_pre_vote(cluster, &request);
+                    connection
+                        .send(&PeerMessage::PreVoteAnswer(granted))
+                        .await?;
+                }
                 PeerMessage::GroupHello => {
                     connection.send(&self.leadership.hello()).await?;
                 }
@@ -195,7 +201,8 @@ impl PeerServer {
                 | PeerMessage::KeyringChangeAnswer(_)
                 | PeerMessage::KeyringFetchAnswer(_)
                 | PeerMessage::HistoryAnswer { .. }
-                | PeerMessage::IntrospectAnswer(_)) => {
+                | PeerMessage::IntrospectAnswer(_)
+                | PeerMessage::PreVoteAnswer(_)) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
             }
@@ -233,5 +240,7 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::HistoryAnswer { .. } => "HistoryAnswer",
         PeerMessage::IntrospectQuery(_) => "IntrospectQuery",
         PeerMessage::IntrospectAnswer(_) => "IntrospectAnswer",
+        PeerMessage::PreVote { .. } => "PreVote",
+        PeerMessage::PreVoteAnswer(_) => "PreVoteAnswer",
     }
 }
