@@ -23,6 +23,7 @@ TEST_PACKAGES=(
     "libcap2-bin:capsh" # an agent without CAP_NET_RAW (tests/topology.rs)
     "systemd:systemd-analyze" # `systemd-analyze verify` of the packaged unit (tests/packaging.rs)
     "prometheus:promtool"     # `promtool check metrics` of /metrics (tests/metrics.rs)
+    "openssl:openssl"         # a throw-away CA for the ca_file tests (tests/notify_tls.rs)
 )
 # ---------------------------------------------------------------------------------------------
 

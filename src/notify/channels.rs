@@ -38,7 +38,12 @@ impl Notifiers {
                     Notifier::Pushover(PushoverNotifier::new(pushover.clone(), shared(&mut http)?))
                 }
                 ChannelKind::Webhook(webhook) => {
-                    Notifier::Webhook(WebhookNotifier::new(webhook.clone(), shared(&mut http)?)?)
+                    let client = match &webhook.ca {
+                        // Its own roots: a client of its own.
+                        Some(ca) => super::http::client_trusting(Some(ca))?,
+                        None => shared(&mut http)?,
+                    };
+                    Notifier::Webhook(WebhookNotifier::new(webhook.clone(), client)?)
                 }
                 ChannelKind::Exec(exec) => Notifier::Exec(ExecNotifier::new(exec.clone())),
             };
