@@ -351,6 +351,7 @@ fn measure_events_per_second_and_delay_to_the_beacon_at_a_clusters_start() {
     let mut rates = Vec::new();
     let mut delays = Vec::new();
     let mut dropped = 0;
+    let (mut counts, mut spans, mut peaks) = (Vec::new(), Vec::new(), Vec::new());
     for node in dump["nodes"].as_array().unwrap() {
         let events = node["events"].as_array().unwrap();
         let first = events[0]["event"]["at_ms"].as_u64().unwrap();
@@ -359,6 +360,24 @@ fn measure_events_per_second_and_delay_to_the_beacon_at_a_clusters_start() {
             .filter(|a| a["event"]["at_ms"].as_u64().unwrap() < first + WINDOW_MS)
             .count();
         rates.push(in_window as f64 / (WINDOW_MS as f64 / 1000.0));
+        counts.push(in_window);
+        let times: Vec<u64> = events
+            .iter()
+            .map(|a| a["event"]["at_ms"].as_u64().unwrap())
+            .filter(|at| *at < first + WINDOW_MS)
+            .collect();
+        spans.push(times.last().unwrap() - first);
+        // The most events in any one second of the window.
+        let peak = (0..times.len())
+            .map(|i| {
+                times[i..]
+                    .iter()
+                    .take_while(|t| **t < times[i] + 1000)
+                    .count()
+            })
+            .max()
+            .unwrap_or(0);
+        peaks.push(peak);
         for a in events {
             let at = a["event"]["at_ms"].as_u64().unwrap();
             delays.push(a["received_ms"].as_u64().unwrap().saturating_sub(at));
@@ -367,6 +386,20 @@ fn measure_events_per_second_and_delay_to_the_beacon_at_a_clusters_start() {
             node["dropped_by_agent"].as_u64().unwrap() + node["dropped_here"].as_u64().unwrap();
     }
     rates.sort_by(f64::total_cmp);
+    counts.sort_unstable();
+    spans.sort_unstable();
+    peaks.sort_unstable();
+    println!(
+        "beacon measure: N={n} events per agent in its first {}s: {}..{}; from its first to its \
+         last of those: {}..{} ms; the most in one second: {}..{}",
+        WINDOW_MS / 1000,
+        counts[0],
+        counts[counts.len() - 1],
+        spans[0],
+        spans[spans.len() - 1],
+        peaks[0],
+        peaks[peaks.len() - 1]
+    );
     delays.sort_unstable();
     let pct = |p: f64| delays[((delays.len() - 1) as f64 * p) as usize];
     let mean = rates.iter().sum::<f64>() / rates.len() as f64;
