@@ -259,6 +259,32 @@ fn an_agent_started_before_its_beacon_keeps_its_first_events_until_the_beacon_an
 }
 
 #[test]
+fn an_agent_without_beacon_sends_its_first_events_to_the_named_service_beacon_once_it_is_set() {
+    let cluster = Cluster::start(1);
+    let name = cluster.agents[0].name.clone();
+    let beacon = Beacon::start(&cluster.key_file, "127.0.0.1:0", None);
+    let set = cluster.agents[0].cli(&["service", "set", "beacon", &beacon.addr.to_string()]);
+    assert!(
+        set.status.success(),
+        "service set failed: {}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let mut events = Vec::new();
+    let arrived = wait_for(Duration::from_secs(30), || {
+        events = events_of(&beacon.dump());
+        events
+            .iter()
+            .any(|(sender, op, node)| *sender == name && op == "Reboot" && *node == name)
+    });
+    assert!(
+        arrived.is_some(),
+        "the agent did not send to the named service: {events:?}\n{}",
+        cluster.agents[0].log()
+    );
+    assert!(beacon.ask("stop").status.success());
+}
+
+#[test]
 fn a_beacon_answers_nothing_to_a_wrong_key_and_counts_the_refused_handshake() {
     let cluster = Cluster::new();
     let beacon = Beacon::start(&cluster.key_file, "127.0.0.1:0", None);
@@ -385,6 +411,28 @@ fn measure_events_per_second_and_delay_to_the_beacon_at_a_clusters_start() {
         dropped +=
             node["dropped_by_agent"].as_u64().unwrap() + node["dropped_here"].as_u64().unwrap();
     }
+    let all_times: Vec<u64> = dump["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|node| node["events"].as_array().unwrap().clone())
+        .map(|a| a["event"]["at_ms"].as_u64().unwrap())
+        .collect();
+    let cluster_first = *all_times.iter().min().unwrap();
+    let start_events = all_times
+        .iter()
+        .filter(|t| **t < cluster_first + WINDOW_MS)
+        .count();
+    let start_span = all_times
+        .iter()
+        .filter(|t| **t < cluster_first + WINDOW_MS)
+        .max()
+        .unwrap()
+        - cluster_first;
+    println!(
+        "beacon measure: N={n} the cluster's first {}s: {start_events} events within {start_span} ms",
+        WINDOW_MS / 1000
+    );
     rates.sort_by(f64::total_cmp);
     counts.sort_unstable();
     spans.sort_unstable();

@@ -4,6 +4,11 @@
 //! batches over a sealed connection, keeping a batch until the beacon answers it (the beacon
 //! drops a batch it already holds), and reconnecting with backoff while the beacon is away.
 //! The queue is made before the event log starts, so the first event (`Reboot`) is sent too.
+//!
+//! The beacon is `--beacon ADDR` ([`Target::Fixed`]) or, without it, the named service
+//! [`SERVICE`] of the grid-control records (`service set beacon IP:PORT`,
+//! [`Target::Service`]): looked up at each connection, and waited for (on the records' change
+//! watch) while none is set; the first events wait in the queue meanwhile.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,9 +17,10 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Result};
 use rover_membership::MembershipHandle;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::{Batch, MAX_BATCH};
+use crate::grid::GridHandle;
 use crate::introspection::ClusterEvent;
 use crate::peer::{PeerConnection, PeerMessage, EXCHANGE_TIMEOUT};
 
@@ -27,6 +33,18 @@ pub const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two connection attempts.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// The named service an agent started without `--beacon` sends to.
+pub const SERVICE: &str = "beacon";
+
+/// Where the beacon is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `--beacon ADDR`.
+    Fixed(SocketAddr),
+    /// The named service [`SERVICE`], whenever one is set.
+    Service(GridHandle),
+}
+
 /// Where the event log puts events for the beacon. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -35,6 +53,12 @@ pub struct Feed {
 }
 
 impl Feed {
+    fn with_capacity(capacity: usize) -> (Self, mpsc::Receiver<ClusterEvent>) {
+        let (queue, rx) = mpsc::channel(capacity);
+        let dropped = Arc::new(AtomicU64::new(0));
+        (Self { queue, dropped }, rx)
+    }
+
     /// Queues `event` without waiting; a full queue drops it (counted).
     pub fn offer(&self, event: &ClusterEvent) {
         if self.queue.try_send(event.clone()).is_err() {
@@ -51,25 +75,29 @@ impl Feed {
 /// The task that sends the queue to the beacon (see the module docs).
 #[derive(Debug)]
 pub struct Sender {
-    beacon: SocketAddr,
+    target: Target,
+    changes: Option<watch::Receiver<u64>>,
+    told_unusable: Option<String>,
     node: String,
     membership: MembershipHandle,
     queue: mpsc::Receiver<ClusterEvent>,
     dropped: Arc<AtomicU64>,
 }
 
-/// The feed and its sender, for the agent `node` sending to `beacon` with the cluster keyring
+/// The feed and its sender, for the agent `node` sending to `target` with the cluster keyring
 /// the membership task holds (the current primary key at each connection).
-pub fn channel(beacon: SocketAddr, node: String, membership: MembershipHandle) -> (Feed, Sender) {
-    let (tx, queue) = mpsc::channel(QUEUE);
-    let dropped = Arc::new(AtomicU64::new(0));
+pub fn channel(target: Target, node: String, membership: MembershipHandle) -> (Feed, Sender) {
+    let (feed, queue) = Feed::with_capacity(QUEUE);
+    let dropped = feed.dropped.clone();
     (
-        Feed {
-            queue: tx,
-            dropped: dropped.clone(),
-        },
+        feed,
         Sender {
-            beacon,
+            changes: match &target {
+                Target::Service(grid) => Some(grid.changes()),
+                Target::Fixed(_) => None,
+            },
+            target,
+            told_unusable: None,
             node,
             membership,
             queue,
@@ -102,15 +130,15 @@ impl Sender {
             let open = match connection.as_mut() {
                 Some(open) => open,
                 None => match self.connect().await {
-                    Ok(open) => {
-                        tracing::info!(beacon = %self.beacon, "sending events to the beacon");
+                    Ok((beacon, open)) => {
+                        tracing::info!(%beacon, "sending events to the beacon");
                         told_away = false;
                         connection.insert(open)
                     }
                     Err(e) => {
                         if !told_away {
                             told_away = true;
-                            tracing::warn!(beacon = %self.beacon, error = %format!("{e:#}"),
+                            tracing::warn!(error = %format!("{e:#}"),
                                 "the beacon does not answer; keeping events for it (bounded)");
                         }
                         tokio::time::sleep(backoff).await;
@@ -125,7 +153,7 @@ impl Sender {
                     backoff = BACKOFF_FIRST;
                 }
                 Err(e) => {
-                    tracing::debug!(beacon = %self.beacon, error = %format!("{e:#}"),
+                    tracing::debug!(error = %format!("{e:#}"),
                         "beacon connection lost; sending again");
                     connection = None;
                     if fresh {
@@ -138,9 +166,44 @@ impl Sender {
         }
     }
 
-    async fn connect(&self) -> Result<PeerConnection> {
+    async fn connect(&mut self) -> Result<(SocketAddr, PeerConnection)> {
+        let beacon = self.resolve().await;
         let keyring = self.membership.status().await?.keyring;
-        PeerConnection::connect(self.beacon, keyring).await
+        Ok((beacon, PeerConnection::connect(beacon, keyring).await?))
+    }
+
+    /// The beacon's address: `--beacon`, or the named service once one is set (waited for).
+    async fn resolve(&mut self) -> SocketAddr {
+        let grid = match &self.target {
+            Target::Fixed(addr) => return *addr,
+            Target::Service(grid) => grid.clone(),
+        };
+        loop {
+            if let Some(changes) = self.changes.as_mut() {
+                changes.borrow_and_update();
+            }
+            let records = grid.list().await.unwrap_or_default();
+            let named = rover_storage::grid::payload::named_services(&records);
+            if let Some((_, addr)) = named.get(SERVICE) {
+                match crate::config::parse_seed(addr) {
+                    Ok(beacon) => return beacon,
+                    Err(e) if self.told_unusable.as_deref() != Some(addr) => {
+                        tracing::warn!(service = SERVICE, %addr, error = %e,
+                            "the beacon service is no IP:PORT; waiting for another");
+                        self.told_unusable = Some(addr.clone());
+                    }
+                    Err(_) => {}
+                }
+            }
+            let changed = match self.changes.as_mut() {
+                Some(changes) => changes.changed().await.is_ok(),
+                None => false,
+            };
+            if !changed {
+                // The records task stopped (the agent stops too): wait for the end.
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     async fn send(&self, connection: &mut PeerConnection, events: &[ClusterEvent]) -> Result<()> {
@@ -154,7 +217,49 @@ impl Sender {
             .await?
         {
             PeerMessage::BeaconAck(_) => Ok(()),
-            _ => Err(anyhow!("{} is not a beacon", self.beacon)),
+            _ => Err(anyhow!("the beacon's address is not a beacon's")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::introspection::EventOp;
+
+    fn event(seq: u64) -> ClusterEvent {
+        ClusterEvent {
+            seq,
+            op: EventOp::Reboot,
+            node: "a".into(),
+            at_ms: seq,
+            cluster: String::new(),
+            old_cluster: None,
+            members: 1,
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_feed_keeps_the_first_events_and_counts_the_rest_without_waiting() {
+        let (feed, mut queue) = Feed::with_capacity(3);
+        for seq in 1..=5 {
+            feed.offer(&event(seq));
+        }
+        assert_eq!(feed.dropped(), 2);
+        let kept: Vec<u64> = std::iter::from_fn(|| queue.try_recv().ok())
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(kept, vec![1, 2, 3], "the first events wait for the beacon");
+        feed.offer(&event(6));
+        assert_eq!(queue.try_recv().unwrap().seq, 6, "room again once read");
+    }
+
+    #[test]
+    fn a_feed_whose_sender_is_gone_counts_its_events_as_dropped() {
+        let (feed, queue) = Feed::with_capacity(3);
+        drop(queue);
+        feed.offer(&event(1));
+        assert_eq!(feed.dropped(), 1);
     }
 }

@@ -251,7 +251,7 @@ settings! {
     /// `introspection.beacon`
     INTROSPECTION_BEACON = Setting {
         key: "introspection.beacon", env: Some("ROVER_BEACON"), flag: Some("--beacon"),
-        default: Default::Unset("none"),
+        default: Default::Unset("the named service `beacon` of the records, once one is set"),
         kind: Kind::Address { loopback_only: false, concrete: true },
         doc: "send every cluster event, sealed with the cluster key, to this beacon (`rover-agent beacon`)",
     };
