@@ -197,7 +197,7 @@ impl MembershipCore {
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
-            name_conflicts: name_conflict::NameConflicts::default(),
+            name_conflicts: name_conflict::NameConflicts::new(settings.identity.generation),
             sweep_armed: false,
             lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
             eager: dissemination::EagerGossip::default(),
@@ -284,19 +284,7 @@ impl MembershipCore {
                 return Err(PacketError::Stale { skew_ms });
             }
         }
-        let evidence = name_conflict::evidence(self.foca.identity(), &opened.plaintext, |n| {
-            self.active_named(n)
-        });
-        if let Some(evidence) = evidence {
-            let refused = match evidence {
-                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
-                _ => None,
-            };
-            self.handle_name_conflict(evidence);
-            if let Some(addr) = refused {
-                return Err(PacketError::NameConflict(addr));
-            }
-        }
+        self.screen_names(&opened.plaintext)?;
         let sized = match peek(&opened.plaintext) {
             Some(peeked) => {
                 self.observe_incoming(&peeked);
@@ -459,6 +447,9 @@ impl MembershipCore {
                 continue;
             }
             if let Some(peeked) = &peeked {
+                if self.holds_back(&peeked.message) {
+                    continue;
+                }
                 self.observe_outgoing(peeked);
             }
             self.send_sealed(to.socket_addr(), &data);

@@ -68,7 +68,8 @@ impl EventRouter {
             MemberEvent::Rejoined(me) => {
                 tracing::warn!(
                     generation = me.generation,
-                    "the cluster declared us down; rejoined with a new generation"
+                    "rejoined with a new generation (the cluster declared us down, or we keep our node \
+                     name from another agent)"
                 );
                 self.storage
                     .meta()
