@@ -126,3 +126,34 @@ fn a_second_agent_of_a_name_joining_through_a_third_is_refused_and_the_holder_st
     );
     assert_eq!(holder.status_of("n2").as_deref(), Some("alive"));
 }
+
+#[test]
+fn an_agent_restarted_on_its_data_dir_at_another_address_is_the_same_member_without_conflict() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_converged(Duration::from_secs(30));
+    // kill -9 and start again at once on the same data dir, at another gossip address: the
+    // others still list the previous run alive when the new one announces.
+    cluster.agents[2].kill();
+    let moved = common::free_udp_port();
+    cluster.agents[2].gossip = moved;
+    cluster.agents[2].restart_as_started();
+    let back = wait_for(Duration::from_secs(30), || {
+        [0, 1]
+            .iter()
+            .all(|i| lists_alive_at(&cluster.agents[*i], "n3", moved))
+    });
+    assert!(
+        back.is_some(),
+        "{:?}\n{:?}",
+        cluster.agents[0].members(),
+        cluster.agents[1].members()
+    );
+    for agent in &cluster.agents {
+        assert!(
+            !agent.log().contains("uses our node name")
+                && !agent.log().contains("both use the node name"),
+            "{}",
+            agent.log()
+        );
+    }
+}
