@@ -36,6 +36,8 @@ mod lifeguard;
 mod member_views;
 mod name_conflict;
 mod suspicion_timers;
+mod swim_events;
+pub use swim_events::PROBE_EVENT_EVERY;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -161,6 +163,7 @@ pub struct MembershipCore {
     name_conflicts: name_conflict::NameConflicts,
     sweep_armed: bool,
     lifeguard: lifeguard::Lifeguard,
+    probe_events: swim_events::ProbeEvents,
     eager: dissemination::EagerGossip,
     has_left: bool,
     now_ms: u64,
@@ -200,6 +203,7 @@ impl MembershipCore {
             name_conflicts: name_conflict::NameConflicts::new(settings.identity.generation),
             sweep_armed: false,
             lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
+            probe_events: swim_events::ProbeEvents::default(),
             eager: dissemination::EagerGossip::default(),
             has_left: false,
             now_ms: 0,
@@ -312,6 +316,7 @@ impl MembershipCore {
                     foca::Timer::ChangeSuspectToDown { member_id, .. } => Some(member_id.clone()),
                     _ => None,
                 };
+                self.note_direct_probe(&timer);
                 if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                     tracing::debug!(error = %e, "foca timer failed");
                 }
@@ -436,6 +441,7 @@ impl MembershipCore {
         while let Some(notification) = self.runtime.to_notify() {
             self.on_notification(notification);
         }
+        self.note_refutations();
         let refuted = self.refuted_suspect.take();
         while let Some((to, data)) = self.runtime.to_send() {
             let peeked = peek(&data);
