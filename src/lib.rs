@@ -8,6 +8,7 @@
 
 pub mod alerts;
 pub mod api;
+pub mod beacon;
 pub mod checks;
 pub mod cli;
 pub mod config;

@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Completions { shell } => {
             super::packaging::write_completions(shell, &mut std::io::stdout().lock())
         }
+        Command::Beacon(ref args) => super::beacon_commands::run(args, cli.format),
         Command::Man => super::packaging::write_man_page(&mut std::io::stdout().lock()),
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
@@ -369,7 +370,11 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 Format::Text => say!("{}", crate::topology::report::text(&report)),
             }
         }
-        Command::Agent(_) | Command::Keygen | Command::Completions { .. } | Command::Man => {
+        Command::Agent(_)
+        | Command::Beacon(_)
+        | Command::Keygen
+        | Command::Completions { .. }
+        | Command::Man => {
             unreachable!("handled before the client starts")
         }
     }

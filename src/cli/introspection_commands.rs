@@ -117,7 +117,7 @@ pub async fn events(
 }
 
 /// Unix ms as an RFC 3339 time with milliseconds (UTC).
-fn time_of(at_ms: u64) -> String {
+pub(super) fn time_of(at_ms: u64) -> String {
     // The last millisecond of year 9999: RFC 3339 has four-digit years.
     const LAST_MS: u64 = 253_402_300_799_999;
     let at: SystemTime = UNIX_EPOCH + Duration::from_millis(at_ms.min(LAST_MS));

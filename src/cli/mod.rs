@@ -2,6 +2,7 @@
 //! agent through its local API. Exit codes: 0 success, 1 a failure the command reports,
 //! 2 bad usage (clap).
 
+mod beacon_commands;
 mod commands;
 mod grid_commands;
 mod grid_output;
@@ -164,6 +165,9 @@ pub enum Command {
         #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_since)]
         since: std::time::Duration,
     },
+    /// A collector of cluster events outside the cluster (seed 002): with `--key-file`, start
+    /// one in the background and print `addr=IP:PORT`; `dump` and `stop` ask a running one.
+    Beacon(beacon_commands::BeaconArgs),
     /// Print the shell completion script for SHELL (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.

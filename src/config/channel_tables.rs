@@ -10,7 +10,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::notify::{
-    EmailConfig, ExecConfig, PushoverConfig, PushoverHigh, Secret, SmtpAuth, SmtpTls,
+    CaFile, EmailConfig, ExecConfig, PushoverConfig, PushoverHigh, Secret, SmtpAuth, SmtpTls,
     WebhookConfig, WebhookFormat, DEFAULT_EXEC_TIMEOUT, DEFAULT_HTTP_SMTP_TIMEOUT,
     DEFAULT_PUSHOVER_URL, PUSHOVER_MAX_EXPIRE, PUSHOVER_MIN_RETRY,
 };
@@ -45,6 +45,7 @@ pub struct EmailEntry {
     pub from: Option<String>,
     pub to: Option<Vec<String>>,
     pub timeout: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// One `[[notify.pushover]]` table as written.
@@ -73,6 +74,7 @@ pub struct WebhookEntry {
     pub format: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub timeout: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 /// One `[[notify.exec]]` table as written.
@@ -127,6 +129,14 @@ pub(super) fn email(entry: &Entry<'_>, raw: &EmailEntry) -> Result<EmailConfig, 
             .map(|address| entry.mailbox("to", address))
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let ca = entry.ca_file(raw.ca_file.as_deref())?;
+    if ca.is_some() && tls == SmtpTls::None {
+        return Err(entry.invalid(
+            "ca_file",
+            raw.ca_file.clone(),
+            "needs tls = \"starttls\" or \"tls\" (with tls = \"none\" no certificate is checked)",
+        ));
+    }
     Ok(EmailConfig {
         smtp_host: smtp_host.to_owned(),
         smtp_port,
@@ -135,6 +145,7 @@ pub(super) fn email(entry: &Entry<'_>, raw: &EmailEntry) -> Result<EmailConfig, 
         from,
         to,
         timeout: entry.timeout(raw.timeout.as_deref(), DEFAULT_HTTP_SMTP_TIMEOUT)?,
+        ca,
     })
 }
 
@@ -234,11 +245,20 @@ pub(super) fn webhook(entry: &Entry<'_>, raw: &WebhookEntry) -> Result<WebhookCo
         }
         headers.push((name.clone(), Secret::new(value.clone())));
     }
+    let ca = entry.ca_file(raw.ca_file.as_deref())?;
+    if ca.is_some() && url.scheme() != "https" {
+        return Err(entry.invalid(
+            "ca_file",
+            raw.ca_file.clone(),
+            "needs an https:// url (over http:// no certificate is checked)",
+        ));
+    }
     Ok(WebhookConfig {
         url,
         format,
         headers,
         timeout: entry.timeout(raw.timeout.as_deref(), DEFAULT_HTTP_SMTP_TIMEOUT)?,
+        ca,
     })
 }
 
@@ -359,6 +379,42 @@ impl<'a> Entry<'a> {
             zero: None,
         };
         Ok(self.duration("timeout", value, bounds)?.unwrap_or(default))
+    }
+
+    /// Reads and checks a `ca_file`: a readable file of PEM certificates, at least one. A
+    /// relative path is taken from the config file's directory.
+    fn ca_file(&self, value: Option<&str>) -> Result<Option<CaFile>, ConfigError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::CertificateDer;
+
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let invalid = |problem: String| self.invalid("ca_file", Some(value.to_owned()), problem);
+        if value.trim().is_empty() {
+            return Err(invalid("must not be empty".into()));
+        }
+        let mut path = std::path::PathBuf::from(value);
+        if path.is_relative() {
+            if let Source::File(file) = self.source {
+                if let Some(dir) = file.parent() {
+                    path = dir.join(path);
+                }
+            }
+        }
+        let pem = std::fs::read(&path)
+            .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+        let certificates = CertificateDer::pem_slice_iter(&pem)
+            .map(|c| c.map(|der| der.as_ref().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("{} is not valid PEM: {e}", path.display())))?;
+        if certificates.is_empty() {
+            return Err(invalid(format!(
+                "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            )));
+        }
+        Ok(Some(CaFile { path, certificates }))
     }
 
     fn url(&self, key: &'static str, value: &str) -> Result<Url, ConfigError> {

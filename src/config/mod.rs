@@ -67,6 +67,8 @@ pub struct Config {
     pub history_replicas: usize,
     /// `introspection.events`: cluster events kept.
     pub introspection_events: usize,
+    /// `introspection.beacon`: the beacon to send events to, if any.
+    pub beacon: Option<SocketAddr>,
     /// `status.full_every`: the longest time between two status samples sent.
     pub status_full_every: Duration,
     /// The checks to run.
@@ -218,6 +220,7 @@ pub fn resolve(
     let history_replicas = usize::try_from(values.count(&settings::HISTORY_REPLICAS)?).unwrap_or(0);
     let introspection_events = usize::try_from(values.count(&settings::INTROSPECTION_EVENTS)?)
         .unwrap_or(crate::introspection::DEFAULT_EVENTS);
+    let beacon = address(&settings::INTROSPECTION_BEACON)?;
     let status_full_every = values
         .required_duration(&settings::STATUS_FULL_EVERY)?
         .value;
@@ -276,6 +279,7 @@ pub fn resolve(
         incidents_retention,
         history_replicas,
         introspection_events,
+        beacon,
         status_full_every,
         checks,
         election,
@@ -312,7 +316,7 @@ pub fn parse_seed(seed: &str) -> Result<SocketAddr, String> {
 }
 
 /// The address to advertise when none is configured.
-fn default_advertise(bind: SocketAddr) -> SocketAddr {
+pub(crate) fn default_advertise(bind: SocketAddr) -> SocketAddr {
     if !bind.ip().is_unspecified() {
         return bind;
     }

@@ -176,6 +176,19 @@ pub struct EmailConfig {
     /// Bound on each attempt, from connecting to the server's answer to the message
     /// (default 10 s).
     pub timeout: Duration,
+    /// Root certificates trusted besides the built-in ones (`ca_file`), for a relay with an
+    /// in-house CA.
+    pub ca: Option<CaFile>,
+}
+
+/// A `ca_file`: PEM root certificates a channel trusts besides the built-in ones, read and
+/// checked when the config is loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    /// The file, as resolved (relative paths from the config file's directory).
+    pub path: std::path::PathBuf,
+    /// Its certificates, DER-encoded, in file order (at least one).
+    pub certificates: Vec<Vec<u8>>,
 }
 
 /// What a [`crate::notify::Priority::High`] message is on Pushover.
@@ -229,6 +242,8 @@ pub struct WebhookConfig {
     pub headers: Vec<(String, Secret)>,
     /// Bound on each request (default 10 s).
     pub timeout: Duration,
+    /// Root certificates trusted besides the built-in ones (`ca_file`; `https` URLs only).
+    pub ca: Option<CaFile>,
 }
 
 /// `[[notify.exec]]`: a program run per message, without a shell.

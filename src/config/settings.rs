@@ -248,6 +248,13 @@ settings! {
         default: Default::Value("10000"), kind: Kind::Count { min: 100, max: 1_000_000 },
         doc: "cluster events (joins, downs, leader changes...) kept for `events`, in memory and on disk",
     };
+    /// `introspection.beacon`
+    INTROSPECTION_BEACON = Setting {
+        key: "introspection.beacon", env: Some("ROVER_BEACON"), flag: Some("--beacon"),
+        default: Default::Unset("the named service `beacon` of the records, once one is set"),
+        kind: Kind::Address { loopback_only: false, concrete: true },
+        doc: "send every cluster event, sealed with the cluster key, to this beacon (`rover-agent beacon`)",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,

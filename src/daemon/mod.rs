@@ -152,6 +152,14 @@ impl Daemon {
 
         let peer_rejected = Arc::new(AtomicU64::new(0));
         let introspect = crate::introspection::remote::Answerer::default();
+        let beacon = crate::beacon::sender::channel(
+            config.beacon.map_or_else(
+                || crate::beacon::sender::Target::Service(grid.parts.grid.clone()),
+                crate::beacon::sender::Target::Fixed,
+            ),
+            config.node_name.clone(),
+            membership.clone(),
+        );
         supervisor.spawn_critical(
             "events",
             Stop::Dropped,
@@ -160,11 +168,13 @@ impl Daemon {
                     me: config.node_name.clone(),
                     generation,
                     capacity: config.introspection_events,
+                    beacon: Some(beacon.0.clone()),
                 },
                 storage.clone(),
                 leadership.watch_status(),
             ),
         );
+        supervisor.spawn_critical("beacon", Stop::Dropped, beacon.1.run());
         supervisor.watch_critical("membership", membership_task);
         supervisor.watch_critical("alerts", alerts_task);
         supervisor.spawn_critical("leadership", Stop::Itself, leadership_task);

@@ -27,7 +27,7 @@ use rover_storage::grid::order::winner;
 use rover_storage::grid::payload::Service;
 use rover_storage::grid::{GridStore, SignedRecord};
 use rover_storage::Storage;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use self::table::{DigestEntry, GridCounters, GridTable, Offered};
@@ -91,6 +91,7 @@ pub enum GridError {
 pub struct GridHandle {
     inputs: mpsc::Sender<GridInput>,
     signer: [u8; 32],
+    changed: watch::Receiver<u64>,
 }
 
 impl GridHandle {
@@ -112,6 +113,12 @@ impl GridHandle {
             .send(input)
             .await
             .map_err(|_| GridError::Stopped)
+    }
+
+    /// A count of the records kept (received or published) since the start: it changes each
+    /// time the table takes a record (for readers of a named service, such as the beacon's).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changed.clone()
     }
 
     /// This node's signer key.
@@ -185,17 +192,24 @@ pub fn spawn(context: GridContext) -> anyhow::Result<(GridHandle, JoinHandle<()>
         stored.remove(&signer, &service)?;
     }
     let (inputs, rx) = mpsc::channel(256);
+    let (changed, changes) = watch::channel(0);
     let handle = GridHandle {
         inputs,
         signer: context.node_key.public_bytes(),
+        changed: changes,
     };
-    let task = GridTask { table, context };
+    let task = GridTask {
+        table,
+        context,
+        changed,
+    };
     Ok((handle, tokio::spawn(task.run(rx))))
 }
 
 struct GridTask {
     table: GridTable,
     context: GridContext,
+    changed: watch::Sender<u64>,
 }
 
 impl GridTask {
@@ -245,6 +259,7 @@ impl GridTask {
                     tracing::warn!(error = %e, "cannot store a grid-control record (kept in memory)");
                 }
                 self.remove_forgotten();
+                self.changed.send_modify(|n| *n += 1);
             }
             Offered::Duplicate => {}
             Offered::Dropped(reason, why) => {
@@ -306,6 +321,7 @@ impl GridTask {
         }
         self.table.offer(record.clone());
         self.remove_forgotten();
+        self.changed.send_modify(|n| *n += 1);
         let item = BroadcastItem {
             topic: Topic::Record,
             key: record.slot_id(),

@@ -2,7 +2,9 @@
 //! keeps them in the ring and in storage, and publishes each to the `monitor` readers.
 //!
 //! It waits on its inputs, the leadership status watch and, while this node leads, the next
-//! `LeaderHeart` deadline; never on a polling tick, and never on a reader.
+//! `LeaderHeart` deadline; never on a polling tick, and never on a reader (nor on the beacon:
+//! with `--beacon` each event is offered to [`crate::beacon::sender::Feed`], which drops it,
+//! counted, rather than wait).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub struct EventLogSettings {
     pub generation: u64,
     /// `introspection.events`.
     pub capacity: usize,
+    /// With `--beacon`: each event is also handed to the beacon's queue (never waited on).
+    pub beacon: Option<crate::beacon::sender::Feed>,
 }
 
 /// The owner's end of the channel, made before the tasks that report to it; [`Inbox::run`]
@@ -388,6 +392,9 @@ impl Owner {
         if let Err(e) = stored {
             self.unstored += 1;
             tracing::debug!(error = %e, "event not stored");
+        }
+        if let Some(beacon) = &self.settings.beacon {
+            beacon.offer(&event);
         }
         // No reader: nothing to do; a slow reader loses the oldest (it is told on its side).
         let _ = self.live.send(event);

@@ -106,6 +106,7 @@ async fn the_owner_tells_a_join_from_a_reboot_and_a_rejoin_and_sees_leaders_chan
         me: "a".into(),
         generation: 7,
         capacity: 100,
+        beacon: None,
     };
     tokio::spawn(inbox.run(settings, storage.clone(), status_rx));
     let up = |name: &str, generation| Report::Up {
@@ -202,6 +203,7 @@ async fn a_down_member_renamed_to_a_new_generation_is_a_reboot_and_a_rejoin() {
         me: "a".into(),
         generation: 1,
         capacity: 100,
+        beacon: None,
     };
     tokio::spawn(inbox.run(settings, storage, status_rx));
     log.report(Report::Up {

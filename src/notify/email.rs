@@ -14,7 +14,7 @@
 
 use lettre::message::header::ContentType;
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::response::Response;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -36,7 +36,13 @@ impl EmailNotifier {
     /// A channel for `config`; fails if its TLS settings cannot be set up.
     pub(crate) fn new(config: EmailConfig) -> anyhow::Result<Self> {
         crate::install_tls_provider();
-        let parameters = || TlsParameters::new(config.smtp_host.clone());
+        let parameters = || {
+            let mut builder = TlsParameters::builder(config.smtp_host.clone());
+            for der in config.ca.iter().flat_map(|ca| &ca.certificates) {
+                builder = builder.add_root_certificate(Certificate::from_der(der.clone())?);
+            }
+            builder.build()
+        };
         let tls = match config.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::StartTls => Tls::Required(parameters()?),
@@ -119,7 +125,7 @@ fn classify(config: &EmailConfig, error: &lettre::transport::smtp::Error) -> Att
     if error.is_permanent() {
         return Attempt::Refused(format!("SMTP server {server} refused the email: {text}"));
     }
-    if error.is_tls() {
+    if error.is_tls() || is_tls_failure(error) {
         return Attempt::Refused(format!("TLS with {server} failed: {text}"));
     }
     if text.contains("STARTTLS is not supported") {
@@ -132,6 +138,24 @@ fn classify(config: &EmailConfig, error: &lettre::transport::smtp::Error) -> Att
         return Attempt::Refused(format!("SMTP with {server}: {text}"));
     }
     Attempt::failed(format!("SMTP with {server}: {text}"))
+}
+
+/// Whether a cause of `error` is a TLS failure (a certificate the server's name or our roots
+/// do not vouch for, a failed handshake): lettre reports those as connection errors, but
+/// trying again cannot help.
+fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let tls = e.downcast_ref::<rustls::Error>().is_some()
+            || e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if tls {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// An error and its causes on one line (lettre's own text already holds its first cause).

@@ -16,11 +16,21 @@ const BODY_IN_ERRORS: usize = 200;
 
 /// The HTTP client every channel shares (no proxy from the environment, no cookies).
 pub(crate) fn client() -> anyhow::Result<reqwest::Client> {
+    client_trusting(None)
+}
+
+/// A client like [`client`] that also trusts the roots of `ca` (a channel's `ca_file`).
+pub(crate) fn client_trusting(
+    ca: Option<&crate::config::notify::CaFile>,
+) -> anyhow::Result<reqwest::Client> {
     crate::install_tls_provider();
-    Ok(reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("rover-agent/", env!("CARGO_PKG_VERSION")))
-        .no_proxy()
-        .build()?)
+        .no_proxy();
+    for der in ca.iter().flat_map(|ca| &ca.certificates) {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_der(der)?);
+    }
+    Ok(builder.build()?)
 }
 
 /// What a server answered.

@@ -3,7 +3,8 @@
 //!
 //! It carries the alert and grid-control record anti-entropy exchange, key rotation steps, the Raft RPCs of the ledger group (on a
 //! connection kept open per peer), the group's hello and adopt messages, ledger writes
-//! forwarded to the leader and history queries to a host's replicas. Later features add their message kinds at the end of the enum
+//! forwarded to the leader and history queries to a host's replicas (and, on a beacon's port,
+//! the beacon's messages: [`crate::beacon`]). Later features add their message kinds at the end of the enum
 //! (postcard encodes the variant index, so only append).
 
 pub mod limits;
@@ -153,6 +154,18 @@ pub enum PeerMessage {
     },
     /// The answer to [`PeerMessage::PreVote`]: whether it is granted.
     PreVoteAnswer(bool),
+    /// Events an agent sends to a beacon (see [`crate::beacon`]); only a beacon answers it.
+    BeaconEvents(crate::beacon::Batch),
+    /// The beacon's answer to [`PeerMessage::BeaconEvents`]: how many of them were new.
+    BeaconAck(u64),
+    /// "What did you collect?" (`beacon dump`).
+    BeaconDump,
+    /// The answer to [`PeerMessage::BeaconDump`].
+    BeaconDumpAnswer(crate::beacon::Collected),
+    /// "Write what you collected to your `--out` file and exit" (`beacon stop`).
+    BeaconStop,
+    /// The answer to [`PeerMessage::BeaconStop`].
+    BeaconStopAnswer(crate::beacon::StopAnswer),
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

@@ -205,12 +205,20 @@ impl PeerServer {
                 | PeerMessage::PreVoteAnswer(_)) => {
                     anyhow::bail!("unexpected answer {} from a client", kind_of(&other))
                 }
+                other @ (PeerMessage::BeaconEvents(_)
+                | PeerMessage::BeaconAck(_)
+                | PeerMessage::BeaconDump
+                | PeerMessage::BeaconDumpAnswer(_)
+                | PeerMessage::BeaconStop
+                | PeerMessage::BeaconStopAnswer(_)) => {
+                    anyhow::bail!("{} is for a beacon, not a member", kind_of(&other))
+                }
             }
         }
     }
 }
 
-fn kind_of(message: &PeerMessage) -> &'static str {
+pub(crate) fn kind_of(message: &PeerMessage) -> &'static str {
     match message {
         PeerMessage::AlertDigest(_) => "AlertDigest",
         PeerMessage::AlertDelta { .. } => "AlertDelta",
@@ -242,5 +250,11 @@ fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::IntrospectAnswer(_) => "IntrospectAnswer",
         PeerMessage::PreVote { .. } => "PreVote",
         PeerMessage::PreVoteAnswer(_) => "PreVoteAnswer",
+        PeerMessage::BeaconEvents(_) => "BeaconEvents",
+        PeerMessage::BeaconAck(_) => "BeaconAck",
+        PeerMessage::BeaconDump => "BeaconDump",
+        PeerMessage::BeaconDumpAnswer(_) => "BeaconDumpAnswer",
+        PeerMessage::BeaconStop => "BeaconStop",
+        PeerMessage::BeaconStopAnswer(_) => "BeaconStopAnswer",
     }
 }

@@ -39,6 +39,20 @@ pub struct SmtpSinkOptions {
     pub auth: Option<(String, String)>,
     /// Listen inside this network namespace, on this address, instead of on 127.0.0.1.
     pub listen_in: Option<(String, String)>,
+    /// Offer TLS with this certificate and key (PEM files): STARTTLS, required before MAIL,
+    /// or with `implicit` TLS from the first byte.
+    pub tls: Option<SinkTls>,
+}
+
+/// The sink's certificate and how it speaks TLS.
+#[derive(Debug, Clone)]
+pub struct SinkTls {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
+    /// TLS from the first byte instead of STARTTLS.
+    pub implicit: bool,
 }
 
 /// A running aiosmtpd; killed (by its PID) and reaped on drop.
@@ -73,6 +87,13 @@ impl SmtpSink {
         }
         if options.refuse {
             command.arg("--refuse");
+        }
+        if let Some(tls) = &options.tls {
+            command.arg("--tls-cert").arg(&tls.cert);
+            command.arg("--tls-key").arg(&tls.key);
+            if tls.implicit {
+                command.arg("--implicit-tls");
+            }
         }
         if let Some((user, password)) = &options.auth {
             command.arg("--auth").arg(format!("{user}:{password}"));
