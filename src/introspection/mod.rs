@@ -198,6 +198,9 @@ pub struct EventCounts {
     pub monitor_dropped: u64,
     /// Events that could not be written to (or read back from) storage.
     pub unstored: u64,
+    /// Events the beacon's queue had no room for (see [`crate::beacon::sender`]).
+    #[serde(default)]
+    pub beacon_dropped: u64,
 }
 
 /// The counts in the Prometheus text format, for `/metrics`.
@@ -229,6 +232,11 @@ pub fn metrics(counts: &EventCounts) -> String {
             "rover_events_unstored_total",
             "Events not written to (or read back from) storage.",
             counts.unstored,
+        ),
+        (
+            "rover_events_beacon_dropped_total",
+            "Events not sent to the beacon: its queue was full.",
+            counts.beacon_dropped,
         ),
     ] {
         let kind = if name.ends_with("_total") {

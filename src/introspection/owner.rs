@@ -198,6 +198,7 @@ impl Owner {
                     .monitor_dropped
                     .load(std::sync::atomic::Ordering::Relaxed);
                 counts.unstored = self.unstored;
+                counts.beacon_dropped = self.settings.beacon.as_ref().map_or(0, |b| b.dropped());
                 let _ = reply.send(counts);
             }
         }
