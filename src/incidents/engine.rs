@@ -213,10 +213,14 @@ impl<D: Deliver> Engine<D> {
     async fn pass(&mut self) -> Result<()> {
         self.follow_ledger();
         self.due_at = None;
+        if !self.context.leadership.status().is_me {
+            return Ok(());
+        }
+        let observed = observe(&self.context).await?;
+        // Taken after the awaits above: an apply while this pass holds the snapshot copies it.
         let Some((mode, ledger)) = self.context.leadership.leading_ledger().await else {
             return Ok(());
         };
-        let observed = observe(&self.context).await?;
         let now_ms = unix_ms();
         let now = Instant::now();
         self.resting.retain(|_, until| *until > now);

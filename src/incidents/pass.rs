@@ -2,9 +2,10 @@
 //! and the ledger it leads, what to write ([`reconcile`] and the switch step) and what is due
 //! to be sent. The engine ([`super::engine`]) commits the writes and starts the sends.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 
-use rover_election::ledger::{LeaderMode, Ledger, LedgerCommand};
+use rover_election::ledger::{IncidentKind, LeaderMode, Ledger, LedgerCommand};
 use rover_election::policy::{due_work, DueRules, SendView, Work};
 
 use super::reconcile::{reconcile, without_news_of_living_hosts, Observed};
@@ -58,16 +59,18 @@ pub fn plan(input: &PassInput<'_>) -> Plan {
         ..
     } = *input;
     let mut changes = reconcile(observed, ledger, now_ms);
-    // Switch incidents look at the ledger as reconciling leaves it.
+    // Switch incidents look at the host and switch incidents as reconciling leaves them: on a
+    // small copy of those alone when reconciling changed one, never on a copy of the ledger.
     let switch_step = {
-        let reconciled = if changes.is_empty() {
-            std::borrow::Cow::Borrowed(ledger)
-        } else {
-            let mut copy = ledger.clone();
+        let reconciled = if changes.iter().any(|c| is_about_hosts(c, ledger)) {
+            let mut copy =
+                ledger.only_kinds(&[IncidentKind::HostDown, IncidentKind::SwitchUnreachable]);
             for change in &changes {
                 copy.apply(change);
             }
-            std::borrow::Cow::Owned(copy)
+            Cow::Owned(copy)
+        } else {
+            Cow::Borrowed(ledger)
         };
         switches::switch_step(
             &reconciled,
@@ -94,5 +97,16 @@ pub fn plan(input: &PassInput<'_>) -> Plan {
         changes,
         hold: switch_step.hold,
         work,
+    }
+}
+
+/// Whether `change` opens or resolves a host incident (what the switch step looks at).
+fn is_about_hosts(change: &LedgerCommand, ledger: &Ledger) -> bool {
+    match change {
+        LedgerCommand::Open(incident) => incident.kind == IncidentKind::HostDown,
+        LedgerCommand::Resolve { incident, .. } => ledger
+            .incident(incident)
+            .is_some_and(|i| i.kind == IncidentKind::HostDown),
+        _ => true,
     }
 }
