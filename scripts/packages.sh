@@ -4,7 +4,7 @@
 #
 # With a command, finding it in PATH (or at that path) counts as installed, otherwise dpkg is
 # asked. Missing packages are installed with apt-get (as root, or with `sudo -n`); a package that
-# ships a system service (serf, lldpd) has that service stopped and disabled again when this function
+# ships a system service (serf, lldpd, prometheus) has that service stopped and disabled again when this function
 # installed it, so that benchmarks never leave a daemon behind.
 
 package_installed() {
@@ -50,7 +50,7 @@ install_packages() {
     fi
     rm -f "$log"
     for pkg in "${missing[@]}"; do
-        if [[ $pkg == serf || $pkg == lldpd ]] && command -v systemctl >/dev/null 2>&1; then
+        if [[ $pkg == serf || $pkg == lldpd || $pkg == prometheus ]] && command -v systemctl >/dev/null 2>&1; then
             "${sudo[@]}" systemctl disable --now "$pkg.service" >/dev/null 2>&1 || true
         fi
     done

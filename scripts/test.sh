@@ -22,6 +22,7 @@ TEST_PACKAGES=(
     "lldpd:lldpd"       # real LLDP/CDP switches for the topology tests (tests/common/switches.rs)
     "libcap2-bin:capsh" # an agent without CAP_NET_RAW (tests/topology.rs)
     "systemd:systemd-analyze" # `systemd-analyze verify` of the packaged unit (tests/packaging.rs)
+    "prometheus:promtool"     # `promtool check metrics` of /metrics (tests/metrics.rs)
 )
 # ---------------------------------------------------------------------------------------------
 

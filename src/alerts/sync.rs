@@ -4,6 +4,7 @@
 //! records' digest exchange ([`crate::grid::sync`]) follows on the same connection.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -24,6 +25,75 @@ pub struct SyncStats {
     pub pushed: usize,
     /// Grid-control records moved (received and sent).
     pub records: crate::grid::sync::RecordSyncStats,
+}
+
+/// What the exchanges of this process did, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SyncCounts {
+    rounds: AtomicU64,
+    failed: AtomicU64,
+    alerts_pulled: AtomicU64,
+    alerts_pushed: AtomicU64,
+    records_pulled: AtomicU64,
+    records_pushed: AtomicU64,
+}
+
+/// A reading of [`SyncCounts`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SyncTotals {
+    /// Exchanges that completed.
+    pub rounds: u64,
+    /// Exchanges that failed (peer gone, refused, timed out).
+    pub failed: u64,
+    /// Alerts received.
+    pub alerts_pulled: u64,
+    /// Alerts sent.
+    pub alerts_pushed: u64,
+    /// Grid-control records received.
+    pub records_pulled: u64,
+    /// Grid-control records sent.
+    pub records_pushed: u64,
+}
+
+/// This process's exchanges.
+pub static SYNCS: SyncCounts = SyncCounts {
+    rounds: AtomicU64::new(0),
+    failed: AtomicU64::new(0),
+    alerts_pulled: AtomicU64::new(0),
+    alerts_pushed: AtomicU64::new(0),
+    records_pulled: AtomicU64::new(0),
+    records_pushed: AtomicU64::new(0),
+};
+
+impl SyncCounts {
+    fn count(&self, outcome: &Result<SyncStats>) {
+        let add = |counter: &AtomicU64, n: usize| {
+            counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+        };
+        match outcome {
+            Ok(stats) => {
+                add(&self.rounds, 1);
+                add(&self.alerts_pulled, stats.pulled);
+                add(&self.alerts_pushed, stats.pushed);
+                add(&self.records_pulled, stats.records.pulled);
+                add(&self.records_pushed, stats.records.pushed);
+            }
+            Err(_) => add(&self.failed, 1),
+        }
+    }
+
+    /// The counts so far.
+    pub fn read(&self) -> SyncTotals {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        SyncTotals {
+            rounds: get(&self.rounds),
+            failed: get(&self.failed),
+            alerts_pulled: get(&self.alerts_pulled),
+            alerts_pushed: get(&self.alerts_pushed),
+            records_pulled: get(&self.records_pulled),
+            records_pushed: get(&self.records_pushed),
+        }
+    }
 }
 
 /// One digest exchange with `peer`.
@@ -92,7 +162,9 @@ pub async fn run(
         let Some(peer) = peers.choose(&mut rand::rng()).copied() else {
             continue;
         };
-        match sync_with(peer, &membership, &alerts, &grid).await {
+        let outcome = sync_with(peer, &membership, &alerts, &grid).await;
+        SYNCS.count(&outcome);
+        match outcome {
             Ok(stats)
                 if stats.pulled + stats.pushed + stats.records.pulled + stats.records.pushed
                     > 0 =>

@@ -13,6 +13,7 @@ pub mod config;
 pub mod debounce;
 pub mod external;
 pub mod outcome;
+pub mod run_counts;
 pub mod runner;
 
 pub use config::{CheckConfig, CheckConfigError, CheckKind, SeverityOverride};

@@ -79,6 +79,7 @@ async fn run_check_loop(config: CheckConfig, events: mpsc::Sender<CheckEvent>) {
         }
         let outcome = run_once(&config.kind, config.timeout).await;
         let transition = debouncer.observe(&outcome);
+        super::run_counts::CHECK_RUNS.count(&config.name, outcome.state);
         log_run(&config.name, &outcome, transition.as_ref());
         let event = CheckEvent {
             name: config.name.clone(),

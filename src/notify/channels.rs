@@ -11,6 +11,7 @@ use crate::config::notify::{ChannelKind, NotifyConfig};
 #[derive(Debug)]
 pub struct Notifiers {
     channels: Vec<(String, Notifier)>,
+    stats: super::send_stats::SendStats,
 }
 
 /// One channel's sender.
@@ -43,7 +44,10 @@ impl Notifiers {
             };
             channels.push((channel.name.clone(), notifier));
         }
-        Ok(Self { channels })
+        Ok(Self {
+            channels,
+            stats: Default::default(),
+        })
     }
 
     /// The channel names, console first (if on), then in config order.
@@ -66,6 +70,7 @@ impl Notifiers {
                 Notifier::Exec(exec) => exec.send(message).await,
             }
         };
+        let started = std::time::Instant::now();
         let result = tokio::time::timeout(SEND_BUDGET, sending)
             .await
             .unwrap_or_else(|_| {
@@ -82,7 +87,16 @@ impl Notifiers {
             ),
             Err(error) => tracing::warn!(channel, %error, "notification not delivered"),
         }
+        self.stats
+            .record(channel, result.is_ok(), started.elapsed());
         result
+    }
+
+    /// What the sends so far did, per channel (for `/metrics`).
+    pub fn send_stats(
+        &self,
+    ) -> std::collections::BTreeMap<String, super::send_stats::ChannelSends> {
+        self.stats.read()
     }
 }
 

@@ -16,6 +16,7 @@ mod http;
 pub mod identity;
 pub mod pushover;
 mod retry;
+pub mod send_stats;
 mod webhook;
 
 use std::time::Duration;
