@@ -34,6 +34,15 @@ pub struct JoinResponse {
     pub announced: Vec<String>,
 }
 
+/// Answer of `POST /v1/reload`: what the re-read config file changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The changes applied without a restart (`check "x" added`, `notify.group_wait`...).
+    pub applied: Vec<String>,
+    /// Keys whose new value takes effect only after a restart.
+    pub needs_restart: Vec<String>,
+}
+
 /// Answer of `GET /v1/info`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InfoResponse {

@@ -115,19 +115,19 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run_agent(args: &AgentArgs) -> Result<()> {
     crate::daemon::log_sink::init();
-    let file = match &args.config {
-        Some(path) => Some((Layer::from_file(path)?, path.clone())),
-        None => None,
+    // Only the file is read again on a reload: the environment and the flags stay as at start.
+    let source = crate::daemon::reload::ConfigSource {
+        file: args.config.clone(),
+        env: Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty())),
+        flags: args.settings.0.clone(),
+        default_data_dir: config::default_data_dir(),
+        hostname: config::hostname(),
     };
-    let env = Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-    let flags = args.settings.0.clone();
-    let config = config::resolve(
-        file,
-        env,
-        flags,
-        config::default_data_dir(),
-        config::hostname(),
-    )?;
+    let (config, _) = source.load()?;
+    // `log.level` of the file (ROVER_LOG, read by `init`, wins over it as over any file value).
+    if let Err(e) = crate::daemon::log_sink::set_filter(&config.log_filter) {
+        tracing::warn!(error = %e, "log.level not applied");
+    }
     if let Some(token) = &config.join_token {
         super::grid_commands::check_token(token)?;
     }
@@ -135,7 +135,11 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(Daemon::run(config, signals::first_signal()))
+    runtime.block_on(Daemon::run_reloadable(
+        config,
+        Some(source),
+        signals::first_signal(),
+    ))
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {
@@ -246,6 +250,14 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Monitor { ops, log_level } => {
             super::introspection_commands::monitor(&client, cli.format, ops, log_level.as_deref())
                 .await?;
+        }
+        Command::Reload => {
+            let report: crate::api::ReloadReport =
+                client.post("/v1/reload", &serde_json::json!({})).await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text | Format::Dot => say!("{}", reload_text(&report)),
+            }
         }
         Command::Leave => {
             let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
@@ -580,4 +592,19 @@ fn storage_line(storage: &crate::api::StorageStatus) -> String {
             storage.error.as_deref().unwrap_or("no error text")
         ),
     }
+}
+
+/// `reload`'s answer in words: one line per change applied, one per key needing a restart.
+fn reload_text(report: &crate::api::ReloadReport) -> String {
+    let mut text = String::new();
+    if report.applied.is_empty() && report.needs_restart.is_empty() {
+        text.push_str("config reloaded: nothing changed\n");
+    }
+    for change in &report.applied {
+        text.push_str(&format!("applied: {change}\n"));
+    }
+    for key in &report.needs_restart {
+        text.push_str(&format!("needs a restart: {key}\n"));
+    }
+    text
 }

@@ -85,6 +85,10 @@ pub enum Command {
     },
     /// Leave the cluster gracefully; the agent then exits.
     Leave,
+    /// Make the agent re-read its config file (like SIGHUP) and apply what can change live:
+    /// checks, notification channels, notify.group_wait, notify.repeat_interval, log.level.
+    /// Lists what was applied and what needs a restart; exit 1 if the file is refused.
+    Reload,
     /// Node, team, cluster, leader, member counts, key fingerprints, counters and event counts.
     Info {
         /// Ask a member from outside the cluster.

@@ -56,6 +56,7 @@ fn argument(setting: &'static Setting, flag: &'static str) -> Arg {
         Kind::AbsolutePaths => "PATH",
         Kind::Switch => "BOOL",
         Kind::Invitation => "TOKEN",
+        Kind::LogFilter => "FILTER",
         Kind::Interfaces => "INTERFACE",
     };
     let arg = Arg::new(id_of(setting, flag))

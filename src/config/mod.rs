@@ -79,6 +79,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[topology]`: LLDP and CDP listening.
     pub topology: crate::topology::TopologySettings,
+    /// `log.level`: the log filter.
+    pub log_filter: String,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -260,7 +262,9 @@ pub fn resolve(
         enabled: values.switch(&settings::TOPOLOGY_ENABLED)?.unwrap_or(true),
         interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
     };
+    let log_filter = text(&settings::LOG_LEVEL)?;
     Ok(Config {
+        log_filter,
         node_name,
         team,
         data_dir,

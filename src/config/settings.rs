@@ -80,6 +80,8 @@ pub enum Kind {
     /// A list of network interface names (1 to 15 characters, no `/` or space); at most
     /// [`MAX_LIST`].
     Interfaces,
+    /// A `tracing` filter: a level, or `target=level` directives separated by commas.
+    LogFilter,
 }
 
 /// Bounds of a duration setting.
@@ -298,6 +300,12 @@ settings! {
         kind: Kind::Switch,
         doc: "print messages on standard output and in the log",
     };
+    /// `log.level`
+    LOG_LEVEL = Setting {
+        key: "log.level", env: Some("ROVER_LOG"), flag: None,
+        default: Default::Value("info,openraft=warn"), kind: Kind::LogFilter,
+        doc: "what the log shows, e.g. `debug` or `info,rover_agent::checks=debug` (a reload applies it)",
+    };
     /// `topology.enabled`
     TOPOLOGY_ENABLED = Setting {
         key: "topology.enabled", env: Some("ROVER_TOPOLOGY_ENABLED"), flag: None,
@@ -366,6 +374,7 @@ impl Kind {
             Kind::Count { min, max } => format!("{min} to {max}"),
             Kind::Switch => "true, false".into(),
             Kind::Interfaces => format!("up to {MAX_LIST} interface names"),
+            Kind::LogFilter => "a level or `target=level,...` directives".into(),
         }
     }
 }
