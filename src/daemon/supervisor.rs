@@ -390,7 +390,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_task_stopped_on_purpose_is_no_failure() {
         let mut supervisor = Supervisor::new();
-        supervisor.spawn_restartable("check:gone", || std::future::pending());
+        supervisor.spawn_restartable("check:gone", std::future::pending);
         supervisor.spawn_critical("quitter", Stop::Dropped, async {
             tokio::time::sleep(Duration::from_secs(1)).await;
         });
