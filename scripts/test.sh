@@ -24,6 +24,8 @@ TEST_PACKAGES=(
     "systemd:systemd-analyze" # `systemd-analyze verify` of the packaged unit (tests/packaging.rs)
     "prometheus:promtool"     # `promtool check metrics` of /metrics (tests/metrics.rs)
     "openssl:openssl"         # a throw-away CA for the ca_file tests (tests/notify_tls.rs)
+    "chromium:chromium"       # the dashboard in a real browser (tests/dashboard.rs)
+    "python3-websocket"       # its DevTools driver (tests/fixtures/browser.py)
 )
 # ---------------------------------------------------------------------------------------------
 

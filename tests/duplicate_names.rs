@@ -1,5 +1,7 @@
 //! Two agents with the same node name: the second is refused, and both say so at ERROR with
-//! the other's address; `join` from the second answers with the conflict.
+//! the other's address; `join` from the second answers with the conflict. A second agent that
+//! joins through a third member is refused too: the holder keeps its name, and stays listed
+//! alive after the other one leaves.
 
 #![allow(clippy::unwrap_used)]
 
@@ -61,23 +63,97 @@ fn a_second_agent_of_the_same_name_is_refused_loudly_on_both_sides() {
     .unwrap_or_else(|| panic!("{:?}", cluster.agents[third].members()));
 }
 
+/// Whether `agent` lists `name` alive at `addr`.
+fn lists_alive_at(agent: &common::Agent, name: &str, addr: std::net::SocketAddr) -> bool {
+    agent
+        .members()
+        .iter()
+        .any(|m| m.name == name && m.addr == addr && m.status.as_str() == "alive")
+}
+
 #[test]
-fn two_agents_of_one_name_meeting_through_a_third_are_both_told() {
+fn a_second_agent_of_a_name_joining_through_a_third_is_refused_and_the_holder_stays_alive() {
     let mut cluster = Cluster::new();
     cluster.add_agent();
     cluster.add_agent();
     cluster.wait_converged(Duration::from_secs(30));
-    // A second "n1" joins through n2, which knows the first n1.
+    // An impostor "n1" joins through n2, which knows the real n1.
     let twin = cluster.add_agent_named("n1", 1);
-    let (first, second) = (&cluster.agents[0], &cluster.agents[twin]);
+    let (holder, third, impostor) = (
+        &cluster.agents[0],
+        &cluster.agents[1],
+        &cluster.agents[twin],
+    );
+    let dump = || {
+        format!(
+            "holder:\n{}\nthird:\n{}\nimpostor:\n{}\nthird lists: {:?}",
+            holder.log(),
+            third.log(),
+            impostor.log(),
+            third.members()
+        )
+    };
     let both = wait_for(Duration::from_secs(30), || {
-        names_other(&first.log(), second.gossip) && names_other(&second.log(), first.gossip)
+        names_other(&holder.log(), impostor.gossip) && names_other(&impostor.log(), holder.gossip)
+    });
+    assert!(both.is_some(), "{}", dump());
+    // The holder keeps its name: n2 lists n1 alive at the holder's address, not the impostor's.
+    let kept = wait_for(Duration::from_secs(30), || {
+        lists_alive_at(third, "n1", holder.gossip)
+    });
+    assert!(kept.is_some(), "{}", dump());
+    assert!(
+        impostor
+            .log()
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("this agent is the duplicate")),
+        "{}",
+        dump()
+    );
+
+    // The impostor leaves; the holder stays listed alive on n2 throughout.
+    cluster.agents[twin].signal("TERM");
+    assert!(cluster.agents[twin].wait_exit(Duration::from_secs(10)));
+    let (holder, third) = (&cluster.agents[0], &cluster.agents[1]);
+    let lost = wait_for(Duration::from_secs(15), || {
+        !lists_alive_at(third, "n1", holder.gossip)
     });
     assert!(
-        both.is_some(),
-        "first:\n{}\nsecond:\n{}\nn2:\n{}",
-        first.log(),
-        second.log(),
-        cluster.agents[1].log()
+        lost.is_none(),
+        "n2 stopped listing the holder alive {lost:?} after the impostor left: {:?}\n{}",
+        third.members(),
+        third.log()
     );
+    assert_eq!(holder.status_of("n2").as_deref(), Some("alive"));
+}
+
+#[test]
+fn an_agent_restarted_on_its_data_dir_at_another_address_is_the_same_member_without_conflict() {
+    let mut cluster = Cluster::start(3);
+    cluster.wait_converged(Duration::from_secs(30));
+    // kill -9 and start again at once on the same data dir, at another gossip address: the
+    // others still list the previous run alive when the new one announces.
+    cluster.agents[2].kill();
+    let moved = common::free_udp_port();
+    cluster.agents[2].gossip = moved;
+    cluster.agents[2].restart_as_started();
+    let back = wait_for(Duration::from_secs(30), || {
+        [0, 1]
+            .iter()
+            .all(|i| lists_alive_at(&cluster.agents[*i], "n3", moved))
+    });
+    assert!(
+        back.is_some(),
+        "{:?}\n{:?}",
+        cluster.agents[0].members(),
+        cluster.agents[1].members()
+    );
+    for agent in &cluster.agents {
+        assert!(
+            !agent.log().contains("uses our node name")
+                && !agent.log().contains("both use the node name"),
+            "{}",
+            agent.log()
+        );
+    }
 }

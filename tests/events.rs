@@ -174,6 +174,12 @@ fn monitor_prints_a_down_soon_after_the_agent_sees_it() {
             .any(|e| e["node"] == victim_name.as_str())
     })
     .expect("the agent did not see the Down");
+    // It was suspected first (by its probe here, or by the other member's report).
+    let suspects = events(observer, &["--op", "Suspect"]);
+    assert!(
+        suspects.iter().any(|e| e["node"] == victim_name.as_str()),
+        "{suspects:?}"
+    );
     // Seen by the agent: the monitor prints it within a few seconds.
     let line = lines.recv_timeout(Duration::from_secs(5));
     let _ = monitor.kill();

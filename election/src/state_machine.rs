@@ -58,6 +58,31 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// The stored snapshot starts with this when it is LZ4-compressed (the ledger image repeats
+/// incident ids, hosts and channel names: it shrinks to a fraction, and so does the stale
+/// copy sled keeps until it reclaims the space). Without it, it is the plain postcard of an
+/// older version.
+const COMPRESSED_SNAPSHOT: &[u8] = b"rover-lz4\0";
+
+impl StoredSnapshot {
+    fn encode(&self) -> Result<Vec<u8>, StorageError> {
+        let plain = postcard::to_stdvec(self)
+            .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
+        let mut bytes = COMPRESSED_SNAPSHOT.to_vec();
+        bytes.extend(lz4_flex::compress_prepend_size(&plain));
+        Ok(bytes)
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StorageError> {
+        let plain = match bytes.strip_prefix(COMPRESSED_SNAPSHOT) {
+            Some(compressed) => lz4_flex::decompress_size_prepended(compressed)
+                .map_err(|e| io_error(StorageIOError::read_state_machine, &e))?,
+            None => bytes.to_vec(),
+        };
+        postcard::from_bytes(&plain).map_err(|e| io_error(StorageIOError::read_state_machine, &e))
+    }
+}
+
 /// What the machine publishes after every applied batch.
 #[derive(Debug, Clone, Default)]
 struct MachineView {
@@ -207,8 +232,7 @@ impl<D: RaftDisk> RaftSnapshotBuilder<LedgerRaft> for LedgerMachine<D> {
             meta: meta.clone(),
             data: data.clone(),
         };
-        let bytes = postcard::to_stdvec(&stored)
-            .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
+        let bytes = stored.encode()?;
         self.disk
             .put_snapshot(&bytes)
             .and_then(|()| self.disk.flush())
@@ -286,8 +310,7 @@ impl<D: RaftDisk> RaftStateMachine<LedgerRaft> for LedgerMachine<D> {
             meta: meta.clone(),
             data,
         };
-        let bytes = postcard::to_stdvec(&stored)
-            .map_err(|e| io_error(StorageIOError::write_state_machine, &e))?;
+        let bytes = stored.encode()?;
         // The records first: sled recovers writes in order, so a snapshot found after a crash
         // always has its records.
         self.disk
@@ -306,8 +329,7 @@ impl<D: RaftDisk> RaftStateMachine<LedgerRaft> for LedgerMachine<D> {
         let Some(bytes) = self.disk.get_snapshot().map_err(read_error)? else {
             return Ok(None);
         };
-        let stored: StoredSnapshot = postcard::from_bytes(&bytes)
-            .map_err(|e| io_error(StorageIOError::read_state_machine, &e))?;
+        let stored = StoredSnapshot::decode(&bytes)?;
         Ok(Some(Snapshot {
             meta: stored.meta,
             snapshot: Box::new(Cursor::new(stored.data)),
@@ -367,6 +389,29 @@ mod tests {
             let disk = Storage::open(dir.path()).unwrap().raft();
             Ok((dir, LogStore::new(disk.clone()), LedgerMachine::open(disk)?))
         }
+    }
+
+    #[test]
+    fn a_snapshot_is_stored_compressed_and_one_stored_plain_by_an_older_version_still_reads() {
+        let stored = StoredSnapshot {
+            meta: SnapshotMeta::default(),
+            // Like a ledger image: the same ids and names again and again.
+            data: b"incident down/web-12/1796190373694/1 channel ops-mail ".repeat(200),
+        };
+        let bytes = stored.encode().unwrap();
+        assert!(bytes.starts_with(COMPRESSED_SNAPSHOT));
+        let plain = postcard::to_stdvec(&stored).unwrap();
+        assert!(
+            bytes.len() * 5 < plain.len(),
+            "{} vs {}",
+            bytes.len(),
+            plain.len()
+        );
+        assert_eq!(StoredSnapshot::decode(&bytes).unwrap().data, stored.data);
+        assert_eq!(StoredSnapshot::decode(&plain).unwrap().data, stored.data);
+        let mut broken = bytes.clone();
+        broken.truncate(bytes.len() / 2);
+        assert!(StoredSnapshot::decode(&broken).is_err());
     }
 
     #[test]

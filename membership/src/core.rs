@@ -36,6 +36,8 @@ mod lifeguard;
 mod member_views;
 mod name_conflict;
 mod suspicion_timers;
+mod swim_events;
+pub use swim_events::PROBE_EVENT_EVERY;
 
 /// Re-announce to seeds this soon after going idle, then back off up to [`REANNOUNCE_MAX`].
 pub const REANNOUNCE_FIRST: Duration = Duration::from_secs(1);
@@ -161,6 +163,7 @@ pub struct MembershipCore {
     name_conflicts: name_conflict::NameConflicts,
     sweep_armed: bool,
     lifeguard: lifeguard::Lifeguard,
+    probe_events: swim_events::ProbeEvents,
     eager: dissemination::EagerGossip,
     has_left: bool,
     now_ms: u64,
@@ -197,9 +200,10 @@ impl MembershipCore {
             reannounce_delay: REANNOUNCE_FIRST,
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
-            name_conflicts: name_conflict::NameConflicts::default(),
+            name_conflicts: name_conflict::NameConflicts::new(settings.identity.generation),
             sweep_armed: false,
             lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
+            probe_events: swim_events::ProbeEvents::default(),
             eager: dissemination::EagerGossip::default(),
             has_left: false,
             now_ms: 0,
@@ -284,19 +288,7 @@ impl MembershipCore {
                 return Err(PacketError::Stale { skew_ms });
             }
         }
-        let evidence = name_conflict::evidence(self.foca.identity(), &opened.plaintext, |n| {
-            self.active_named(n)
-        });
-        if let Some(evidence) = evidence {
-            let refused = match evidence {
-                name_conflict::Evidence::FromHolder { addr, .. } => Some(addr),
-                _ => None,
-            };
-            self.handle_name_conflict(evidence);
-            if let Some(addr) = refused {
-                return Err(PacketError::NameConflict(addr));
-            }
-        }
+        self.screen_names(&opened.plaintext)?;
         let sized = match peek(&opened.plaintext) {
             Some(peeked) => {
                 self.observe_incoming(&peeked);
@@ -324,6 +316,7 @@ impl MembershipCore {
                     foca::Timer::ChangeSuspectToDown { member_id, .. } => Some(member_id.clone()),
                     _ => None,
                 };
+                self.note_direct_probe(&timer);
                 if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                     tracing::debug!(error = %e, "foca timer failed");
                 }
@@ -448,6 +441,7 @@ impl MembershipCore {
         while let Some(notification) = self.runtime.to_notify() {
             self.on_notification(notification);
         }
+        self.note_refutations();
         let refuted = self.refuted_suspect.take();
         while let Some((to, data)) = self.runtime.to_send() {
             let peeked = peek(&data);
@@ -459,6 +453,9 @@ impl MembershipCore {
                 continue;
             }
             if let Some(peeked) = &peeked {
+                if self.holds_back(&peeked.message) {
+                    continue;
+                }
                 self.observe_outgoing(peeked);
             }
             self.send_sealed(to.socket_addr(), &data);

@@ -71,6 +71,10 @@ pub enum PacketError {
     /// answered with a notice, never handed to SWIM.
     #[error("refused: the agent at {0} uses our node name")]
     NameConflict(std::net::SocketAddr),
+    /// Sent by an older generation of a name that a newer one holds at another address (the
+    /// agent there); counted as a name conflict there, never handed to SWIM.
+    #[error("refused: an older holder of a name the agent at {0} holds now")]
+    OutdatedName(std::net::SocketAddr),
 }
 
 /// Why a broadcast could not be queued.

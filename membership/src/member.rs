@@ -75,6 +75,34 @@ pub enum MemberEvent {
     Active,
     /// Every member we knew is gone; the core re-announces to its seeds.
     Idle,
+    /// A member is suspected here for the first time at this incarnation: a probe of ours
+    /// failed (`by` is us), or another member reported it (confirmations are no events).
+    Suspected {
+        /// Its name.
+        name: String,
+        /// Its generation.
+        generation: u64,
+        /// The suspected incarnation.
+        incarnation: u16,
+        /// Who suspects it first.
+        by: String,
+    },
+    /// A suspicion was refuted: a member we suspected is alive at a newer incarnation, or we
+    /// refuted a suspicion of us (`name` is ours).
+    Refuted {
+        /// Its name.
+        name: String,
+        /// The incarnation that refuted it.
+        incarnation: u16,
+    },
+    /// A direct probe of ours got no ack in time (foca then probes indirectly); at most one
+    /// per member every [`crate::core::PROBE_EVENT_EVERY`].
+    ProbeFailed {
+        /// The probed member.
+        name: String,
+        /// Its generation.
+        generation: u64,
+    },
     /// A custom broadcast we had not seen (every topic except [`Topic::Leave`]).
     Broadcast(BroadcastItem),
 }

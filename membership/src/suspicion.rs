@@ -192,6 +192,13 @@ impl Suspicions {
             .retain(|name, s| still(name, s.generation, s.incarnation));
     }
 
+    /// Every suspicion tracked: name, generation and incarnation.
+    pub fn tracked(&self) -> impl Iterator<Item = (&str, u64, u16)> {
+        self.by_name
+            .iter()
+            .map(|(name, s)| (name.as_str(), s.generation, s.incarnation))
+    }
+
     /// Confirmations of the suspicion of `name` beyond its first report.
     pub fn confirmations(&self, name: &str) -> Option<u32> {
         self.by_name

@@ -246,7 +246,7 @@ async fn next_log(logs: &mut Option<LogReader>) -> Result<LogLine, broadcast::er
 }
 
 /// A response body of the lines a [`Relay`] queues.
-struct LinesBody(mpsc::Receiver<Bytes>);
+pub(super) struct LinesBody(pub(super) mpsc::Receiver<Bytes>);
 
 impl hyper::body::Body for LinesBody {
     type Data = Bytes;

@@ -5,6 +5,7 @@
 mod alert_routes;
 pub mod client;
 pub mod connections;
+mod dashboard_routes;
 mod event_routes;
 pub use self::event_routes::MonitorLine;
 pub mod grid_routes;

@@ -68,6 +68,8 @@ pub struct ApiState {
     pub history_replicas: usize,
     /// The cluster event log (`events`, `monitor`).
     pub events: crate::introspection::EventLog,
+    /// Bumped whenever the member view changes (for the dashboard's live stream).
+    pub member_changes: tokio::sync::watch::Receiver<u64>,
 }
 
 /// Request bodies at most (the largest change, an alert, is well under 1 KiB).
@@ -101,6 +103,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/events", get(super::event_routes::events))
         .route("/v1/monitor", get(super::event_routes::monitor))
         .route("/metrics", get(super::metrics_routes::metrics))
+        .route("/", get(super::dashboard_routes::page))
+        .route("/v1/dashboard/stream", get(super::dashboard_routes::stream))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(guarded, guard))
         .with_state(state)

@@ -68,7 +68,8 @@ impl EventRouter {
             MemberEvent::Rejoined(me) => {
                 tracing::warn!(
                     generation = me.generation,
-                    "the cluster declared us down; rejoined with a new generation"
+                    "rejoined with a new generation (the cluster declared us down, or we keep our node \
+                     name from another agent)"
                 );
                 self.storage
                     .meta()
@@ -105,12 +106,18 @@ impl EventRouter {
                     .map_err(Into::into),
                 _ => Ok(()),
             },
-            MemberEvent::Renamed { .. } => Ok(()),
+            MemberEvent::Renamed { .. }
+            | MemberEvent::Suspected { .. }
+            | MemberEvent::Refuted { .. }
+            | MemberEvent::ProbeFailed { .. } => Ok(()),
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "cannot record membership event");
         }
-        if !matches!(event, MemberEvent::Broadcast(_)) {
+        if !matches!(
+            event,
+            MemberEvent::Broadcast(_) | MemberEvent::ProbeFailed { .. }
+        ) {
             self.members_changed.send_modify(|n| *n = n.wrapping_add(1));
         }
         if matches!(
@@ -168,6 +175,23 @@ fn report_of(event: &MemberEvent) -> Option<Report> {
             generation: me.generation,
         },
         MemberEvent::Active => Report::Active,
+        MemberEvent::Suspected {
+            name,
+            generation,
+            incarnation,
+            by,
+        } => Report::Suspected {
+            name: name.clone(),
+            detail: format!("generation {generation} incarnation {incarnation}, by {by}"),
+        },
+        MemberEvent::Refuted { name, incarnation } => Report::Refuted {
+            name: name.clone(),
+            detail: format!("incarnation {incarnation}"),
+        },
+        MemberEvent::ProbeFailed { name, generation } => Report::ProbeFailed {
+            name: name.clone(),
+            detail: format!("generation {generation}: no ack to a direct probe"),
+        },
         MemberEvent::Idle | MemberEvent::Broadcast(_) => return None,
     })
 }

@@ -277,6 +277,7 @@ impl Daemon {
             topology: topology.clone(),
             history_replicas: config.history_replicas,
             events: events.clone(),
+            member_changes: members_changed_tx.subscribe(),
         };
         introspect.ready(state.clone());
         let stop_serving = supervisor.token();

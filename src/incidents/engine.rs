@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use rover_election::ledger::{LeaderMode, Ledger, LedgerCommand};
-use rover_election::policy::{due_work, expiry, next_due_at, DueRules, SendView, Work};
+use rover_election::policy::{expiry, next_due_at, DueRules, SendView, Work};
 use rover_election::state_machine::{LedgerReader, MachineStopped};
 use rover_membership::runtime::unix_ms;
 use rover_membership::{MemberStatus, MembershipHandle};
@@ -35,7 +35,8 @@ use tokio::time::Instant;
 
 use super::jobs::{self, ClaimItem, Deliver, Done, Unrecorded, OUTCOME_ATTEMPTS, OUTCOME_RETRY};
 use super::message::Sender;
-use super::reconcile::{reconcile, HostView, Observed};
+use super::pass::{plan, PassInput};
+use super::reconcile::{HostView, Observed};
 use super::switches;
 use crate::alerts::AlertsHandle;
 use crate::leadership::{LeaderStatus, LeadershipHandle, Mode};
@@ -212,40 +213,18 @@ impl<D: Deliver> Engine<D> {
     async fn pass(&mut self) -> Result<()> {
         self.follow_ledger();
         self.due_at = None;
+        if !self.context.leadership.status().is_me {
+            return Ok(());
+        }
+        let observed = observe(&self.context).await?;
+        // Taken after the awaits above: an apply while this pass holds the snapshot copies it.
         let Some((mode, ledger)) = self.context.leadership.leading_ledger().await else {
             return Ok(());
         };
-        let observed = observe(&self.context).await?;
         let now_ms = unix_ms();
         let now = Instant::now();
         self.resting.retain(|_, until| *until > now);
         let map = self.context.topology.map();
-        let mut changes = reconcile(&observed, &ledger, now_ms);
-        // Switch incidents look at the ledger as reconciling leaves it.
-        let switch_step = {
-            let reconciled = if changes.is_empty() {
-                std::borrow::Cow::Borrowed(&*ledger)
-            } else {
-                let mut copy = (*ledger).clone();
-                for change in &changes {
-                    copy.apply(change);
-                }
-                std::borrow::Cow::Owned(copy)
-            };
-            switches::switch_step(
-                &reconciled,
-                &observed,
-                &map.switches(),
-                &self.context.me,
-                mode,
-                now_ms,
-                self.context.rules.group_wait_ms,
-            )
-        };
-        changes.extend(switch_step.commands);
-        self.start_write(changes, &ledger, mode, now_ms);
-        self.start_records(now);
-
         let channels = self.context.notifiers.channels();
         let mut busy: Vec<String> = self
             .sending
@@ -255,16 +234,20 @@ impl<D: Deliver> Engine<D> {
             .collect();
         let mut idle: Vec<String> = channels.into_iter().filter(|c| !busy.contains(c)).collect();
         let me = self.context.me.clone();
-        let is_alive = |name: &str| name == me || observed.may_be_alive(name);
-        let view = SendView {
+        let plan = plan(&PassInput {
+            observed: &observed,
+            ledger: &ledger,
+            switches: &map.switches(),
             me: &me,
+            mode,
+            now_ms,
+            rules: &self.context.rules,
             idle: &idle,
             busy: &busy,
-            is_alive: &is_alive,
-        };
-        let work = due_work(&ledger, &view, now_ms, &self.context.rules);
-        let work = super::reconcile::without_news_of_living_hosts(work, &ledger, &observed);
-        let work = switches::keep_sendable(work, &ledger, &switch_step.hold);
+        });
+        self.start_write(plan.changes, &ledger, mode, now_ms);
+        self.start_records(now);
+        let work = plan.work;
         let mut per_channel: BTreeMap<String, Vec<Work>> = BTreeMap::new();
         for item in work {
             per_channel
@@ -294,6 +277,7 @@ impl<D: Deliver> Engine<D> {
             busy.push(channel.clone());
             self.start_send(channel, claims, sender);
         }
+        let is_alive = |name: &str| name == me || observed.may_be_alive(name);
         let view = SendView {
             me: &me,
             idle: &idle,
@@ -302,7 +286,7 @@ impl<D: Deliver> Engine<D> {
         };
         self.due_at = next_due_at(&ledger, &view, now_ms, &self.context.rules)
             .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms)));
-        if !switch_step.hold.is_empty() {
+        if !plan.hold.is_empty() {
             // Held openings are due already; look again soon, not at once.
             self.due_at = self.due_at.map(|at| at.max(now + HELD_RECHECK));
         }

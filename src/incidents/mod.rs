@@ -3,6 +3,7 @@
 //!
 //! - [`reconcile`]: what the ledger should say, given the cluster (pure).
 //! - [`message`]: the text and JSON of one message (pure).
+//! - [`pass`]: what one pass of the engine writes and sends (pure).
 //! - [`engine`]: the owner task that ties them to the ledger, the policy and the notifiers;
 //! - [`jobs`]: what it hands to spawned tasks (claim and send on one channel, commit a write,
 //!   record an outcome), so that nothing it waits for blocks it.
@@ -14,6 +15,7 @@
 pub mod engine;
 pub mod jobs;
 pub mod message;
+pub mod pass;
 pub mod reconcile;
 pub mod switches;
 

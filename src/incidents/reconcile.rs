@@ -12,11 +12,9 @@
 //! the same first-seen time. A death after the host was back is a new incident, never folded
 //! into the one that ended; and no DOWN goes out for a host this leader sees alive.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use rover_election::ledger::{
-    Incident, IncidentKind, IncidentState, Ledger, LedgerCommand, Phase, Severity,
-};
+use rover_election::ledger::{Incident, IncidentKind, Ledger, LedgerCommand, Phase, Severity};
 use rover_election::policy::Work;
 use rover_membership::MemberStatus;
 use rover_storage::{Alert, AlertState};
@@ -124,9 +122,19 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
         }
     }
 
-    let ongoing = ledger
-        .incidents()
-        .filter(|i| matches!(i.state, IncidentState::Open | IncidentState::Notified));
+    // Only incidents that may still owe a message can be ongoing: the closed ones, however
+    // many the ledger keeps, are not looked at.
+    let ongoing: Vec<&Incident> = ledger
+        .active_incidents()
+        .filter(|i| i.is_ongoing())
+        .collect();
+    let moved_on = alerts_moved_on(
+        ongoing
+            .iter()
+            .filter(|i| i.kind == IncidentKind::AlertFiring && !firing.contains_key(&i.id))
+            .copied(),
+        &observed.alerts,
+    );
     let mut resolved = BTreeSet::new();
     for incident in ongoing {
         let over = match incident.kind {
@@ -135,9 +143,7 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
                 .iter()
                 .filter(|h| h.name == incident.subject)
                 .any(|h| host_is_back(incident, h)),
-            IncidentKind::AlertFiring => {
-                !firing.contains_key(&incident.id) && alert_moved_on(incident, &observed.alerts)
-            }
+            IncidentKind::AlertFiring => moved_on.contains(incident.id.as_str()),
             IncidentKind::TeamLinkLost | IncidentKind::SwitchUnreachable | IncidentKind::Manual => {
                 false
             }
@@ -168,8 +174,8 @@ fn new_outage_id(observed: &Observed, ledger: &Ledger, host: &HostView) -> Optio
         .iter()
         .any(|h| h.name == host.name && h.generation > host.generation);
     let of_host: Vec<&Incident> = ledger
-        .incidents()
-        .filter(|i| i.kind == IncidentKind::HostDown && i.subject == host.name)
+        .incidents_of_kind(IncidentKind::HostDown)
+        .filter(|i| i.subject == host.name)
         .collect();
     let newer_known = of_host
         .iter()
@@ -239,25 +245,52 @@ pub fn without_news_of_living_hosts(
         .collect()
 }
 
-/// Whether the alert of an alert incident is known and no longer the firing it announced:
-/// resolved, or firing anew (a later first-seen time). An alert this node has not heard of is
-/// no evidence (its table may still be filling), so the incident stays open.
-fn alert_moved_on(incident: &Incident, alerts: &[Alert]) -> bool {
-    let of_this_alert = |a: &&Alert| {
-        incident
-            .id
-            .strip_prefix(&alert_prefix(a))
-            .is_some_and(|first_seen| first_seen.chars().all(|c| c.is_ascii_digit()))
-    };
-    alerts
-        .iter()
-        .find(of_this_alert)
-        .is_some_and(|a| a.state == AlertState::Resolved || alert_id(a) != incident.id)
-}
-
-/// `alert/<team>/<host>/<name>/`: every incident of one alert starts with it.
-fn alert_prefix(alert: &Alert) -> String {
-    format!("alert/{}/{}/{}/", alert.team, alert.host, alert.name)
+/// The ids of the alert incidents among `incidents` whose alert is known and no longer the
+/// firing they announced: resolved, or firing anew (a later first-seen time). An alert this
+/// node has not heard of is no evidence (its table may still be filling), so its incident
+/// stays open. One look at each alert of the table, with no allocation per alert.
+fn alerts_moved_on<'a>(
+    incidents: impl Iterator<Item = &'a Incident>,
+    alerts: &[Alert],
+) -> BTreeSet<&'a str> {
+    use std::fmt::Write;
+    // `alert/<team>/<host>/<name>/` (every incident of one alert starts with it) -> incidents.
+    let mut by_prefix: HashMap<&'a str, Vec<&'a Incident>> = HashMap::new();
+    for incident in incidents {
+        let Some((prefix, first_seen)) = incident.id.rsplit_once('/') else {
+            continue;
+        };
+        if first_seen.chars().all(|c| c.is_ascii_digit()) {
+            let prefix = &incident.id[..=prefix.len()];
+            by_prefix.entry(prefix).or_default().push(incident);
+        }
+    }
+    let mut moved_on = BTreeSet::new();
+    let mut prefix = String::new();
+    let mut id = String::new();
+    for alert in alerts {
+        if by_prefix.is_empty() {
+            break;
+        }
+        prefix.clear();
+        let _ = write!(
+            prefix,
+            "alert/{}/{}/{}/",
+            alert.team, alert.host, alert.name
+        );
+        // The first alert of the table with this prefix decides, as it always did.
+        let Some(incidents) = by_prefix.remove(prefix.as_str()) else {
+            continue;
+        };
+        id.clear();
+        let _ = write!(id, "{prefix}{}", alert.first_seen_ms);
+        for incident in incidents {
+            if alert.state == AlertState::Resolved || id != incident.id {
+                moved_on.insert(incident.id.as_str());
+            }
+        }
+    }
+    moved_on
 }
 
 #[cfg(test)]

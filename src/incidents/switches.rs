@@ -84,8 +84,7 @@ pub fn switch_step(
         })
         .collect();
     let down: Vec<DownIncident> = ledger
-        .incidents()
-        .filter(|i| i.kind == IncidentKind::HostDown)
+        .incidents_of_kind(IncidentKind::HostDown)
         .map(|i| DownIncident {
             id: i.id.clone(),
             host: i.subject.clone(),
@@ -108,8 +107,7 @@ pub fn switch_step(
     if mode == LeaderMode::Fallback {
         // A switch lost while being cut off waits with the downs: one CUT OFF names both.
         let switches_lost = ledger
-            .incidents()
-            .filter(|i| i.kind == IncidentKind::SwitchUnreachable)
+            .incidents_of_kind(IncidentKind::SwitchUnreachable)
             .map(|i| DownIncident {
                 id: i.id.clone(),
                 host: i.subject.clone(),
@@ -127,8 +125,8 @@ pub fn switch_step(
             .flat_map(|f| f.hosts.iter().cloned())
             .chain(
                 ledger
-                    .incidents()
-                    .filter(|i| i.kind == IncidentKind::HostDown && is_folded(ledger, &i.id))
+                    .incidents_of_kind(IncidentKind::HostDown)
+                    .filter(|i| is_folded(ledger, &i.id))
                     .map(|i| i.subject.clone()),
             )
             .collect();
@@ -196,7 +194,7 @@ pub fn switch_step(
     }
     // A folded host that is back ends as it began: recorded, not sent.
     for incident in ledger
-        .incidents()
+        .incidents_of_kind(IncidentKind::HostDown)
         .filter(|i| i.state == IncidentState::Resolved)
     {
         let Some(switch) = folded_into(ledger, &incident.id) else {
@@ -210,10 +208,10 @@ pub fn switch_step(
                 .extend(record(&incident.id, Phase::Resolved, switch));
         }
     }
-    for switch in ledger.incidents().filter(|i| {
-        i.kind == IncidentKind::SwitchUnreachable
-            && matches!(i.state, IncidentState::Open | IncidentState::Notified)
-    }) {
+    for switch in ledger
+        .incidents_of_kind(IncidentKind::SwitchUnreachable)
+        .filter(|i| i.is_ongoing())
+    {
         let hosts: Vec<FoldedHost> = folded_hosts(ledger, &switch.id)
             .iter()
             .map(|h| FoldedHost {
@@ -234,7 +232,7 @@ pub fn switch_step(
 fn folded_hosts<'a>(ledger: &'a Ledger, switch: &str) -> Vec<&'a Incident> {
     let channel = format!("{FOLDED_INTO}{switch}");
     let mut hosts: Vec<&Incident> = ledger
-        .incidents()
+        .incidents_of_kind(IncidentKind::HostDown)
         .filter(|i| {
             ledger
                 .notifications_of(&i.id)

@@ -15,9 +15,10 @@
 //! through a broadcast whose readers each drop what they cannot keep up with and are told how
 //! many; [`remote`] answers `members`, `info` and `events` asked over the sealed cluster port.
 //!
-//! `Suspect`, `Refute` and `Probe` are in the vocabulary but never recorded yet: the
-//! membership crate reports no suspicion, refutation or failed probe (foca notifies only up,
-//! down, rename, active, idle and rejoin).
+//! `Suspect`, `Refute` and `Probe` come from the membership core's own reports of
+//! suspicions, refutations and failed direct probes (at most one `Probe` per member every
+//! [`rover_membership::core::PROBE_EVENT_EVERY`]); foca itself notifies only up, down,
+//! rename, active, idle and rejoin.
 
 pub mod log_stream;
 pub mod owner;
@@ -49,11 +50,11 @@ pub enum EventOp {
     Join,
     /// A member left on purpose.
     Leave,
-    /// A member missed its probes (not reported by the membership crate yet).
+    /// A member is suspected (a probe failed, here or at the member that reported it).
     Suspect,
     /// A member was declared down.
     Down,
-    /// A member refuted a suspicion (not reported by the membership crate yet).
+    /// A member (or this agent) refuted a suspicion.
     Refute,
     /// A member declared down is back (or this agent, declared down, rejoined).
     Rejoin,
@@ -65,7 +66,7 @@ pub enum EventOp {
     LeaderHeart,
     /// The leader (or how it leads) changed.
     LeaderChange,
-    /// A direct probe failed (not reported by the membership crate yet).
+    /// A direct probe of ours failed (at most one per member every 10 s).
     Probe,
     /// This agent's Raft group became another one: two groups became one.
     Merge,
@@ -286,6 +287,27 @@ pub enum Report {
     },
     /// This agent is in a cluster (some other member knows it).
     Active,
+    /// A member is suspected.
+    Suspected {
+        /// Its name.
+        name: String,
+        /// Generation, incarnation and who suspects it.
+        detail: String,
+    },
+    /// A member (or this agent) refuted a suspicion.
+    Refuted {
+        /// Its name.
+        name: String,
+        /// The incarnation that refuted it.
+        detail: String,
+    },
+    /// A direct probe of ours failed.
+    ProbeFailed {
+        /// The probed member.
+        name: String,
+        /// Its generation.
+        detail: String,
+    },
     /// An alert changed state.
     Alert {
         /// The host of the alert.

@@ -225,7 +225,7 @@ impl Owner {
                 self.record(
                     EventOp::Rejoin,
                     me,
-                    format!("declared down; rejoined with generation {generation}"),
+                    format!("rejoined with generation {generation} (declared down, or keeping our name)"),
                 );
             }
             Report::Active => {
@@ -235,6 +235,9 @@ impl Owner {
                     self.record(EventOp::Join, me, "in a cluster".into());
                 }
             }
+            Report::Suspected { name, detail } => self.record(EventOp::Suspect, name, detail),
+            Report::Refuted { name, detail } => self.record(EventOp::Refute, name, detail),
+            Report::ProbeFailed { name, detail } => self.record(EventOp::Probe, name, detail),
             Report::Alert { host, detail } => self.record(EventOp::Alert, host, detail),
             Report::Notified { channel, detail } => {
                 let me = self.settings.me.clone();

@@ -46,6 +46,12 @@ pub fn agreed_raft_leader(cluster: &Cluster, observers: &[usize], voters: usize)
 
 /// The last 30 log lines of every agent.
 pub fn logs(cluster: &Cluster) -> String {
+    if let Ok(dir) = std::env::var("ROVER_DUMP_LOGS") {
+        for a in &cluster.agents {
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(format!("{dir}/{}.log", a.name), a.log());
+        }
+    }
     cluster
         .agents
         .iter()

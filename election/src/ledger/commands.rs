@@ -149,3 +149,38 @@ pub enum Refusal {
         channel: String,
     },
 }
+
+/// The command that opens `incident` elsewhere (as it was opened: its state follows).
+pub(crate) fn opening(incident: &Incident) -> LedgerCommand {
+    LedgerCommand::Open(Incident {
+        state: IncidentState::Open,
+        resolved_at_ms: None,
+        ..incident.clone()
+    })
+}
+
+/// The commands that rebuild `record` elsewhere: its intent, then its outcome if known.
+pub(crate) fn push_record(commands: &mut Vec<LedgerCommand>, record: &Notification) {
+    commands.push(LedgerCommand::Intend {
+        record: Notification {
+            outcome: Outcome::Pending,
+            ..record.clone()
+        },
+    });
+    if !record.is_pending() {
+        commands.push(LedgerCommand::Complete {
+            incident: record.incident.clone(),
+            phase: record.phase,
+            channel: record.channel.clone(),
+            outcome: record.outcome.clone(),
+        });
+    }
+}
+
+/// The command that resolves `incident` elsewhere, if it is over.
+pub(crate) fn resolution(incident: &Incident) -> Option<LedgerCommand> {
+    incident.resolved_at_ms.map(|at_ms| LedgerCommand::Resolve {
+        incident: incident.id.clone(),
+        at_ms,
+    })
+}

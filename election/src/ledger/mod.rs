@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::changes::{Changes, Record, RecordKey, RecordRef};
 use self::changes::{FlatNotifications, LedgerImage};
+use self::commands::{opening, push_record, resolution};
 pub use self::commands::{Applied, LedgerCommand, Refusal};
 pub use self::records::{
     Incident, IncidentId, IncidentKind, IncidentState, LeaderMode, Notification, Outcome, Phase,
@@ -45,6 +46,8 @@ pub struct Ledger {
     active: BTreeSet<IncidentId>,
     /// Closed incidents by when they ended.
     closed: BTreeSet<(u64, IncidentId)>,
+    /// Incidents by kind (the few host and switch incidents among many alerts).
+    kinds: BTreeMap<IncidentKind, BTreeSet<IncidentId>>,
 }
 
 impl Serialize for Ledger {
@@ -142,6 +145,29 @@ impl Ledger {
     /// Every incident, by id.
     pub fn incidents(&self) -> impl Iterator<Item = &Incident> {
         self.incidents.values()
+    }
+
+    /// The incidents of one kind, by id.
+    pub fn incidents_of_kind(&self, kind: IncidentKind) -> impl Iterator<Item = &Incident> {
+        self.kinds
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.incidents.get(id))
+    }
+
+    /// A ledger holding only the incidents of `kinds` and their records: a small copy to try
+    /// commands on, where a copy of everything would cost as much as the ledger.
+    pub fn only_kinds(&self, kinds: &[IncidentKind]) -> Ledger {
+        let records = kinds
+            .iter()
+            .flat_map(|kind| self.incidents_of_kind(*kind))
+            .flat_map(|incident| {
+                let records = self.notifications_of(&incident.id).cloned();
+                std::iter::once(Record::Incident(incident.clone()))
+                    .chain(records.map(Record::Notification))
+            });
+        Self::from_records(records)
     }
 
     /// How many incidents the ledger holds.
@@ -435,8 +461,8 @@ impl Ledger {
         }
         for (at, id) in expired {
             self.closed.remove(&(at, id.clone()));
-            self.active.remove(&id);
             self.incidents.remove(&id);
+            self.reindex(&id);
             for (phase, channel) in self
                 .notifications
                 .remove(&id)
@@ -510,8 +536,16 @@ impl Ledger {
     fn reindex(&mut self, id: &str) {
         let Some(incident) = self.incidents.get(id) else {
             self.active.remove(id);
+            self.kinds.retain(|_, ids| {
+                ids.remove(id);
+                !ids.is_empty()
+            });
             return;
         };
+        let of_kind = self.kinds.entry(incident.kind).or_default();
+        if !of_kind.contains(id) {
+            of_kind.insert(id.to_owned());
+        }
         let records = self.notifications.get(id);
         let closed = incident.state == IncidentState::Closed;
         if closed {
@@ -557,41 +591,6 @@ fn no_intent(id: &str, phase: Phase, channel: &str) -> Applied {
     })
 }
 
-/// The command that opens `incident` elsewhere (as it was opened: its state follows).
-fn opening(incident: &Incident) -> LedgerCommand {
-    LedgerCommand::Open(Incident {
-        state: IncidentState::Open,
-        resolved_at_ms: None,
-        ..incident.clone()
-    })
-}
-
-/// The commands that rebuild `record` elsewhere: its intent, then its outcome if known.
-fn push_record(commands: &mut Vec<LedgerCommand>, record: &Notification) {
-    commands.push(LedgerCommand::Intend {
-        record: Notification {
-            outcome: Outcome::Pending,
-            ..record.clone()
-        },
-    });
-    if !record.is_pending() {
-        commands.push(LedgerCommand::Complete {
-            incident: record.incident.clone(),
-            phase: record.phase,
-            channel: record.channel.clone(),
-            outcome: record.outcome.clone(),
-        });
-    }
-}
-
-/// The command that resolves `incident` elsewhere, if it is over.
-fn resolution(incident: &Incident) -> Option<LedgerCommand> {
-    incident.resolved_at_ms.map(|at_ms| LedgerCommand::Resolve {
-        incident: incident.id.clone(),
-        at_ms,
-    })
-}
-
 #[cfg(test)]
 mod merge_tests;
 
@@ -627,6 +626,57 @@ mod tests {
                 reference: Some("r1".into()),
             },
         }
+    }
+
+    #[test]
+    fn incidents_are_found_by_kind_and_a_copy_of_some_kinds_keeps_their_records_only() {
+        let mut ledger = Ledger::default();
+        ledger.apply(&LedgerCommand::Open(incident("down/n3/7")));
+        ledger.apply(&LedgerCommand::Open(Incident::new(
+            "alert/t/n3/disk/5",
+            IncidentKind::AlertFiring,
+            "disk on n3",
+            100,
+        )));
+        ledger.apply(&intent("down/n3/7", Phase::Opened, "email"));
+        ledger.apply(&intent("alert/t/n3/disk/5", Phase::Opened, "email"));
+        let ids = |l: &Ledger, kind| -> Vec<String> {
+            l.incidents_of_kind(kind).map(|i| i.id.clone()).collect()
+        };
+        assert_eq!(ids(&ledger, IncidentKind::HostDown), ["down/n3/7"]);
+        assert_eq!(
+            ids(&ledger, IncidentKind::AlertFiring),
+            ["alert/t/n3/disk/5"]
+        );
+        let hosts = ledger.only_kinds(&[IncidentKind::HostDown]);
+        assert_eq!(hosts.incident_count(), 1);
+        assert_eq!(hosts.notifications().count(), 1);
+        assert_eq!(
+            hosts.notification("down/n3/7", Phase::Opened, "email"),
+            ledger.notification("down/n3/7", Phase::Opened, "email")
+        );
+        // Forgotten incidents leave the index too.
+        let id = "alert/t/n3/disk/5";
+        ledger.apply(&sent(id, Phase::Opened, "email"));
+        ledger.apply(&LedgerCommand::Resolve {
+            incident: id.into(),
+            at_ms: 200,
+        });
+        ledger.apply(&intent(id, Phase::Resolved, "email"));
+        ledger.apply(&sent(id, Phase::Resolved, "email"));
+        ledger.apply(&LedgerCommand::Forget {
+            closed_before_ms: 1_000,
+        });
+        assert!(ids(&ledger, IncidentKind::AlertFiring).is_empty());
+        let records = ledger.records().map(|(_, record)| match record {
+            RecordRef::Incident(i) => Record::Incident(i.clone()),
+            RecordRef::Notification(n) => Record::Notification(n.clone()),
+        });
+        assert_eq!(
+            ledger,
+            Ledger::from_records(records),
+            "the index is as a reload builds it"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 pub type IncidentId = String;
 
 /// What an incident is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum IncidentKind {
     /// A host stopped answering.
     HostDown,

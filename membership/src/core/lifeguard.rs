@@ -39,7 +39,7 @@ pub(super) struct Lifeguard {
     /// Version of our last report (strictly increasing).
     report_version: u64,
     /// Probe number of our last ping, until it is acked.
-    probe_in_flight: Option<u8>,
+    pub(super) probe_in_flight: Option<u8>,
     /// The deadline a `SuspicionDeadline` timer is armed for.
     pub(super) deadline_armed_ms: Option<u64>,
     /// Our SWIM incarnation as far as we know it (foca does not say): the highest our own
@@ -129,10 +129,7 @@ impl MembershipCore {
         // Once k others confirmed, one more report changes no timer: do not spread it.
         let confirmed = self.lifeguard.suspicions.confirmations(&suspect.name)
             >= Some(timeouts.expected_confirmations);
-        let news = self
-            .lifeguard
-            .suspicions
-            .record(self.now_ms, &suspect, &own_name, &timeouts);
+        let news = self.record_suspicion(&suspect, &own_name, &timeouts);
         let report = if self.lifeguard.own.first() == Some(&suspect) || (confirmed && !news) {
             self.report_item(self.lifeguard.report_version)
         } else {
@@ -226,9 +223,7 @@ impl MembershipCore {
                 }
                 continue;
             }
-            self.lifeguard
-                .suspicions
-                .record(self.now_ms, suspect, &item.key, &timeouts);
+            self.record_suspicion(suspect, &item.key, &timeouts);
         }
         self.arm_suspicion_deadline();
     }
@@ -246,6 +241,7 @@ impl MembershipCore {
                 tracing::debug!(error = %e, "refuting a suspicion failed");
             }
             self.lifeguard.own_incarnation = incarnation.saturating_add(1);
+            self.report_refuted(me.name(), self.lifeguard.own_incarnation);
         }
         let reporter = self
             .member_named(reporter)

@@ -58,7 +58,7 @@ impl MembershipCore {
 
     /// Drops the suspicions (ours and others') that foca no longer holds at the suspected
     /// generation and incarnation; returns foca's view of those that remain.
-    fn forget_settled_suspicions(&mut self) -> Vec<(MemberId, State, u16)> {
+    pub(super) fn forget_settled_suspicions(&mut self) -> Vec<(MemberId, State, u16)> {
         let current = self.suspects_in_foca();
         let holds = |name: &str, generation: u64, incarnation: u16| {
             current.iter().any(|(id, state, known)| {
