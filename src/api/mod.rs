@@ -15,6 +15,7 @@ mod metrics_routes;
 mod notify_routes;
 pub mod server;
 mod topology_routes;
+pub mod viewer;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
 use rover_storage::{HistoryEntry, Severity, StatusSample};

@@ -225,11 +225,11 @@ pub(super) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), Api
 }
 
 #[derive(Debug, Deserialize)]
-struct MembersQuery {
+pub(super) struct MembersQuery {
     status: Option<String>,
 }
 
-async fn members(
+pub(super) async fn members(
     State(state): State<ApiState>,
     Query(query): Query<MembersQuery>,
 ) -> ApiResult<Vec<rover_membership::MemberInfo>> {
@@ -253,7 +253,7 @@ async fn members(
     Ok(Json(list))
 }
 
-async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
+pub(super) async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
     info_of(&state).await.map(Json).map_err(unavailable)
 }
 

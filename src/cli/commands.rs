@@ -73,6 +73,21 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Beacon(ref args) => super::beacon_commands::run(args, cli.format),
         Command::Man => super::packaging::write_man_page(&mut std::io::stdout().lock()),
+        Command::Ui(super::UiCommand::Token) => {
+            let root = cli
+                .data_dir
+                .clone()
+                .or_else(|| std::env::var_os("ROVER_DATA_DIR").map(PathBuf::from))
+                .unwrap_or_else(config::default_data_dir);
+            let token = crate::data_dir::DataDir::open(&root)
+                .and_then(|dir| dir.load_or_create_viewer_token())
+                .with_context(|| format!("the viewer token in {}", root.display()))?;
+            match cli.format {
+                Format::Text | Format::Dot => sayln!("{token}"),
+                Format::Json => sayln!("{}", serde_json::json!({ "token": token })),
+            }
+            Ok(())
+        }
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
@@ -385,6 +400,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Agent(_)
         | Command::Beacon(_)
         | Command::Keygen
+        | Command::Ui(_)
         | Command::Completions { .. }
         | Command::Man => {
             unreachable!("handled before the client starts")

@@ -128,6 +128,9 @@ pub enum Command {
     Incidents,
     /// Print a new cluster key (one base64 line).
     Keygen,
+    /// The read-only dashboard for other machines (`ui.bind`).
+    #[command(subcommand)]
+    Ui(UiCommand),
     /// Every alert the agent knows (own team and other teams), with origin and path.
     Alerts,
     /// Raise or clear a manual alert of this host.
@@ -249,4 +252,12 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `rover-agent ui ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum UiCommand {
+    /// Print the viewer token the `ui.bind` listener asks for (created in the data dir on
+    /// first use); open http://HOST:PORT/?token=TOKEN once in a browser.
+    Token,
 }

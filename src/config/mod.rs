@@ -69,6 +69,8 @@ pub struct Config {
     pub introspection_events: usize,
     /// `introspection.beacon`: the beacon to send events to, if any.
     pub beacon: Option<SocketAddr>,
+    /// `ui.bind`: the read-only dashboard listener for other machines, if any.
+    pub ui_bind: Option<SocketAddr>,
     /// `status.full_every`: the longest time between two status samples sent.
     pub status_full_every: Duration,
     /// The checks to run.
@@ -223,6 +225,7 @@ pub fn resolve(
     let introspection_events = usize::try_from(values.count(&settings::INTROSPECTION_EVENTS)?)
         .unwrap_or(crate::introspection::DEFAULT_EVENTS);
     let beacon = address(&settings::INTROSPECTION_BEACON)?;
+    let ui_bind = address(&settings::UI_BIND)?;
     let status_full_every = values
         .required_duration(&settings::STATUS_FULL_EVERY)?
         .value;
@@ -284,6 +287,7 @@ pub fn resolve(
         history_replicas,
         introspection_events,
         beacon,
+        ui_bind,
         status_full_every,
         checks,
         election,

@@ -257,6 +257,13 @@ settings! {
         kind: Kind::Address { loopback_only: false, concrete: true },
         doc: "send every cluster event, sealed with the cluster key, to this beacon (`rover-agent beacon`)",
     };
+    /// `ui.bind`
+    UI_BIND = Setting {
+        key: "ui.bind", env: Some("ROVER_UI"), flag: Some("--ui"),
+        default: Default::Unset("off: the dashboard is on the API address only"),
+        kind: Kind::Address { loopback_only: false, concrete: false },
+        doc: "a read-only dashboard listener for other machines, asking for the viewer token (`rover-agent ui token`)",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,

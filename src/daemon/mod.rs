@@ -52,6 +52,8 @@ pub(crate) fn due_rules(config: &Config) -> DueRules {
 
 /// File in the data dir holding the API address the agent listens on.
 pub const API_ADDR_FILE: &str = "api-addr";
+/// File in the data dir holding the address of the read-only dashboard listener (`ui.bind`).
+pub const UI_ADDR_FILE: &str = "ui-addr";
 
 /// The running agent. See the module docs.
 pub struct Daemon;
@@ -303,6 +305,22 @@ impl Daemon {
             member_changes: members_changed_tx.subscribe(),
         };
         introspect.ready(state.clone());
+        if let Some(ui_bind) = config.ui_bind {
+            let viewer_token = data_dir.load_or_create_viewer_token()?;
+            let ui = tokio::net::TcpListener::bind(ui_bind).await.map_err(|e| {
+                anyhow::anyhow!("cannot bind the dashboard on {ui_bind}: {e} (ui.bind)")
+            })?;
+            let ui_addr = ui.local_addr()?;
+            crate::data_dir::write_private(
+                &data_dir.root().join(UI_ADDR_FILE),
+                format!("{ui_addr}\n").as_bytes(),
+            )?;
+            tracing::info!(ui = %ui_addr, "read-only dashboard for other machines (viewer token: `rover-agent ui token`)");
+            let (state, stop) = (state.clone(), supervisor.token());
+            supervisor.spawn_critical("ui", Stop::Itself, async move {
+                crate::api::viewer::serve(ui, state, &viewer_token, stop.cancelled_owned()).await;
+            });
+        }
         let stop_serving = supervisor.token();
         supervisor.spawn_critical("api", Stop::Itself, async move {
             server::serve(listener, state, stop_serving.cancelled_owned()).await;
