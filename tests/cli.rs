@@ -63,7 +63,7 @@ fn keygen_prints_one_base64_line_of_32_bytes() {
 }
 
 #[test]
-fn a_bad_config_value_names_the_key_and_value_and_exits_1() {
+fn a_bad_config_value_names_the_key_and_value_and_exits_2_like_a_bad_flag_value() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("rover.toml");
     std::fs::write(&config, "[gossip]\nbind = \"not-an-address\"\n").unwrap();
@@ -74,7 +74,17 @@ fn a_bad_config_value_names_the_key_and_value_and_exits_1() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
+    let flag = Command::new(binary())
+        .args(["agent", "--node", "bad name", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(flag.status.code(), Some(2), "{flag:?}");
+    assert!(
+        String::from_utf8_lossy(&flag.stderr).contains("node.name"),
+        "{flag:?}"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("gossip.bind") && err.contains("not-an-address"),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
 use rover_membership::runtime::unix_ms;
-use rover_membership::{ClusterKey, MemberInfo, MemberStatus};
+use rover_membership::{MemberInfo, MemberStatus};
 
 use super::history_output::{alerts_table, host_timeline, hosts_table};
 use super::notify_output::{failures, notify_test_table};
@@ -74,26 +74,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Beacon(ref args) => super::beacon_commands::run(args, cli.format),
         Command::Man => super::packaging::write_man_page(&mut std::io::stdout().lock()),
         Command::Ui(super::UiCommand::Token) => {
-            let root = cli
-                .data_dir
-                .clone()
-                .or_else(|| std::env::var_os("ROVER_DATA_DIR").map(PathBuf::from))
-                .unwrap_or_else(config::default_data_dir);
-            let token = crate::data_dir::DataDir::open(&root)
-                .and_then(|dir| dir.load_or_create_viewer_token())
-                .with_context(|| format!("the viewer token in {}", root.display()))?;
-            match cli.format {
-                Format::Text | Format::Dot => sayln!("{token}"),
-                Format::Json => sayln!("{}", serde_json::json!({ "token": token })),
-            }
+            let line = super::local_commands::viewer_token(cli.data_dir.as_deref(), cli.format)?;
+            sayln!("{line}");
             Ok(())
         }
         Command::Keygen => {
-            let key = ClusterKey::generate(&mut rand::rng());
-            match cli.format {
-                Format::Text | Format::Dot => sayln!("{}", key.to_base64()),
-                Format::Json => sayln!("{}", serde_json::json!({ "key": key.to_base64() })),
-            }
+            sayln!("{}", super::local_commands::keygen(cli.format));
             Ok(())
         }
         _ => client_runtime()?.block_on(run_client(&cli)),
@@ -271,7 +257,9 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 client.post("/v1/reload", &serde_json::json!({})).await?;
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
-                Format::Text | Format::Dot => say!("{}", reload_text(&report)),
+                Format::Text | Format::Dot => {
+                    say!("{}", super::local_commands::reload_text(&report))
+                }
             }
         }
         Command::Leave => {
@@ -608,19 +596,4 @@ fn storage_line(storage: &crate::api::StorageStatus) -> String {
             storage.error.as_deref().unwrap_or("no error text")
         ),
     }
-}
-
-/// `reload`'s answer in words: one line per change applied, one per key needing a restart.
-fn reload_text(report: &crate::api::ReloadReport) -> String {
-    let mut text = String::new();
-    if report.applied.is_empty() && report.needs_restart.is_empty() {
-        text.push_str("config reloaded: nothing changed\n");
-    }
-    for change in &report.applied {
-        text.push_str(&format!("applied: {change}\n"));
-    }
-    for key in &report.needs_restart {
-        text.push_str(&format!("needs a restart: {key}\n"));
-    }
-    text
 }

@@ -10,6 +10,7 @@ mod history_output;
 mod incidents_output;
 mod introspection_commands;
 mod leader_output;
+mod local_commands;
 mod notify_output;
 mod packaging;
 mod setting_flags;
@@ -238,17 +239,28 @@ pub struct AgentArgs {
     pub settings: setting_flags::SettingFlags,
 }
 
+/// Writes the error to stderr; a stderr that refuses it (a full device, a closed pipe) loses
+/// the text but never turns the exit code into a panic's 101.
+fn say_error(e: &anyhow::Error) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "error: {e:#}");
+}
+
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.downcast_ref::<grid_commands::UsageError>().is_some() => {
-            eprintln!("error: {e:#}");
+        // Bad usage: a bad argument value, or a bad setting in the flags, env or file.
+        Err(e)
+            if e.downcast_ref::<grid_commands::UsageError>().is_some()
+                || e.downcast_ref::<crate::config::ConfigError>().is_some() =>
+        {
+            say_error(&e);
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say_error(&e);
             ExitCode::from(1)
         }
     }
