@@ -210,7 +210,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 ),
             }
         }
-        Command::Members { status, via } => {
+        Command::Members { status, tags, via } => {
             let path = match status {
                 Some(s) => format!("/v1/members?status={}", status_name(*s)),
                 None => "/v1/members".into(),
@@ -225,6 +225,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
             if let Some(wanted) = status {
                 members.retain(|m| m.status.as_str() == status_name(*wanted));
             }
+            members.retain(|m| rover_membership::tags::matches(&m.tags, tags));
             print_members(cli.format, &members)?;
         }
         Command::Events {
@@ -246,6 +247,11 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Monitor { ops, log_level } => {
             super::introspection_commands::monitor(&client, cli.format, ops, log_level.as_deref())
                 .await?;
+        }
+        Command::ForceLeave { name } => {
+            let request = crate::api::member_routes::ForceLeaveRequest { name: name.clone() };
+            let _: serde_json::Value = client.post("/v1/force-leave", &request).await?;
+            sayln!("{name} marked left; every agent lists it left within seconds");
         }
         Command::Leave => {
             let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
@@ -406,17 +412,32 @@ fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
                 m.team.clone(),
                 m.generation.to_string(),
                 ago(m.since_ms, now),
+                tags_text(&m.tags),
             ]
         })
         .collect();
     say!(
         "{}",
         render(
-            &["NAME", "ADDRESS", "STATUS", "TEAM", "GENERATION", "SINCE"],
+            &[
+                "NAME",
+                "ADDRESS",
+                "STATUS",
+                "TEAM",
+                "GENERATION",
+                "SINCE",
+                "TAGS"
+            ],
             &rows
         )
     );
     Ok(())
+}
+
+/// `k=v,k2=v2` with control characters escaped (tags come from other agents).
+fn tags_text(tags: &rover_membership::Tags) -> String {
+    let text: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    crate::control_chars::escape(&text.join(",")).into_owned()
 }
 
 fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
