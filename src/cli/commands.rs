@@ -127,7 +127,8 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         flags,
         config::default_data_dir(),
         config::hostname(),
-    )?;
+    )
+    .map_err(bad_tags_are_usage)?;
     if let Some(token) = &config.join_token {
         super::grid_commands::check_token(token)?;
     }
@@ -432,6 +433,16 @@ fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
         )
     );
     Ok(())
+}
+
+/// A bad tag (`--tag`, `node.tags`, `ROVER_TAGS`) is a usage error (exit 2) naming the key.
+fn bad_tags_are_usage(e: config::ConfigError) -> anyhow::Error {
+    match &e {
+        config::ConfigError::Invalid { key, .. } if *key == config::settings::NODE_TAGS.key => {
+            super::grid_commands::UsageError(e.to_string()).into()
+        }
+        _ => e.into(),
+    }
 }
 
 /// `k=v,k2=v2` with control characters escaped (tags come from other agents).
