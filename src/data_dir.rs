@@ -27,6 +27,8 @@ use crate::keys::state::{GivenKey, KeyringState};
 pub const KEYRING_FILE: &str = "keyring";
 /// The API token the CLI presents for changes.
 pub const TOKEN_FILE: &str = "token";
+/// The dashboard viewer token file (`ui.bind`, `rover-agent ui token`).
+pub const VIEWER_TOKEN_FILE: &str = "ui-token";
 /// The sled database directory.
 pub const DB_DIR: &str = "db";
 
@@ -166,29 +168,45 @@ impl DataDir {
     /// that is too short) is replaced by a new one; one of another user, or that others may
     /// write, is refused.
     pub fn load_or_create_token(&self) -> Result<String> {
-        let path = self.token_path();
-        match trust::check_private_file(&path, "API token")? {
-            trust::FileTrust::Private => {
-                if let Ok(text) = fs::read_to_string(&path) {
-                    let token = text.trim().to_owned();
-                    if token.len() >= 32 {
-                        return Ok(token);
-                    }
+        load_or_create_secret(&self.token_path(), "API token")
+    }
+
+    /// Path of the dashboard viewer token (`ui.bind`).
+    pub fn viewer_token_path(&self) -> PathBuf {
+        self.root.join(VIEWER_TOKEN_FILE)
+    }
+
+    /// The dashboard viewer token, created (mode 0600) on first use, kept like the API token.
+    /// It only reads: the `ui.bind` listener serves no change.
+    pub fn load_or_create_viewer_token(&self) -> Result<String> {
+        load_or_create_secret(&self.viewer_token_path(), "viewer token")
+    }
+}
+
+/// A 32-byte random secret in hex, in a file of mode 0600 created on first use (see
+/// [`DataDir::load_or_create_token`]).
+fn load_or_create_secret(path: &Path, what: &str) -> Result<String> {
+    match trust::check_private_file(path, what)? {
+        trust::FileTrust::Private => {
+            if let Ok(text) = fs::read_to_string(path) {
+                let token = text.trim().to_owned();
+                if token.len() >= 32 {
+                    return Ok(token);
                 }
             }
-            trust::FileTrust::Readable(mode) => tracing::warn!(
-                path = %path.display(),
-                mode = %format!("{mode:04o}"),
-                "the API token was readable by other users: replaced it with a new one (0600)"
-            ),
-            trust::FileTrust::Absent => {}
         }
-        let mut bytes = [0u8; 32];
-        rand::rng().fill_bytes(&mut bytes);
-        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        write_private(&path, format!("{token}\n").as_bytes())?;
-        Ok(token)
+        trust::FileTrust::Readable(mode) => tracing::warn!(
+            path = %path.display(),
+            mode = %format!("{mode:04o}"),
+            "the {what} was readable by other users: replaced it with a new one (0600)"
+        ),
+        trust::FileTrust::Absent => {}
     }
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    write_private(path, format!("{token}\n").as_bytes())?;
+    Ok(token)
 }
 
 /// Reads a key file: one base64 line (comments with `#` allowed).

@@ -147,3 +147,84 @@ fn the_dashboard_shows_members_a_failure_and_a_new_alert_live_in_headless_chromi
     assert!(size > 1000, "the screenshot is {size} bytes");
     eprintln!("[dashboard] screenshot {} ({size} bytes)", shot.display());
 }
+
+/// One HTTP/1.1 request to `addr`; the status and the whole answer.
+fn http(addr: &str, request: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, answer)
+}
+
+fn get(addr: &str, path: &str, extra: &str) -> (u16, String) {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}\r\n"),
+    )
+}
+
+#[test]
+fn the_ui_listener_asks_for_the_viewer_token_and_serves_no_change() {
+    let mut cluster = Cluster::new();
+    cluster.config_for = Some(Box::new(|_| "[ui]\nbind = \"127.0.0.1:0\"\n".to_owned()));
+    cluster.add_agent();
+    let agent = &cluster.agents[0];
+    let addr = std::fs::read_to_string(agent.data_dir.join("ui-addr")).unwrap();
+    let addr = addr.trim();
+    let out = agent.cli(&["ui", "token"]);
+    assert!(out.status.success(), "{out:?}");
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+
+    let (status, page) = get(addr, "/", "");
+    assert_eq!(status, 401, "{page}");
+    assert!(page.contains("rover-agent ui token"), "{page}");
+    assert_eq!(
+        get(addr, "/v1/members", "Authorization: Bearer wrong\r\n").0,
+        401
+    );
+
+    let (status, answer) = get(addr, &format!("/?token={token}"), "");
+    assert_eq!(status, 303, "{answer}");
+    assert!(
+        answer.contains(&format!("rover_viewer={token}")) && answer.contains("HttpOnly"),
+        "{answer}"
+    );
+    let cookie = format!("Cookie: rover_viewer={token}\r\n");
+    let (status, page) = get(addr, "/", &cookie);
+    assert_eq!(status, 200);
+    assert!(page.contains("<title>rover-agent</title>"));
+    let bearer = format!("Authorization: Bearer {token}\r\n");
+    let (status, members) = get(addr, "/v1/members", &bearer);
+    assert_eq!(status, 200, "{members}");
+    assert!(members.contains("\"n1\""), "{members}");
+
+    // No change is served here, token or not.
+    for path in ["/v1/alerts/raise", "/v1/leave", "/v1/incidents", "/v1/join"] {
+        let body = "{\"name\":\"x\"}";
+        let (status, answer) = http(
+            addr,
+            &format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{bearer}\
+                 Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        );
+        assert!(status == 404 || status == 405, "POST {path}: {answer}");
+    }
+    assert!(
+        agent.alerts().is_empty(),
+        "an alert was raised through the viewer"
+    );
+    assert_eq!(agent.status_of("n1").as_deref(), Some("alive"));
+}

@@ -355,7 +355,7 @@ fn kind_label(kind: IncidentKind) -> &'static str {
 }
 
 fn sends(state: &ApiState, text: &mut Exposition) {
-    let stats = state.notifiers.send_stats();
+    let stats = state.notifiers.borrow().send_stats();
     text.family(
         "rover_notify_sends_total",
         "counter",

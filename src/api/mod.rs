@@ -16,6 +16,7 @@ mod metrics_routes;
 mod notify_routes;
 pub mod server;
 mod topology_routes;
+pub mod viewer;
 
 use rover_membership::{Counters, MemberInfo, MemberStatus};
 use rover_storage::{HistoryEntry, Severity, StatusSample};
@@ -33,6 +34,15 @@ pub struct JoinRequest {
 pub struct JoinResponse {
     /// The resolved addresses announced to.
     pub announced: Vec<String>,
+}
+
+/// Answer of `POST /v1/reload`: what the re-read config file changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    /// The changes applied without a restart (`check "x" added`, `notify.group_wait`...).
+    pub applied: Vec<String>,
+    /// Keys whose new value takes effect only after a restart.
+    pub needs_restart: Vec<String>,
 }
 
 /// Answer of `GET /v1/info`.

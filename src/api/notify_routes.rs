@@ -24,8 +24,9 @@ pub(super) async fn test(
         .identity
         .name;
     let mut sends = tokio::task::JoinSet::new();
-    for (index, channel) in state.notifiers.names().into_iter().enumerate() {
-        let notifiers: Arc<Notifiers> = state.notifiers.clone();
+    let current: Arc<Notifiers> = state.notifiers.borrow().clone();
+    for (index, channel) in current.names().into_iter().enumerate() {
+        let notifiers = Arc::clone(&current);
         let message = test_message(&node, &state.team, &channel);
         sends.spawn(async move {
             let result = notifiers.send(&channel, &message).await;

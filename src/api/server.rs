@@ -26,6 +26,9 @@ use crate::config::parse_seed;
 pub enum Control {
     /// Leave the cluster and exit; answered once the goodbye is sent.
     Leave(oneshot::Sender<()>),
+    /// Re-read the config file and apply it (`rover-agent reload`); answered with what
+    /// changed, or why the file was refused (the running config is then untouched).
+    Reload(oneshot::Sender<Result<super::ReloadReport, String>>),
 }
 
 /// What every handler can reach.
@@ -59,7 +62,7 @@ pub struct ApiState {
     /// The Raft group and leadership.
     pub leadership: crate::leadership::LeadershipHandle,
     /// The notification channels (shared with the incident engine).
-    pub notifiers: Arc<crate::notify::Notifiers>,
+    pub notifiers: tokio::sync::watch::Receiver<Arc<crate::notify::Notifiers>>,
     /// Grid-control records, keys and invitations.
     pub grid: crate::grid::GridParts,
     /// The topology owner task.
@@ -88,6 +91,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/join", post(join))
         .route("/v1/leave", post(leave))
         .route("/v1/force-leave", post(super::member_routes::force_leave))
+        .route("/v1/reload", post(reload))
         .route("/v1/alerts", get(super::alert_routes::list))
         .route("/v1/alerts/raise", post(super::alert_routes::raise))
         .route("/v1/alerts/clear", post(super::alert_routes::clear))
@@ -222,11 +226,11 @@ pub(super) fn authorize(state: &ApiState, headers: &HeaderMap) -> Result<(), Api
 }
 
 #[derive(Debug, Deserialize)]
-struct MembersQuery {
+pub(super) struct MembersQuery {
     status: Option<String>,
 }
 
-async fn members(
+pub(super) async fn members(
     State(state): State<ApiState>,
     Query(query): Query<MembersQuery>,
 ) -> ApiResult<Vec<rover_membership::MemberInfo>> {
@@ -250,7 +254,7 @@ async fn members(
     Ok(Json(list))
 }
 
-async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
+pub(super) async fn info(State(state): State<ApiState>) -> ApiResult<InfoResponse> {
     info_of(&state).await.map(Json).map_err(unavailable)
 }
 
@@ -396,4 +400,22 @@ async fn leave(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<s
         .map_err(unavailable)?;
     rx.await.map_err(unavailable)?;
     Ok(Json(serde_json::json!({ "left": true })))
+}
+
+/// `POST /v1/reload`: 422 with the reason when the file is refused.
+async fn reload(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<super::ReloadReport> {
+    authorize(&state, &headers)?;
+    let (tx, rx) = oneshot::channel();
+    state
+        .control
+        .send(Control::Reload(tx))
+        .await
+        .map_err(unavailable)?;
+    match rx.await.map_err(unavailable)? {
+        Ok(report) => Ok(Json(report)),
+        Err(why) => Err(ApiError(StatusCode::UNPROCESSABLE_ENTITY, why)),
+    }
 }

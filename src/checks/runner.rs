@@ -38,8 +38,18 @@ pub struct CheckEvent {
 pub fn spawn(configs: Vec<CheckConfig>, events: mpsc::Sender<CheckEvent>) -> Vec<JoinHandle<()>> {
     configs
         .into_iter()
-        .map(|config| tokio::spawn(run_check_loop(config, events.clone())))
+        .map(|config| spawn_in_state(config, super::outcome::CheckState::Ok, events.clone()))
         .collect()
+}
+
+/// Starts one check's task with its debounced state already `state` (a check restarted by a
+/// reload or after a panic goes on from where it was, rather than from OK).
+pub fn spawn_in_state(
+    config: CheckConfig,
+    state: super::outcome::CheckState,
+    events: mpsc::Sender<CheckEvent>,
+) -> JoinHandle<()> {
+    tokio::spawn(run_check_loop(config, state, events))
 }
 
 /// Runs a check of `kind` once, within `timeout` (past it, the outcome is UNKNOWN).
@@ -68,10 +78,14 @@ pub async fn run_once(kind: &CheckKind, timeout: Duration) -> CheckOutcome {
 }
 
 /// The life of one check's task: tick, run, debounce, report; until nobody listens.
-async fn run_check_loop(config: CheckConfig, events: mpsc::Sender<CheckEvent>) {
+async fn run_check_loop(
+    config: CheckConfig,
+    state: super::outcome::CheckState,
+    events: mpsc::Sender<CheckEvent>,
+) {
     let mut ticks = tokio::time::interval(config.interval.max(MIN_INTERVAL));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut debouncer = Debouncer::new(config.retries);
+    let mut debouncer = Debouncer::with_state(config.retries, state);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}

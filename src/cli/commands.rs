@@ -73,6 +73,21 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Beacon(ref args) => super::beacon_commands::run(args, cli.format),
         Command::Man => super::packaging::write_man_page(&mut std::io::stdout().lock()),
+        Command::Ui(super::UiCommand::Token) => {
+            let root = cli
+                .data_dir
+                .clone()
+                .or_else(|| std::env::var_os("ROVER_DATA_DIR").map(PathBuf::from))
+                .unwrap_or_else(config::default_data_dir);
+            let token = crate::data_dir::DataDir::open(&root)
+                .and_then(|dir| dir.load_or_create_viewer_token())
+                .with_context(|| format!("the viewer token in {}", root.display()))?;
+            match cli.format {
+                Format::Text | Format::Dot => sayln!("{token}"),
+                Format::Json => sayln!("{}", serde_json::json!({ "token": token })),
+            }
+            Ok(())
+        }
         Command::Keygen => {
             let key = ClusterKey::generate(&mut rand::rng());
             match cli.format {
@@ -115,20 +130,19 @@ fn client_runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run_agent(args: &AgentArgs) -> Result<()> {
     crate::daemon::log_sink::init();
-    let file = match &args.config {
-        Some(path) => Some((Layer::from_file(path)?, path.clone())),
-        None => None,
+    // Only the file is read again on a reload: the environment and the flags stay as at start.
+    let source = crate::daemon::reload::ConfigSource {
+        file: args.config.clone(),
+        env: Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty())),
+        flags: args.settings.0.clone(),
+        default_data_dir: config::default_data_dir(),
+        hostname: config::hostname(),
     };
-    let env = Layer::from_env(|name| std::env::var(name).ok().filter(|v| !v.is_empty()));
-    let flags = args.settings.0.clone();
-    let config = config::resolve(
-        file,
-        env,
-        flags,
-        config::default_data_dir(),
-        config::hostname(),
-    )
-    .map_err(bad_tags_are_usage)?;
+    let (config, _) = source.load().map_err(bad_tags_are_usage)?;
+    // `log.level` of the file (ROVER_LOG, read by `init`, wins over it as over any file value).
+    if let Err(e) = crate::daemon::log_sink::set_filter(&config.log_filter) {
+        tracing::warn!(error = %e, "log.level not applied");
+    }
     if let Some(token) = &config.join_token {
         super::grid_commands::check_token(token)?;
     }
@@ -136,7 +150,11 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(Daemon::run(config, signals::first_signal()))
+    runtime.block_on(Daemon::run_reloadable(
+        config,
+        Some(source),
+        signals::first_signal(),
+    ))
 }
 
 fn api_addr(cli: &Cli) -> Result<SocketAddr> {
@@ -253,6 +271,14 @@ async fn run_client(cli: &Cli) -> Result<()> {
             let request = crate::api::member_routes::ForceLeaveRequest { name: name.clone() };
             let _: serde_json::Value = client.post("/v1/force-leave", &request).await?;
             sayln!("{name} marked left; every agent lists it left within seconds");
+        }
+        Command::Reload => {
+            let report: crate::api::ReloadReport =
+                client.post("/v1/reload", &serde_json::json!({})).await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&report)?),
+                Format::Text | Format::Dot => say!("{}", reload_text(&report)),
+            }
         }
         Command::Leave => {
             let _: serde_json::Value = client.post("/v1/leave", &serde_json::json!({})).await?;
@@ -380,6 +406,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Agent(_)
         | Command::Beacon(_)
         | Command::Keygen
+        | Command::Ui(_)
         | Command::Completions { .. }
         | Command::Man => {
             unreachable!("handled before the client starts")
@@ -612,4 +639,19 @@ fn storage_line(storage: &crate::api::StorageStatus) -> String {
             storage.error.as_deref().unwrap_or("no error text")
         ),
     }
+}
+
+/// `reload`'s answer in words: one line per change applied, one per key needing a restart.
+fn reload_text(report: &crate::api::ReloadReport) -> String {
+    let mut text = String::new();
+    if report.applied.is_empty() && report.needs_restart.is_empty() {
+        text.push_str("config reloaded: nothing changed\n");
+    }
+    for change in &report.applied {
+        text.push_str(&format!("applied: {change}\n"));
+    }
+    for key in &report.needs_restart {
+        text.push_str(&format!("needs a restart: {key}\n"));
+    }
+    text
 }

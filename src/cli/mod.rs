@@ -94,6 +94,10 @@ pub enum Command {
         /// The failed member's node name.
         name: String,
     },
+    /// Make the agent re-read its config file (like SIGHUP) and apply what can change live:
+    /// checks, notification channels, notify.group_wait, notify.repeat_interval, log.level.
+    /// Lists what was applied and what needs a restart; exit 1 if the file is refused.
+    Reload,
     /// Node, team, cluster, leader, member counts, key fingerprints, counters and event counts.
     Info {
         /// Ask a member from outside the cluster.
@@ -133,6 +137,9 @@ pub enum Command {
     Incidents,
     /// Print a new cluster key (one base64 line).
     Keygen,
+    /// The read-only dashboard for other machines (`ui.bind`).
+    #[command(subcommand)]
+    Ui(UiCommand),
     /// Every alert the agent knows (own team and other teams), with origin and path.
     Alerts,
     /// Raise or clear a manual alert of this host.
@@ -259,4 +266,12 @@ pub fn main() -> ExitCode {
 /// A `--tag KEY=VALUE` filter of `members`.
 fn parse_tag_filter(text: &str) -> Result<(String, String), String> {
     rover_membership::tags::parse_tag(text).map_err(|e| e.to_string())
+}
+
+/// `rover-agent ui ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum UiCommand {
+    /// Print the viewer token the `ui.bind` listener asks for (created in the data dir on
+    /// first use); open http://HOST:PORT/?token=TOKEN once in a browser.
+    Token,
 }

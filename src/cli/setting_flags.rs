@@ -56,6 +56,7 @@ fn argument(setting: &'static Setting, flag: &'static str) -> Arg {
         Kind::AbsolutePaths => "PATH",
         Kind::Switch => "BOOL",
         Kind::Invitation => "TOKEN",
+        Kind::LogFilter => "FILTER",
         Kind::Interfaces => "INTERFACE",
         Kind::Tags => "KEY=VALUE",
     };

@@ -71,6 +71,8 @@ pub struct Config {
     pub introspection_events: usize,
     /// `introspection.beacon`: the beacon to send events to, if any.
     pub beacon: Option<SocketAddr>,
+    /// `ui.bind`: the read-only dashboard listener for other machines, if any.
+    pub ui_bind: Option<SocketAddr>,
     /// `status.full_every`: the longest time between two status samples sent.
     pub status_full_every: Duration,
     /// The checks to run.
@@ -81,6 +83,8 @@ pub struct Config {
     pub notify: NotifyConfig,
     /// `[topology]`: LLDP and CDP listening.
     pub topology: crate::topology::TopologySettings,
+    /// `log.level`: the log filter.
+    pub log_filter: String,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -224,6 +228,7 @@ pub fn resolve(
     let introspection_events = usize::try_from(values.count(&settings::INTROSPECTION_EVENTS)?)
         .unwrap_or(crate::introspection::DEFAULT_EVENTS);
     let beacon = address(&settings::INTROSPECTION_BEACON)?;
+    let ui_bind = address(&settings::UI_BIND)?;
     let status_full_every = values
         .required_duration(&settings::STATUS_FULL_EVERY)?
         .value;
@@ -263,7 +268,9 @@ pub fn resolve(
         enabled: values.switch(&settings::TOPOLOGY_ENABLED)?.unwrap_or(true),
         interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
     };
+    let log_filter = text(&settings::LOG_LEVEL)?;
     Ok(Config {
+        log_filter,
         node_name,
         team,
         data_dir,
@@ -284,6 +291,7 @@ pub fn resolve(
         history_replicas,
         introspection_events,
         beacon,
+        ui_bind,
         status_full_every,
         checks,
         election,

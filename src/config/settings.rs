@@ -83,6 +83,8 @@ pub enum Kind {
     /// `KEY=VALUE` tags (a TOML table in the file; see `rover_membership::tags` for the
     /// limits).
     Tags,
+    /// A `tracing` filter: a level, or `target=level` directives separated by commas.
+    LogFilter,
 }
 
 /// Bounds of a duration setting.
@@ -264,6 +266,13 @@ settings! {
         kind: Kind::Address { loopback_only: false, concrete: true },
         doc: "send every cluster event, sealed with the cluster key, to this beacon (`rover-agent beacon`)",
     };
+    /// `ui.bind`
+    UI_BIND = Setting {
+        key: "ui.bind", env: Some("ROVER_UI"), flag: Some("--ui"),
+        default: Default::Unset("off: the dashboard is on the API address only"),
+        kind: Kind::Address { loopback_only: false, concrete: false },
+        doc: "a read-only dashboard listener for other machines, asking for the viewer token (`rover-agent ui token`)",
+    };
     /// `election.bootstrap_expect`
     ELECTION_BOOTSTRAP_EXPECT = Setting {
         key: "election.bootstrap_expect", env: Some("ROVER_BOOTSTRAP_EXPECT"), flag: None,
@@ -306,6 +315,12 @@ settings! {
         default: Default::Computed("on only when no other channel is configured"),
         kind: Kind::Switch,
         doc: "print messages on standard output and in the log",
+    };
+    /// `log.level`
+    LOG_LEVEL = Setting {
+        key: "log.level", env: Some("ROVER_LOG"), flag: None,
+        default: Default::Value("info,openraft=warn"), kind: Kind::LogFilter,
+        doc: "what the log shows, e.g. `debug` or `info,rover_agent::checks=debug` (a reload applies it)",
     };
     /// `topology.enabled`
     TOPOLOGY_ENABLED = Setting {
@@ -376,6 +391,7 @@ impl Kind {
             Kind::Switch => "true, false".into(),
             Kind::Interfaces => format!("up to {MAX_LIST} interface names"),
             Kind::Tags => "up to 32 KEY=VALUE, 256 bytes in all".into(),
+            Kind::LogFilter => "a level or `target=level,...` directives".into(),
         }
     }
 }

@@ -85,6 +85,9 @@ impl<'a> Values<'a> {
                 Kind::Path if text.contains('\0') => Err("must not hold a NUL byte".into()),
                 Kind::Path => Ok(text.to_owned()),
                 Kind::Invitation => Ok(text.trim().to_owned()),
+                Kind::LogFilter => tracing_subscriber::EnvFilter::try_new(text.trim())
+                    .map(|_| text.trim().to_owned())
+                    .map_err(|e| format!("not a log filter: {e}")),
                 Kind::Choice(words) if words.contains(&text.trim()) => Ok(text.trim().to_owned()),
                 Kind::Choice(words) => Err(format!("expected one of {}", words.join(", "))),
                 other => Err(mismatch(setting, &other)),

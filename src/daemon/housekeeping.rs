@@ -63,20 +63,68 @@ pub fn level_of(state: CheckState) -> CheckLevel {
     }
 }
 
+/// The configured checks, by name, with the severity each one's alert takes if the config
+/// overrides it; a reload publishes a new roster.
+pub type CheckRoster = BTreeMap<String, Option<rover_storage::Severity>>;
+
 /// Consumes check events: keeps the worst debounced state current and raises or clears the
-/// check's alert on each transition.
+/// check's alert on each transition. A check that leaves the roster (a reload removed it) is
+/// forgotten and its alert cleared; late events of it are ignored.
 pub async fn check_loop(
     mut events: mpsc::Receiver<CheckEvent>,
     alerts: AlertsHandle,
     worst: watch::Sender<CheckLevel>,
-    severity_override: BTreeMap<String, rover_storage::Severity>,
+    mut roster: watch::Receiver<CheckRoster>,
+    debounced: watch::Sender<BTreeMap<String, CheckState>>,
 ) {
     let mut states: BTreeMap<String, CheckLevel> = BTreeMap::new();
-    while let Some(event) = events.recv().await {
+    let mut roster_open = true;
+    loop {
+        let event = tokio::select! {
+            event = events.recv() => match event {
+                Some(event) => event,
+                None => return,
+            },
+            changed = roster.changed(), if roster_open => {
+                if changed.is_err() {
+                    // No reloads any more: the roster stays as it is.
+                    roster_open = false;
+                    continue;
+                }
+                let configured = roster.borrow_and_update().clone();
+                let gone: Vec<String> = states
+                    .keys()
+                    .filter(|name| !configured.contains_key(*name))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    let was = states.remove(&name);
+                    debounced.send_modify(|d| {
+                        d.remove(&name);
+                    });
+                    if was.is_some_and(|l| l != CheckLevel::Ok) {
+                        let cleared = alerts
+                            .clear(&name, Some("check removed from the config"), false)
+                            .await;
+                        if let Err(e) = cleared {
+                            tracing::warn!(check = %name, error = %e, "removed check's alert not cleared");
+                        }
+                    }
+                }
+                let _ = worst.send(states.values().copied().max().unwrap_or(CheckLevel::Ok));
+                continue;
+            }
+        };
         let Some(transition) = event.transition else {
             continue;
         };
+        let Some(overridden) = roster.borrow().get(&event.name).copied() else {
+            continue;
+        };
         states.insert(event.name.clone(), level_of(transition.to));
+        debounced.send_modify(|d| {
+            d.insert(event.name.clone(), transition.to);
+        });
         let now_worst = states.values().copied().max().unwrap_or(CheckLevel::Ok);
         let _ = worst.send(now_worst);
         let result = match transition.to {
@@ -86,13 +134,10 @@ pub async fn check_loop(
                 .await
                 .map(|_| ()),
             bad => {
-                let severity = severity_override
-                    .get(&event.name)
-                    .copied()
-                    .unwrap_or(match bad {
-                        CheckState::Critical => rover_storage::Severity::Critical,
-                        _ => rover_storage::Severity::Warning,
-                    });
+                let severity = overridden.unwrap_or(match bad {
+                    CheckState::Critical => rover_storage::Severity::Critical,
+                    _ => rover_storage::Severity::Warning,
+                });
                 alerts
                     .raise(&event.name, severity, &transition.summary, false)
                     .await

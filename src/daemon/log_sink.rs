@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::{Level, Metadata};
 use tracing_subscriber::filter::{EnvFilter, FilterExt};
 use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::reload;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
@@ -64,11 +65,42 @@ pub fn metrics() -> String {
     )
 }
 
+/// The handle that swaps the filter of the installed subscriber ([`set_filter`]).
+static FILTER: std::sync::OnceLock<reload::Handle<EnvFilter, tracing_subscriber::Registry>> =
+    std::sync::OnceLock::new();
+
+/// Why a log filter was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetFilterError {
+    /// The text is not a filter; the old one stays.
+    #[error("not a log filter: {0}")]
+    Invalid(String),
+    /// The subscriber of [`init`] is not installed (in-process tests); nothing changed.
+    #[error("the log is not set up by this process")]
+    NotInstalled,
+}
+
+/// Replaces the log filter of the subscriber [`init`] installed (`log.level` at start and
+/// on a reload).
+pub fn set_filter(directives: &str) -> Result<(), SetFilterError> {
+    let filter =
+        EnvFilter::try_new(directives).map_err(|e| SetFilterError::Invalid(e.to_string()))?;
+    let handle = FILTER.get().ok_or(SetFilterError::NotInstalled)?;
+    handle
+        .reload(filter)
+        .map_err(|_| SetFilterError::NotInstalled)
+}
+
 /// Installs the subscriber: `ROVER_LOG` (or [`DEFAULT_FILTER`]) to stderr, through
 /// [`StderrSink`] and without openraft's per-RPC network errors. A second call does nothing.
+/// The filter can be replaced later ([`set_filter`]).
 pub fn init() {
     let filter =
         EnvFilter::try_from_env("ROVER_LOG").unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+    let (filter, handle) = reload::Layer::new(filter);
+    if FILTER.set(handle).is_err() {
+        return;
+    }
     let layer = tracing_subscriber::fmt::layer()
         .with_writer(|| StderrSink)
         .with_ansi(io::IsTerminal::is_terminal(&io::stderr()))

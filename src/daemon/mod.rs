@@ -6,6 +6,7 @@ mod events;
 mod housekeeping;
 pub mod log_sink;
 pub mod open;
+pub mod reload;
 pub mod signals;
 pub mod storage_health;
 pub mod supervisor;
@@ -39,7 +40,7 @@ use rover_election::policy::DueRules;
 /// When messages fall due, from `[notify]`: a notification pending twice as long as a send may
 /// take is taken over even from a holder that still looks alive; closed incidents go after
 /// `incidents.retention`.
-fn due_rules(config: &Config) -> DueRules {
+pub(crate) fn due_rules(config: &Config) -> DueRules {
     let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     DueRules {
         group_wait_ms: ms(config.notify.group_wait),
@@ -51,13 +52,25 @@ fn due_rules(config: &Config) -> DueRules {
 
 /// File in the data dir holding the API address the agent listens on.
 pub const API_ADDR_FILE: &str = "api-addr";
+/// File in the data dir holding the address of the read-only dashboard listener (`ui.bind`).
+pub const UI_ADDR_FILE: &str = "ui-addr";
 
 /// The running agent. See the module docs.
 pub struct Daemon;
 
 impl Daemon {
     /// Runs until `shutdown` resolves or a `leave` request arrives; both leave gracefully.
+    /// Without a [`reload::ConfigSource`], a reload is refused.
     pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+        Self::run_reloadable(config, None, shutdown).await
+    }
+
+    /// [`Daemon::run`], reloading from `source` on SIGHUP and `POST /v1/reload`.
+    pub async fn run_reloadable(
+        config: Config,
+        source: Option<reload::ConfigSource>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
         let data_dir = DataDir::open(&config.data_dir)?;
         let opened = open::open_storage(&data_dir)?;
         let storage = opened.storage.clone();
@@ -103,11 +116,8 @@ impl Daemon {
         let (flushed_tx, flushed_rx) = watch::channel(0u64);
         let (health_tx, health_rx) = watch::channel(storage.health());
         let (check_tx, check_rx) = mpsc::channel(64);
-        let overrides: BTreeMap<_, _> = config
-            .checks
-            .iter()
-            .filter_map(|c| c.severity.map(|s| (c.name.clone(), severity_of(s))))
-            .collect();
+        let (roster_tx, roster_rx) = watch::channel(reload::roster(&config.checks));
+        let (debounced_tx, debounced_rx) = watch::channel(BTreeMap::new());
 
         let mut supervisor = Supervisor::new();
         let (members_changed_tx, members_changed) = watch::channel(0u64);
@@ -139,6 +149,11 @@ impl Daemon {
                 .context("setting up the notifiers")?,
         );
         tracing::info!(channels = ?notifiers.names(), "notifiers ready");
+        let (live_tx, live_rx) = watch::channel(crate::incidents::Live {
+            notifiers: notifiers.clone(),
+            rules: due_rules(&config),
+        });
+        let (notifiers_tx, notifiers_rx) = watch::channel(notifiers);
 
         let (topology, topology_tasks) = crate::topology::start(
             crate::topology::TopologyContext {
@@ -204,8 +219,7 @@ impl Daemon {
                 alerts: alerts.clone(),
                 storage: storage.clone(),
                 leadership: leadership.clone(),
-                notifiers: notifiers.clone(),
-                rules: due_rules(&config),
+                live: live_rx,
                 topology: topology.clone(),
                 events: events.clone(),
             }),
@@ -213,14 +227,24 @@ impl Daemon {
         for (name, task) in topology_tasks {
             supervisor.watch_critical(name, task);
         }
-        if !config.checks.is_empty() {
-            // It ends when every check is gone: only with no checks at all is that expected.
-            supervisor.spawn_critical(
-                "check-results",
-                Stop::Dropped,
-                housekeeping::check_loop(check_rx, alerts.clone(), worst_tx, overrides),
-            );
-        }
+        // The reloader keeps a sender for the checks a reload adds: it never ends while the
+        // agent runs.
+        supervisor.spawn_critical(
+            "check-results",
+            Stop::Dropped,
+            housekeeping::check_loop(check_rx, alerts.clone(), worst_tx, roster_rx, debounced_tx),
+        );
+        let mut reloader = reload::Reloader::new(
+            source,
+            config.clone(),
+            reload::Targets {
+                live: live_tx,
+                notifiers: notifiers_tx,
+                roster: roster_tx,
+                check_events: check_tx.clone(),
+                debounced: debounced_rx.clone(),
+            },
+        );
         tasks::spawn_restartable(
             &mut supervisor,
             &config,
@@ -233,6 +257,7 @@ impl Daemon {
                 health: health_tx,
                 worst_check: worst_rx,
                 check_events: check_tx,
+                debounced: debounced_rx,
                 grid: grid.parts.grid.clone(),
             },
         );
@@ -268,7 +293,7 @@ impl Daemon {
             status_full_every: config.status_full_every,
             peer_rejected,
             leadership: leadership.clone(),
-            notifiers: notifiers.clone(),
+            notifiers: notifiers_rx,
             token: Arc::from(token.as_str()),
             team: config.team.clone(),
             data_dir: data_dir.root().display().to_string(),
@@ -281,6 +306,22 @@ impl Daemon {
             member_changes: members_changed_tx.subscribe(),
         };
         introspect.ready(state.clone());
+        if let Some(ui_bind) = config.ui_bind {
+            let viewer_token = data_dir.load_or_create_viewer_token()?;
+            let ui = tokio::net::TcpListener::bind(ui_bind).await.map_err(|e| {
+                anyhow::anyhow!("cannot bind the dashboard on {ui_bind}: {e} (ui.bind)")
+            })?;
+            let ui_addr = ui.local_addr()?;
+            crate::data_dir::write_private(
+                &data_dir.root().join(UI_ADDR_FILE),
+                format!("{ui_addr}\n").as_bytes(),
+            )?;
+            tracing::info!(ui = %ui_addr, "read-only dashboard for other machines (viewer token: `rover-agent ui token`)");
+            let (state, stop) = (state.clone(), supervisor.token());
+            supervisor.spawn_critical("ui", Stop::Itself, async move {
+                crate::api::viewer::serve(ui, state, &viewer_token, stop.cancelled_owned()).await;
+            });
+        }
         let stop_serving = supervisor.token();
         supervisor.spawn_critical("api", Stop::Itself, async move {
             server::serve(listener, state, stop_serving.cancelled_owned()).await;
@@ -317,10 +358,20 @@ impl Daemon {
         tokio::pin!(shutdown);
         let storage_closed = storage_health::closed(health_rx);
         tokio::pin!(storage_closed);
+        let mut hangups = signals::hangups();
         let ending = loop {
             tokio::select! {
                 Some(event) = membership_events.recv() => router.route(event).await,
-                Some(Control::Leave(reply)) = control.recv() => break Ending::Leave(reply),
+                Some(control) = control.recv() => match control {
+                    Control::Leave(reply) => break Ending::Leave(reply),
+                    Control::Reload(reply) => {
+                        let _ = reply.send(reloader.reload(&mut supervisor));
+                    }
+                },
+                Some(()) = hangups.recv() => {
+                    tracing::info!("SIGHUP: reloading the config file");
+                    let _ = reloader.reload(&mut supervisor);
+                }
                 failure = supervisor.failure() => break Ending::Failed(failure),
                 () = &mut shutdown => break Ending::Signal,
                 health = &mut storage_closed => break Ending::StorageClosed(health),
@@ -428,7 +479,9 @@ async fn bind_gossip(
     ))
 }
 
-fn severity_of(wanted: crate::checks::config::SeverityOverride) -> rover_storage::Severity {
+pub(crate) fn severity_of(
+    wanted: crate::checks::config::SeverityOverride,
+) -> rover_storage::Severity {
     match wanted {
         crate::checks::config::SeverityOverride::Warning => rover_storage::Severity::Warning,
         crate::checks::config::SeverityOverride::Critical => rover_storage::Severity::Critical,

@@ -1,4 +1,5 @@
-//! SIGINT/SIGTERM: the first asks for a graceful leave, a second one exits at once.
+//! SIGINT/SIGTERM: the first asks for a graceful leave, a second one exits at once. SIGHUP
+//! asks for a config reload ([`hangups`]).
 
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -28,4 +29,28 @@ pub async fn first_signal() {
         );
         std::process::exit(130);
     });
+}
+
+/// One item per SIGHUP received; never an item when the handler cannot be installed (then
+/// `rover-agent reload` still works).
+pub fn hangups() -> tokio::sync::mpsc::Receiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    match signal(SignalKind::hangup()) {
+        Ok(mut hup) => {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    // A reload already waiting covers this one too.
+                    if let Err(tokio::sync::mpsc::error::TrySendError::Closed(())) = tx.try_send(())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; reload with `rover-agent reload`");
+            drop(tx);
+        }
+    }
+    rx
 }

@@ -61,6 +61,7 @@ struct Entry {
     name: String,
     stop: Stop,
     restart: Option<Restart>,
+    abort: tokio::task::AbortHandle,
 }
 
 struct Restart {
@@ -160,6 +161,7 @@ impl Supervisor {
                 name,
                 stop,
                 restart,
+                abort: handle,
             },
         );
     }
@@ -189,6 +191,7 @@ impl Supervisor {
             name,
             stop,
             restart,
+            ..
         } = entry;
         let Some(mut restart) = restart else {
             tracing::error!(task = %name, %how, "a task ended unexpectedly: stopping the agent");
@@ -250,6 +253,23 @@ impl Supervisor {
                 }
             }
         }
+    }
+
+    /// Stops the task named `name` on purpose (a check removed by a reload): it is aborted and
+    /// forgotten, so its end is no failure. Whether there was one.
+    pub fn stop(&mut self, name: &str) -> bool {
+        let ids: Vec<tokio::task::Id> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| e.name == name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(entry) = self.entries.remove(id) {
+                entry.abort.abort();
+            }
+        }
+        !ids.is_empty()
     }
 
     /// Names of the tasks running now, sorted.
@@ -365,6 +385,18 @@ mod tests {
         let failure = supervisor.failure().await;
         assert_eq!(failure.task, "flaky");
         assert_eq!(runs.load(Ordering::Relaxed), RESTART_LIMIT + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_stopped_on_purpose_is_no_failure() {
+        let mut supervisor = Supervisor::new();
+        supervisor.spawn_restartable("check:gone", std::future::pending);
+        supervisor.spawn_critical("quitter", Stop::Dropped, async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        });
+        assert!(supervisor.stop("check:gone"));
+        assert!(!supervisor.stop("check:gone"));
+        assert_eq!(supervisor.failure().await.task, "quitter");
     }
 
     #[tokio::test(start_paused = true)]

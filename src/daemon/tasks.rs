@@ -2,6 +2,7 @@
 //! started again (see [`super::supervisor`]). Each is made by a closure, so the supervisor can
 //! make it anew.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use rover_membership::MembershipHandle;
@@ -11,6 +12,8 @@ use tokio::sync::{mpsc, watch, Notify};
 use super::supervisor::{joined, Supervisor};
 use super::{housekeeping, storage_health};
 use crate::alerts::{self, AlertsHandle};
+use crate::checks::config::CheckConfig;
+use crate::checks::outcome::CheckState;
 use crate::checks::runner::CheckEvent;
 use crate::config::Config;
 use crate::status::Sampler;
@@ -33,6 +36,8 @@ pub struct Shared {
     pub worst_check: watch::Receiver<CheckLevel>,
     /// Where checks report their results.
     pub check_events: mpsc::Sender<CheckEvent>,
+    /// Each check's debounced state, kept by the check-results loop.
+    pub debounced: watch::Receiver<BTreeMap<String, CheckState>>,
     /// The grid-control records (synced on the alert sync's connection).
     pub grid: crate::grid::GridHandle,
 }
@@ -82,16 +87,37 @@ pub fn spawn_restartable(supervisor: &mut Supervisor, config: &Config, shared: S
     supervisor.spawn_restartable("status", move || sampler.sampler().run());
 
     for check in &config.checks {
-        let (check, events) = (check.clone(), shared.check_events.clone());
-        supervisor.spawn_restartable(format!("check:{}", check.name), move || {
-            let handle = crate::checks::runner::spawn(vec![check.clone()], events.clone()).pop();
-            async move {
-                if let Some(handle) = handle {
-                    joined(handle).await;
-                }
-            }
-        });
+        spawn_check(
+            supervisor,
+            check.clone(),
+            shared.check_events.clone(),
+            shared.debounced.clone(),
+        );
     }
+}
+
+/// The supervisor's name of a check's task.
+pub fn check_task(name: &str) -> String {
+    format!("check:{name}")
+}
+
+/// Starts one check under the supervisor; each (re)start goes on from the check's last
+/// debounced state in `debounced`.
+pub fn spawn_check(
+    supervisor: &mut Supervisor,
+    check: CheckConfig,
+    events: mpsc::Sender<CheckEvent>,
+    debounced: watch::Receiver<BTreeMap<String, CheckState>>,
+) {
+    supervisor.spawn_restartable(check_task(&check.name), move || {
+        let state = debounced
+            .borrow()
+            .get(&check.name)
+            .copied()
+            .unwrap_or(CheckState::Ok);
+        let handle = crate::checks::runner::spawn_in_state(check.clone(), state, events.clone());
+        joined(handle)
+    });
 }
 
 /// What a [`Sampler`] is made of, kept to make a new one on every restart.

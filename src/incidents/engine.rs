@@ -66,14 +66,32 @@ pub struct EngineContext<D> {
     pub storage: Storage,
     /// The ledger and who leads.
     pub leadership: LeadershipHandle,
-    /// Where messages go.
-    pub notifiers: Arc<D>,
-    /// When messages fall due, and how long closed incidents are kept.
-    pub rules: DueRules,
+    /// Where messages go and when they fall due; a reload publishes new ones (see
+    /// [`Live`]).
+    pub live: watch::Receiver<Live<D>>,
     /// The topology map (switch incidents, cut-off messages).
     pub topology: crate::topology::TopologyHandle,
     /// Where notifications sent are told (the cluster event log).
     pub events: crate::introspection::EventLog,
+}
+
+/// What a config reload may change while the engine runs: new sends go on the channels
+/// published last (sends in flight finish on the notifiers they started with), and the next
+/// pass uses the rules published last.
+pub struct Live<D> {
+    /// Where messages go.
+    pub notifiers: Arc<D>,
+    /// When messages fall due, and how long closed incidents are kept.
+    pub rules: DueRules,
+}
+
+impl<D> Clone for Live<D> {
+    fn clone(&self) -> Self {
+        Self {
+            notifiers: Arc::clone(&self.notifiers),
+            rules: self.rules,
+        }
+    }
 }
 
 /// Runs the engine until the task is aborted.
@@ -97,6 +115,11 @@ enum Wake {
 
 struct Engine<D> {
     context: EngineContext<D>,
+    /// The notifiers and rules of this pass (taken from `context.live` at its start).
+    notifiers: Arc<D>,
+    rules: DueRules,
+    /// Wakes the loop on a reload.
+    live: Option<watch::Receiver<Live<D>>>,
     tasks: JoinSet<Done>,
     jobs: HashMap<Id, Job>,
     /// Channels with a claim and send in flight.
@@ -119,7 +142,11 @@ struct Engine<D> {
 
 impl<D: Deliver> Engine<D> {
     fn new(context: EngineContext<D>) -> Self {
+        let Live { notifiers, rules } = context.live.borrow().clone();
         Self {
+            notifiers,
+            rules,
+            live: Some(context.live.clone()),
             status: Some(context.leadership.watch_status()),
             members: Some(context.member_changes.clone()),
             alerts: Some(context.alerts.changes()),
@@ -166,6 +193,7 @@ impl<D: Deliver> Engine<D> {
             members,
             alerts,
             ledger,
+            live,
             ..
         } = self;
         let mut leading = status.as_ref().map(|s| leading_key(&s.borrow()));
@@ -182,6 +210,7 @@ impl<D: Deliver> Engine<D> {
                 }
                 () = changed(members) => return Wake::Other,
                 () = changed(alerts) => return Wake::Other,
+                () = changed(live) => return Wake::Other,
                 stopped = ledger_changed(ledger) => {
                     if stopped.is_err() {
                         *ledger = None;
@@ -211,6 +240,8 @@ impl<D: Deliver> Engine<D> {
     /// Looks at the cluster and the ledger once: starts the writes, sends and records that
     /// are due, and sets the next deadline.
     async fn pass(&mut self) -> Result<()> {
+        let Live { notifiers, rules } = self.context.live.borrow_and_update().clone();
+        (self.notifiers, self.rules) = (notifiers, rules);
         self.follow_ledger();
         self.due_at = None;
         if !self.context.leadership.status().is_me {
@@ -225,7 +256,7 @@ impl<D: Deliver> Engine<D> {
         let now = Instant::now();
         self.resting.retain(|_, until| *until > now);
         let map = self.context.topology.map();
-        let channels = self.context.notifiers.channels();
+        let channels = self.notifiers.channels();
         let mut busy: Vec<String> = self
             .sending
             .iter()
@@ -241,7 +272,7 @@ impl<D: Deliver> Engine<D> {
             me: &me,
             mode,
             now_ms,
-            rules: &self.context.rules,
+            rules: &self.rules,
             idle: &idle,
             busy: &busy,
         });
@@ -284,7 +315,7 @@ impl<D: Deliver> Engine<D> {
             busy: &busy,
             is_alive: &is_alive,
         };
-        self.due_at = next_due_at(&ledger, &view, now_ms, &self.context.rules)
+        self.due_at = next_due_at(&ledger, &view, now_ms, &self.rules)
             .map(|at| now + Duration::from_millis(at.saturating_sub(now_ms)));
         if !plan.hold.is_empty() {
             // Held openings are due already; look again soon, not at once.
@@ -323,7 +354,7 @@ impl<D: Deliver> Engine<D> {
         }
         self.write_retry_at = None;
         if mode == LeaderMode::Raft {
-            changes.extend(expiry(ledger, now, &self.context.rules));
+            changes.extend(expiry(ledger, now, &self.rules));
         }
         if changes.is_empty() {
             return;
@@ -338,7 +369,7 @@ impl<D: Deliver> Engine<D> {
         self.sending.insert(channel.clone());
         let task = jobs::send_on_channel(
             self.context.leadership.clone(),
-            Arc::clone(&self.context.notifiers),
+            Arc::clone(&self.notifiers),
             channel.clone(),
             claims,
             sender,

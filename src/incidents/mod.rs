@@ -19,5 +19,5 @@ pub mod pass;
 pub mod reconcile;
 pub mod switches;
 
-pub use self::engine::{run, EngineContext};
+pub use self::engine::{run, EngineContext, Live};
 pub use self::jobs::Deliver;

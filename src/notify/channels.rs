@@ -11,7 +11,7 @@ use crate::config::notify::{ChannelKind, NotifyConfig};
 #[derive(Debug)]
 pub struct Notifiers {
     channels: Vec<(String, Notifier)>,
-    stats: super::send_stats::SendStats,
+    stats: std::sync::Arc<super::send_stats::SendStats>,
 }
 
 /// One channel's sender.
@@ -53,6 +53,13 @@ impl Notifiers {
             channels,
             stats: Default::default(),
         })
+    }
+
+    /// These channels, counting their sends with those of `old` (a reload keeps the counts of
+    /// `/metrics` going).
+    pub fn keeping_stats_of(mut self, old: &Notifiers) -> Self {
+        self.stats = std::sync::Arc::clone(&old.stats);
+        self
     }
 
     /// The channel names, console first (if on), then in config order.

@@ -42,6 +42,12 @@ pub struct SmtpSinkOptions {
     /// Offer TLS with this certificate and key (PEM files): STARTTLS, required before MAIL,
     /// or with `implicit` TLS from the first byte.
     pub tls: Option<SinkTls>,
+    /// Listen on this port instead of one the OS picks (inside a namespace of its own, where
+    /// nothing else listens).
+    pub port: Option<u16>,
+    /// Answer each DATA this late (the message is recorded at once, as by a server that has
+    /// it queued but answers slowly).
+    pub delay: Option<Duration>,
 }
 
 /// The sink's certificate and how it speaks TLS.
@@ -87,6 +93,12 @@ impl SmtpSink {
         }
         if options.refuse {
             command.arg("--refuse");
+        }
+        if let Some(port) = options.port {
+            command.arg("--port").arg(port.to_string());
+        }
+        if let Some(delay) = options.delay {
+            command.arg("--delay").arg(delay.as_secs_f64().to_string());
         }
         if let Some(tls) = &options.tls {
             command.arg("--tls-cert").arg(&tls.cert);
