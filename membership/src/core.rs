@@ -35,6 +35,7 @@ mod known_members;
 mod lifeguard;
 mod member_views;
 mod name_conflict;
+mod operator;
 mod suspicion_timers;
 mod swim_events;
 pub use swim_events::PROBE_EVENT_EVERY;

@@ -112,3 +112,41 @@ pub enum RuntimeError {
     #[error("membership task has stopped")]
     Stopped,
 }
+
+/// Why tags were refused (config file, command line or a change at run time); nothing was
+/// changed.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum TagError {
+    /// A `--tag` without `=`.
+    #[error("tag {0:?} is not KEY=VALUE")]
+    NoEquals(String),
+    /// The key is empty, longer than 64 or holds other than `A-Z a-z 0-9 _ . -`.
+    #[error("tag key {0:?} must be 1 to 64 characters of A-Z a-z 0-9 _ . -")]
+    BadKey(String),
+    /// The value is longer than 256 bytes.
+    #[error("tag {0:?}: value of {1} bytes is longer than 256")]
+    LongValue(String, usize),
+    /// The value holds a control character.
+    #[error("tag {0:?}: value holds a control character")]
+    ControlInValue(String),
+    /// More than 32 tags.
+    #[error("{0} tags, at most 32")]
+    TooMany(usize),
+    /// The tags take more than their share of a gossip datagram.
+    #[error("tags take {0} bytes encoded, at most 256 (they ride in every gossip datagram)")]
+    TooBig(usize),
+}
+
+/// Why a force-leave was refused; nothing was changed or sent.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ForceLeaveError {
+    /// No member of that name is known here.
+    #[error("no member named {0:?}")]
+    Unknown(String),
+    /// The member is alive or suspect: only a failed member can be marked left.
+    #[error("member {0:?} is {1}, not failed: only a failed member can be forced to leave")]
+    NotFailed(String, &'static str),
+    /// That is us: leave with `leave` instead.
+    #[error("{0:?} is this agent: use leave")]
+    Ourselves(String),
+}

@@ -8,6 +8,8 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tags::Tags;
+
 /// The identity foca gossips about. Field order is the wire format (postcard).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeIdentity {
@@ -19,6 +21,8 @@ pub struct NodeIdentity {
     pub addr: SocketAddr,
     /// Bumped at every start and every rejoin; higher wins.
     pub generation: u64,
+    /// The member's tags (see [`crate::tags`]); last on the wire.
+    pub tags: Tags,
 }
 
 impl NodeIdentity {
@@ -32,6 +36,7 @@ impl NodeIdentity {
             team: String::new(),
             addr,
             generation: 0,
+            tags: Tags::new(),
         }
     }
 
@@ -71,6 +76,7 @@ mod tests {
             team: "home".into(),
             addr: "127.0.0.1:7900".parse().unwrap(),
             generation,
+            tags: Tags::new(),
         }
     }
 

@@ -37,6 +37,7 @@ pub mod sealed_stream;
 pub mod sim;
 pub mod stale_suspicion;
 pub mod suspicion;
+pub mod tags;
 pub mod timer_queue;
 
 pub use crate::broadcast::{BroadcastItem, Topic};
@@ -50,3 +51,4 @@ pub use crate::keyring::Keyring;
 pub use crate::member_id::MemberId;
 pub use crate::profile::{Profile, Tunables};
 pub use crate::runtime::{MembershipHandle, RuntimeStatus};
+pub use crate::tags::Tags;

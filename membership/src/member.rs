@@ -51,6 +51,9 @@ pub struct MemberInfo {
     pub status: MemberStatus,
     /// When this node saw the status change, in the driver's milliseconds, if it did.
     pub since_ms: Option<u64>,
+    /// The member's tags.
+    #[serde(default)]
+    pub tags: crate::tags::Tags,
 }
 
 /// What happened to the cluster, in the order it happened.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::identity::NodeIdentity;
+use crate::tags::Tags;
 
 /// What never changes for one running node.
 #[derive(PartialEq, Eq)]
@@ -27,6 +28,7 @@ struct Fixed {
     name: String,
     team: String,
     addr: SocketAddr,
+    tags: Tags,
 }
 
 /// The identity foca gossips about; see the module docs.
@@ -48,9 +50,28 @@ impl MemberId {
                 name: name.to_owned(),
                 team: team.to_owned(),
                 addr,
+                tags: Tags::new(),
             }),
             generation,
         }
+    }
+
+    /// The same name, team and address with these tags at this generation.
+    pub fn with_tags(&self, tags: Tags, generation: u64) -> Self {
+        Self {
+            fixed: Arc::new(Fixed {
+                name: self.fixed.name.clone(),
+                team: self.fixed.team.clone(),
+                addr: self.fixed.addr,
+                tags,
+            }),
+            generation,
+        }
+    }
+
+    /// Tags.
+    pub fn tags(&self) -> &Tags {
+        &self.fixed.tags
     }
 
     /// A stand-in used only to announce to a seed whose name we do not know yet (see
@@ -87,6 +108,7 @@ impl MemberId {
     /// The same identity under another name (the codec re-addresses announces with it).
     pub fn renamed(&self, name: &str) -> Self {
         Self::new(name, &self.fixed.team, self.fixed.addr, self.generation)
+            .with_tags(self.fixed.tags.clone(), self.generation)
     }
 
     /// The plain, owned form the rest of the agent uses.
@@ -96,6 +118,7 @@ impl MemberId {
             team: self.fixed.team.clone(),
             addr: self.fixed.addr,
             generation: self.generation,
+            tags: self.fixed.tags.clone(),
         }
     }
 }
@@ -103,6 +126,7 @@ impl MemberId {
 impl From<&NodeIdentity> for MemberId {
     fn from(id: &NodeIdentity) -> Self {
         Self::new(&id.name, &id.team, id.addr, id.generation)
+            .with_tags(id.tags.clone(), id.generation)
     }
 }
 
@@ -191,6 +215,7 @@ struct WireIdentity<'a> {
     team: &'a str,
     addr: SocketAddr,
     generation: u64,
+    tags: &'a Tags,
 }
 
 impl Serialize for MemberId {
@@ -200,6 +225,7 @@ impl Serialize for MemberId {
             team: &self.fixed.team,
             addr: self.fixed.addr,
             generation: self.generation,
+            tags: &self.fixed.tags,
         }
         .serialize(serializer)
     }
@@ -222,6 +248,7 @@ mod tests {
             team: "home".into(),
             addr: "127.0.0.1:7900".parse().unwrap(),
             generation,
+            tags: Tags::new(),
         }
     }
 

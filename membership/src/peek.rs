@@ -23,6 +23,9 @@ pub struct PeekedId<'a> {
     pub addr: SocketAddr,
     /// Generation.
     pub generation: u64,
+    /// Tags, borrowed (an identity without tags allocates nothing).
+    #[serde(borrow)]
+    pub tags: Vec<(&'a str, &'a str)>,
 }
 
 impl PeekedId<'_> {
@@ -33,6 +36,11 @@ impl PeekedId<'_> {
             team: self.team.to_owned(),
             addr: self.addr,
             generation: self.generation,
+            tags: self
+                .tags
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 }

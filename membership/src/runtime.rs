@@ -19,9 +19,12 @@ use crate::core::{
     Output,
 };
 use crate::envelope::ENVELOPE_VERSION;
-use crate::error::{BroadcastError, OpenError, PacketError, RuntimeError};
+use crate::error::{
+    BroadcastError, ForceLeaveError, OpenError, PacketError, RuntimeError, TagError,
+};
 use crate::identity::NodeIdentity;
 use crate::keyring::Keyring;
+use crate::tags::Tags;
 use crate::timer_queue::TimerQueue;
 
 /// Largest datagram we read; anything a UDP socket can deliver fits, and the envelope check
@@ -53,6 +56,10 @@ pub enum Input {
     Broadcast(BroadcastItem, oneshot::Sender<Result<bool, BroadcastError>>),
     /// Replace the keyring.
     SetKeyring(Keyring),
+    /// Replace our tags (re-announced at the next generation).
+    SetTags(Tags, oneshot::Sender<Result<(), TagError>>),
+    /// Mark a failed member left on every agent.
+    ForceLeave(String, oneshot::Sender<Result<(), ForceLeaveError>>),
     /// Stop the task without leaving (the process is going away or tests end).
     Stop,
 }
@@ -131,6 +138,21 @@ impl MembershipHandle {
     /// Replace the keyring.
     pub async fn set_keyring(&self, keyring: Keyring) -> Result<(), RuntimeError> {
         self.send(Input::SetKeyring(keyring)).await
+    }
+
+    /// Replace this node's tags at run time (a config reload): the member is re-announced
+    /// at the next generation so every agent sees the new tags.
+    pub async fn set_tags(&self, tags: Tags) -> Result<Result<(), TagError>, RuntimeError> {
+        self.ask(|tx| Input::SetTags(tags, tx)).await
+    }
+
+    /// Mark the failed member `name` left on every agent (see
+    /// [`MembershipCore::handle_force_leave`]).
+    pub async fn force_leave(
+        &self,
+        name: String,
+    ) -> Result<Result<(), ForceLeaveError>, RuntimeError> {
+        self.ask(|tx| Input::ForceLeave(name, tx)).await
     }
 
     /// Stop the owner task without leaving.
@@ -320,6 +342,12 @@ impl OwnerTask {
                 let _ = reply.send(self.core.handle_broadcast(&item));
             }
             Input::SetKeyring(keyring) => self.core.set_keyring(keyring),
+            Input::SetTags(tags, reply) => {
+                let _ = reply.send(self.core.handle_set_tags(unix_ms(), tags));
+            }
+            Input::ForceLeave(name, reply) => {
+                let _ = reply.send(self.core.handle_force_leave(unix_ms(), &name));
+            }
             Input::Stop => {}
         }
     }

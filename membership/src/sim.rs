@@ -13,6 +13,7 @@
 //! Nodes get addresses in 127.0.0.0/8; nothing is ever sent on a real network.
 
 mod invariants;
+mod operator;
 mod pause;
 mod watch;
 
@@ -445,6 +446,7 @@ impl SimNetwork {
                 team: "sim".into(),
                 addr: node.addr,
                 generation,
+                tags: Default::default(),
             },
             tunables: self.tunables,
             keyring: Keyring::new(self.key.clone()),

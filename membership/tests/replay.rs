@@ -23,6 +23,7 @@ fn core(name: &str, port: u16) -> MembershipCore {
             team: "default".into(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             generation: 1,
+            tags: Default::default(),
         },
         tunables: Tunables::from(Profile::Lan),
         keyring: Keyring::new(ClusterKey::from_bytes([7; 32])),

@@ -11,6 +11,7 @@ pub use self::event_routes::MonitorLine;
 pub mod grid_routes;
 mod history_routes;
 pub mod leader_routes;
+pub mod member_routes;
 mod metrics_routes;
 mod notify_routes;
 pub mod server;

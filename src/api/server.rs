@@ -90,6 +90,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/info", get(info))
         .route("/v1/join", post(join))
         .route("/v1/leave", post(leave))
+        .route("/v1/force-leave", post(super::member_routes::force_leave))
         .route("/v1/reload", post(reload))
         .route("/v1/alerts", get(super::alert_routes::list))
         .route("/v1/alerts/raise", post(super::alert_routes::raise))

@@ -124,7 +124,7 @@ fn run_agent(args: &AgentArgs) -> Result<()> {
         default_data_dir: config::default_data_dir(),
         hostname: config::hostname(),
     };
-    let (config, _) = source.load()?;
+    let (config, _) = source.load().map_err(bad_tags_are_usage)?;
     // `log.level` of the file (ROVER_LOG, read by `init`, wins over it as over any file value).
     if let Err(e) = crate::daemon::log_sink::set_filter(&config.log_filter) {
         tracing::warn!(error = %e, "log.level not applied");
@@ -215,7 +215,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 ),
             }
         }
-        Command::Members { status, via } => {
+        Command::Members { status, tags, via } => {
             let path = match status {
                 Some(s) => format!("/v1/members?status={}", status_name(*s)),
                 None => "/v1/members".into(),
@@ -230,6 +230,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
             if let Some(wanted) = status {
                 members.retain(|m| m.status.as_str() == status_name(*wanted));
             }
+            members.retain(|m| rover_membership::tags::matches(&m.tags, tags));
             print_members(cli.format, &members)?;
         }
         Command::Events {
@@ -251,6 +252,11 @@ async fn run_client(cli: &Cli) -> Result<()> {
         Command::Monitor { ops, log_level } => {
             super::introspection_commands::monitor(&client, cli.format, ops, log_level.as_deref())
                 .await?;
+        }
+        Command::ForceLeave { name } => {
+            let request = crate::api::member_routes::ForceLeaveRequest { name: name.clone() };
+            let _: serde_json::Value = client.post("/v1/force-leave", &request).await?;
+            sayln!("{name} marked left; every agent lists it left within seconds");
         }
         Command::Reload => {
             let report: crate::api::ReloadReport =
@@ -422,17 +428,42 @@ fn print_members(format: Format, members: &[MemberInfo]) -> Result<()> {
                 m.team.clone(),
                 m.generation.to_string(),
                 ago(m.since_ms, now),
+                tags_text(&m.tags),
             ]
         })
         .collect();
     say!(
         "{}",
         render(
-            &["NAME", "ADDRESS", "STATUS", "TEAM", "GENERATION", "SINCE"],
+            &[
+                "NAME",
+                "ADDRESS",
+                "STATUS",
+                "TEAM",
+                "GENERATION",
+                "SINCE",
+                "TAGS"
+            ],
             &rows
         )
     );
     Ok(())
+}
+
+/// A bad tag (`--tag`, `node.tags`, `ROVER_TAGS`) is a usage error (exit 2) naming the key.
+fn bad_tags_are_usage(e: config::ConfigError) -> anyhow::Error {
+    match &e {
+        config::ConfigError::Invalid { key, .. } if *key == config::settings::NODE_TAGS.key => {
+            super::grid_commands::UsageError(e.to_string()).into()
+        }
+        _ => e.into(),
+    }
+}
+
+/// `k=v,k2=v2` with control characters escaped (tags come from other agents).
+fn tags_text(tags: &rover_membership::Tags) -> String {
+    let text: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    crate::control_chars::escape(&text.join(",")).into_owned()
 }
 
 fn print_info(format: Format, info: &InfoResponse) -> Result<()> {

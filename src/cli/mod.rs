@@ -80,12 +80,21 @@ pub enum Command {
         /// Only members with this status.
         #[arg(long, value_enum)]
         status: Option<StatusFilter>,
+        /// Only members with this tag (repeatable: all must match).
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag_filter)]
+        tags: Vec<(String, String)>,
         /// Ask a member from outside the cluster.
         #[command(flatten)]
         via: introspection_commands::ViaArgs,
     },
     /// Leave the cluster gracefully; the agent then exits.
     Leave,
+    /// Mark a failed member left on every agent (a host retired for good): no more DOWN
+    /// reminders, its incident resolved. It rejoins as usual if it starts again.
+    ForceLeave {
+        /// The failed member's node name.
+        name: String,
+    },
     /// Make the agent re-read its config file (like SIGHUP) and apply what can change live:
     /// checks, notification channels, notify.group_wait, notify.repeat_interval, log.level.
     /// Lists what was applied and what needs a restart; exit 1 if the file is refused.
@@ -264,6 +273,11 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A `--tag KEY=VALUE` filter of `members`.
+fn parse_tag_filter(text: &str) -> Result<(String, String), String> {
+    rover_membership::tags::parse_tag(text).map_err(|e| e.to_string())
 }
 
 /// `rover-agent ui ...`

@@ -58,13 +58,16 @@ fn argument(setting: &'static Setting, flag: &'static str) -> Arg {
         Kind::Invitation => "TOKEN",
         Kind::LogFilter => "FILTER",
         Kind::Interfaces => "INTERFACE",
+        Kind::Tags => "KEY=VALUE",
     };
     let arg = Arg::new(id_of(setting, flag))
         .long(flag.trim_start_matches('-'))
         .value_name(value_name)
         .help(help);
     match setting.kind {
-        Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => arg.action(ArgAction::Append),
+        Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces | Kind::Tags => {
+            arg.action(ArgAction::Append)
+        }
         Kind::Choice(words) => arg
             .action(ArgAction::Set)
             .value_parser(PossibleValuesParser::new(words.iter().copied())),
@@ -95,7 +98,9 @@ impl FromArgMatches for SettingFlags {
             };
             let values: Vec<String> = values.map(|v| v.to_string_lossy().into_owned()).collect();
             let raw = match setting.kind {
-                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(values),
+                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces | Kind::Tags => {
+                    Raw::Many(values)
+                }
                 _ => match values.into_iter().last() {
                     Some(value) => Raw::One(value),
                     None => continue,

@@ -48,7 +48,9 @@ impl Layer {
     pub fn with(mut self, setting: &Setting, value: impl Into<String>) -> Self {
         let value = value.into();
         let raw = match setting.kind {
-            Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(vec![value]),
+            Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces | Kind::Tags => {
+                Raw::Many(vec![value])
+            }
             _ => Raw::One(value),
         };
         self.values.insert(setting.key, raw);
@@ -148,7 +150,7 @@ impl Layer {
                 continue;
             };
             let raw = match setting.kind {
-                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => Raw::Many(
+                Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces | Kind::Tags => Raw::Many(
                     value
                         .split(',')
                         .map(str::trim)
@@ -183,6 +185,18 @@ fn raw_from_toml(setting: &Setting, value: toml::Value) -> Result<Raw, String> {
             "expected an array of strings, found {}",
             other.type_str()
         )),
+        (Kind::Tags, Value::Table(table)) => table
+            .into_iter()
+            .map(|(key, value)| match value {
+                Value::String(text) => Ok(format!("{key}={text}")),
+                other => Err(format!(
+                    "expected a table of strings, found a {} at {key:?}",
+                    other.type_str()
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Raw::Many),
+        (Kind::Tags, other) => Err(format!("expected a table, found {}", other.type_str())),
         (Kind::Switch, Value::Boolean(on)) => Ok(Raw::One(on.to_string())),
         (Kind::Switch, other) => Err(format!(
             "expected true or false, found {}",

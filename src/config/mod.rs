@@ -43,6 +43,8 @@ pub struct Config {
     pub advertise: SocketAddr,
     /// Seeds to join at start.
     pub join: Vec<SocketAddr>,
+    /// Tags gossiped with this member.
+    pub tags: rover_membership::Tags,
     /// File holding the cluster key as one base64 line.
     pub key_file: Option<PathBuf>,
     /// An invitation to join with (checked when the agent starts).
@@ -208,6 +210,7 @@ pub fn resolve(
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_GOSSIP_PORT)));
     let advertise = address(&GOSSIP_ADVERTISE)?.unwrap_or_else(|| default_advertise(bind));
     let join = values.seeds(&GOSSIP_JOIN)?;
+    let tags = values.tags(&NODE_TAGS)?;
     let key_file = values
         .text(&GOSSIP_KEY_FILE)?
         .map(|f| PathBuf::from(f.value));
@@ -274,6 +277,7 @@ pub fn resolve(
         bind,
         advertise,
         join,
+        tags,
         key_file,
         join_token,
         profile,

@@ -80,6 +80,9 @@ pub enum Kind {
     /// A list of network interface names (1 to 15 characters, no `/` or space); at most
     /// [`MAX_LIST`].
     Interfaces,
+    /// `KEY=VALUE` tags (a TOML table in the file; see `rover_membership::tags` for the
+    /// limits).
+    Tags,
     /// A `tracing` filter: a level, or `target=level` directives separated by commas.
     LogFilter,
 }
@@ -149,6 +152,12 @@ settings! {
         default: Default::Computed("/var/lib/rover-agent for root, else ~/.local/share/rover-agent"),
         kind: Kind::Path,
         doc: "keyring, token and database",
+    };
+    /// `node.tags`
+    NODE_TAGS = Setting {
+        key: "node.tags", env: Some("ROVER_TAGS"), flag: Some("--tag"),
+        default: Default::Unset("none"), kind: Kind::Tags,
+        doc: "tags gossiped with this member (file: a table; env: comma-separated KEY=VALUE; flag: repeatable KEY=VALUE); a higher layer replaces them",
     };
     /// `gossip.bind`
     GOSSIP_BIND = Setting {
@@ -381,6 +390,7 @@ impl Kind {
             Kind::Count { min, max } => format!("{min} to {max}"),
             Kind::Switch => "true, false".into(),
             Kind::Interfaces => format!("up to {MAX_LIST} interface names"),
+            Kind::Tags => "up to 32 KEY=VALUE, 256 bytes in all".into(),
             Kind::LogFilter => "a level or `target=level,...` directives".into(),
         }
     }

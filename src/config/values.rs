@@ -41,7 +41,7 @@ impl<'a> Values<'a> {
         self.raw(setting).or_else(|| match setting.default {
             settings::Default::Value(text) => Some(Sourced {
                 value: match setting.kind {
-                    Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces => {
+                    Kind::Seeds | Kind::AbsolutePaths | Kind::Interfaces | Kind::Tags => {
                         Raw::Many(vec![text.to_owned()])
                     }
                     _ => Raw::One(text.to_owned()),
@@ -140,6 +140,29 @@ impl<'a> Values<'a> {
             .iter()
             .map(|seed| parse_seed(seed).map_err(|p| invalid(seed.clone(), p)))
             .collect()
+    }
+
+    /// A `Tags` map, every tag and the whole checked (a bad one names its key).
+    pub(super) fn tags(&self, setting: &Setting) -> Result<rover_membership::Tags, ConfigError> {
+        let Some(raw) = self.raw_or_default(setting) else {
+            return Ok(rover_membership::Tags::new());
+        };
+        let invalid = |value: String, problem: String| ConfigError::Invalid {
+            key: setting.key,
+            value,
+            origin: raw.source.clone(),
+            problem,
+        };
+        let items = many(&raw.value).map_err(|p| invalid(raw.value.shown(), p))?;
+        let mut tags = rover_membership::Tags::new();
+        for item in items {
+            let (key, value) = rover_membership::tags::parse_tag(item)
+                .map_err(|e| invalid(item.clone(), e.to_string()))?;
+            tags.insert(key, value);
+        }
+        rover_membership::tags::validate_tags(&tags)
+            .map_err(|e| invalid(raw.value.shown(), e.to_string()))?;
+        Ok(tags)
     }
 
     /// An `AbsolutePaths` list.

@@ -82,6 +82,7 @@ impl Daemon {
             team: config.team.clone(),
             addr: config.advertise,
             generation: next_generation(&storage)?,
+            tags: config.tags.clone(),
         };
         let generation = identity.generation;
         let (events, events_inbox) = crate::introspection::spawn();

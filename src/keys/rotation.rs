@@ -349,6 +349,7 @@ pub async fn run_step(
             incarnation: 0,
             status: MemberStatus::Alive,
             since_ms: None,
+            tags: Default::default(),
         },
         keys.apply(op.clone(), version).await,
     );

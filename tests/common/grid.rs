@@ -105,6 +105,7 @@ impl Intruder {
                     team: "default".to_owned(),
                     addr: "127.0.0.1:0".parse().unwrap(),
                     generation: 1,
+                    tags: Default::default(),
                 },
                 tunables: Tunables::from(rover_membership::Profile::Lan),
                 keyring: Keyring::new(key.clone()),

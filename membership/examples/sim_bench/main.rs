@@ -239,6 +239,7 @@ fn identity_like_the_sim(n: usize) -> NodeIdentity {
         team: "sim".into(),
         addr: SocketAddr::from(([127, 0, 19, 137], 7900)),
         generation: 1_000,
+        tags: Default::default(),
     }
 }
 

@@ -259,11 +259,13 @@ fn sample_identity(sim: &SimNetwork, id: NodeId) -> NodeIdentity {
             team: m.team,
             addr: m.addr,
             generation: m.generation,
+            tags: Default::default(),
         })
         .unwrap_or_else(|| NodeIdentity {
             name: name.to_owned(),
             team: String::new(),
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], 7900)),
             generation: 0,
+            tags: Default::default(),
         })
 }

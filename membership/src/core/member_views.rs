@@ -36,6 +36,7 @@ impl MembershipCore {
                 MemberStatus::Alive
             },
             since_ms: None,
+            tags: me.tags().clone(),
         }];
         list.extend(
             self.foca
@@ -68,6 +69,7 @@ impl MembershipCore {
                 .get(id.name())
                 .copied()
                 .or(self.roster_since_ms),
+            tags: id.tags().clone(),
         }
     }
 

@@ -322,7 +322,7 @@ impl MembershipCore {
     fn renew_above(&mut self, above: u64) {
         let me = self.foca.identity();
         let generation = above.max(me.generation()).saturating_add(1);
-        let renewed = MemberId::new(me.name(), me.team(), me.socket_addr(), generation);
+        let renewed = me.with_tags(me.tags().clone(), generation);
         if let Err(e) = self.foca.change_identity(renewed, &mut self.runtime) {
             tracing::debug!(error = %e, "renewing our identity failed");
             return;
@@ -429,6 +429,7 @@ mod tests {
                 team: "t".into(),
                 addr: at(port),
                 generation,
+                tags: Default::default(),
             },
             tunables: crate::profile::Tunables::from(Profile::Local),
             keyring: Keyring::new(key.clone()),
