@@ -11,6 +11,7 @@ mod incidents_output;
 mod introspection_commands;
 mod leader_output;
 mod local_commands;
+mod members_output;
 mod notify_output;
 mod packaging;
 mod setting_flags;
