@@ -97,3 +97,38 @@ fn a_bad_tag_exits_2_naming_the_key() {
         assert!(stderr.contains(named), "{tag:?}: {stderr}");
     }
 }
+
+#[test]
+fn tags_changed_in_the_file_reach_the_other_agents_after_a_sighup() {
+    let mut cluster = Cluster::new();
+    cluster.config_for = Some(Box::new(|index| match index {
+        1 => "[node]\ntags = { role = \"web\" }\n".to_owned(),
+        _ => String::new(),
+    }));
+    let seed = cluster.add_lone_agent();
+    let tagged = cluster.add_agent();
+    let name = cluster.agents[tagged].name.clone();
+    let role_on_seed = |cluster: &Cluster| {
+        cluster.agents[seed]
+            .members()
+            .iter()
+            .find(|m| m.name == name && m.status == rover_membership::MemberStatus::Alive)
+            .and_then(|m| m.tags.get("role").cloned())
+    };
+    assert!(wait_for(Duration::from_secs(20), || role_on_seed(&cluster)
+        .as_deref()
+        == Some("web"))
+    .is_some());
+    let file = cluster.agents[tagged].config.clone().unwrap();
+    std::fs::write(&file, "[node]\ntags = { role = \"db\" }\n").unwrap();
+    cluster.agents[tagged].signal("HUP");
+    let changed = wait_for(Duration::from_secs(20), || {
+        role_on_seed(&cluster).as_deref() == Some("db")
+    });
+    assert!(
+        changed.is_some(),
+        "the seed never saw the new tag: {:?}\n{}",
+        cluster.agents[seed].members(),
+        cluster.agents[tagged].log()
+    );
+}

@@ -243,6 +243,7 @@ impl Daemon {
                 roster: roster_tx,
                 check_events: check_tx.clone(),
                 debounced: debounced_rx.clone(),
+                membership: membership.clone(),
             },
         );
         tasks::spawn_restartable(

@@ -34,6 +34,7 @@ pub const LIVE_SETTINGS: &[&str] = &[
     "notify.repeat_interval",
     "notify.console",
     "log.level",
+    "node.tags",
 ];
 
 /// Where the config came from at start, to read it again.
@@ -82,6 +83,8 @@ pub struct Targets {
     pub check_events: mpsc::Sender<CheckEvent>,
     /// Each check's debounced state.
     pub debounced: watch::Receiver<BTreeMap<String, CheckState>>,
+    /// The membership task, for this node's tags.
+    pub membership: rover_membership::MembershipHandle,
 }
 
 /// Applies reloads; owned by the daemon's main loop. See the module docs.
@@ -166,6 +169,7 @@ impl Reloader {
             checks: new.checks,
             notify: new.notify,
             log_filter: new.log_filter,
+            tags: new.tags,
             ..self.running.clone()
         };
         Ok(report)
@@ -251,9 +255,25 @@ impl Reloader {
         });
     }
 
-    /// The hook for node settings a reload may apply (the node tags work fills it in, and adds
-    /// the keys to [`LIVE_SETTINGS`]). Nothing yet.
-    fn apply_node_settings(&self, _new: &Config, _report: &mut ReloadReport) {}
+    /// This node's tags: gossiped again with the member (a new generation; see
+    /// `MembershipHandle::set_tags`). They were checked when the file was read.
+    fn apply_node_settings(&self, new: &Config, report: &mut ReloadReport) {
+        if new.tags == self.running.tags {
+            return;
+        }
+        let text: Vec<String> = new.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        report
+            .applied
+            .push(format!("node.tags = {{{}}}", text.join(", ")));
+        let (membership, tags) = (self.targets.membership.clone(), new.tags.clone());
+        tokio::spawn(async move {
+            match membership.set_tags(tags).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::error!(error = %e, "node.tags refused by membership"),
+                Err(e) => tracing::error!(error = %e, "cannot change node.tags"),
+            }
+        });
+    }
 }
 
 /// The check-results loop's roster of `checks`.

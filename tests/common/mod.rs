@@ -46,7 +46,7 @@ pub struct Agent {
     child: Option<Child>,
     key_file: Option<PathBuf>,
     log: PathBuf,
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     /// The seeds it was first started with.
     join: Vec<SocketAddr>,
     /// Further `agent` flags it was started with.
