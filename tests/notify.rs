@@ -802,3 +802,35 @@ async fn a_pushover_title_ends_with_the_incident_ids_so_a_resend_shows_what_it_r
     );
     assert_eq!(requests[0].fields["title"], requests[1].fields["title"]);
 }
+
+#[tokio::test]
+async fn a_webhook_whose_success_answer_breaks_off_is_delivered_once_not_sent_again() {
+    // A server that answers 200, promises a body it never finishes, and closes: the message
+    // was taken; sending it again would deliver it twice.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let requests = Arc::new(Mutex::new(0usize));
+    let count = requests.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(10) {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 65536];
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let _ = stream.read(&mut buf);
+            *count.lock().unwrap() += 1;
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc");
+        }
+    });
+    let notifiers = notifiers(&format!(
+        "[[notify.webhook]]\nurl = \"http://{addr}/hook\"\ntimeout = \"2s\"\n"
+    ));
+    let delivered = notifiers
+        .send(
+            "webhook",
+            &message("n3 is down", "since 12:00", Priority::High),
+        )
+        .await;
+    assert!(delivered.is_ok(), "{delivered:?}");
+    assert_eq!(*requests.lock().unwrap(), 1, "sent more than once");
+}

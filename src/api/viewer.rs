@@ -90,7 +90,10 @@ fn presented(headers: &HeaderMap) -> Option<String> {
     if let Some(bearer) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
     {
         return Some(bearer.trim().to_owned());
     }
@@ -139,7 +142,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::COOKIE, "x=1; rover_viewer=t0k".parse().unwrap());
         assert_eq!(presented(&headers), Some("t0k".into()));
-        headers.insert(header::AUTHORIZATION, "Bearer b3".parse().unwrap());
+        headers.insert(header::AUTHORIZATION, "bearer b3".parse().unwrap());
         assert_eq!(presented(&headers), Some("b3".into()));
         assert!(same("abc", "abc"));
         assert!(!same("abd", "abc"));

@@ -119,14 +119,15 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> Result<HttpAnswer,
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
             }
             Ok(None) => break,
-            Err(e) if status < 300 => {
-                return Err(Attempt::failed(format!(
-                    "HTTP {status}, then the answer broke off: {}",
-                    describe(&e)
-                )))
+            // The status is the answer: a 2xx means the message was taken, even when the body
+            // then breaks off (a server that closes without a TLS close_notify or a length).
+            // Sending again would deliver it twice; what was read of the body is kept.
+            Err(e) => {
+                if status < 300 {
+                    tracing::debug!(status, error = %describe(&e), "the answer's body broke off after a success status");
+                }
+                break;
             }
-            // A failing answer's status is what counts; its body is only for the message.
-            Err(_) => break,
         }
     }
     Ok(HttpAnswer {
