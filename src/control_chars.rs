@@ -10,19 +10,10 @@
 
 use std::borrow::Cow;
 
-/// Whether `c` is a control character in the sense of the module docs.
+/// Whether `c` is a control character in the sense of the module docs (the set node tags
+/// refuse too).
 pub fn is_control(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{1f}'
-        | '\u{7f}'..='\u{9f}'
-        | '\u{61c}'
-        | '\u{200e}'
-        | '\u{200f}'
-        | '\u{202a}'..='\u{202e}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{2028}'
-        | '\u{2029}'
-        | '\u{feff}')
+    rover_membership::tags::is_control(c)
 }
 
 /// Whether `c` separates words or lines (tab, line feed, CR, NEL, U+2028...): it becomes a

@@ -75,8 +75,9 @@ fn check_value(key: &str, value: &str) -> Result<(), TagError> {
     Ok(())
 }
 
-/// C0, DEL, C1, bidirectional marks and overrides, line separators, the byte order mark.
-fn is_control(c: char) -> bool {
+/// C0, DEL, C1, bidirectional marks and overrides, line separators, the byte order mark
+/// (the agent's clean-text rules use this same set).
+pub fn is_control(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}'
         | '\u{7f}'..='\u{9f}'

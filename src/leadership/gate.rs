@@ -80,7 +80,7 @@ impl Owner {
         let silent_after =
             u64::try_from(self.settings.silent_leader_after.as_millis()).unwrap_or(u64::MAX);
         let gate = election_gate(&view, silent_after, ELECTION_SETTLE_MS);
-        let open = self.pre_vote_allows(reading, gate == ElectionGate::Open, now);
+        let open = self.pre_vote_allows(reading, &view.voters, gate == ElectionGate::Open, now);
         if self.elections_open != Some(open) {
             if let Some(node) = self.node() {
                 node.raft.runtime_config().elect(open);

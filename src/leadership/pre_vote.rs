@@ -9,6 +9,7 @@
 //! is asked again after [`RETRY_MS`]. The other side of the exchange, answering, is
 //! [`LeadershipHandle::serve_pre_vote`].
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use openraft::ServerState;
@@ -43,7 +44,13 @@ pub(super) struct PreVoteState {
 impl Owner {
     /// Whether this voter's pre-vote allows it to call an election now (the SWIM gate being
     /// open: `gate_open`); starts a round when one is due.
-    pub(super) fn pre_vote_allows(&mut self, reading: &Reading, gate_open: bool, now: u64) -> bool {
+    pub(super) fn pre_vote_allows(
+        &mut self,
+        reading: &Reading,
+        voters: &BTreeSet<String>,
+        gate_open: bool,
+        now: u64,
+    ) -> bool {
         if !gate_open || reading.metrics.state == ServerState::Leader {
             // Closed: the next loss of a leader asks afresh, and is logged afresh.
             self.pre_vote.won_at = None;
@@ -58,13 +65,6 @@ impl Owner {
             }
             self.pre_vote.won_at = None;
         }
-        let voters: Vec<String> = reading
-            .metrics
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter_map(|id| reading.names.get(&id).cloned())
-            .collect();
         let others: Vec<String> = voters
             .iter()
             .filter(|v| **v != self.settings.name)
