@@ -126,6 +126,9 @@ pub struct Counters {
     /// When (the driver's ms) that agent was last seen using our name.
     #[serde(default)]
     pub name_conflict_at_ms: u64,
+    /// Datagrams from agents of another team that hold our key (a team is one cluster).
+    #[serde(default)]
+    pub dropped_other_team: u64,
 }
 
 /// Everything the core needs at construction.
@@ -162,6 +165,8 @@ pub struct MembershipCore {
     refuted_suspect: Option<MemberId>,
     stale_suspicions: StaleSuspicions,
     name_conflicts: name_conflict::NameConflicts,
+    /// Addresses of other teams' agents already warned about (bounded).
+    other_teams_told: std::collections::HashSet<SocketAddr>,
     sweep_armed: bool,
     lifeguard: lifeguard::Lifeguard,
     probe_events: swim_events::ProbeEvents,
@@ -202,6 +207,7 @@ impl MembershipCore {
             refuted_suspect: None,
             stale_suspicions: StaleSuspicions::default(),
             name_conflicts: name_conflict::NameConflicts::new(settings.identity.generation),
+            other_teams_told: Default::default(),
             sweep_armed: false,
             lifeguard: lifeguard::Lifeguard::new(&settings.identity.name),
             probe_events: swim_events::ProbeEvents::default(),
@@ -291,6 +297,15 @@ impl MembershipCore {
         }
         self.screen_names(&opened.plaintext)?;
         let sized = match peek(&opened.plaintext) {
+            Some(peeked) if peeked.src.team != self.foca.identity().team() => {
+                self.counters.dropped_other_team += 1;
+                let (team, addr) = (peeked.src.team.to_owned(), peeked.src.addr);
+                if self.other_teams_told.len() < 1024 && self.other_teams_told.insert(addr) {
+                    tracing::warn!(%addr, %team, ours = %self.foca.identity().team(),
+                        "refused an agent of another team that holds our cluster key: a team is one cluster (link teams with [[team.link]])");
+                }
+                return Err(PacketError::OtherTeam { team, addr });
+            }
             Some(peeked) => {
                 self.observe_incoming(&peeked);
                 self.size_for_packet(peeked.updates)

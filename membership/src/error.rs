@@ -75,6 +75,15 @@ pub enum PacketError {
     /// agent there); counted as a name conflict there, never handed to SWIM.
     #[error("refused: an older holder of a name the agent at {0} holds now")]
     OutdatedName(std::net::SocketAddr),
+    /// Sent by an agent of another team holding our key; counted, logged once per address,
+    /// never handed to SWIM.
+    #[error("refused: the agent at {addr} is of team {team:?}, not ours")]
+    OtherTeam {
+        /// Its team.
+        team: String,
+        /// Its address.
+        addr: std::net::SocketAddr,
+    },
 }
 
 /// Why a broadcast could not be queued.

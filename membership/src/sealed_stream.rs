@@ -89,6 +89,7 @@ pub struct SealedStream<S> {
     frame: Vec<u8>,
     plain: Vec<u8>,
     handshake_bytes_out: usize,
+    key_id: [u8; KEY_ID_LEN],
 }
 
 impl<S> std::fmt::Debug for SealedStream<S> {
@@ -166,6 +167,7 @@ pub async fn connect<S: AsyncRead + AsyncWrite + Unpin>(
         frame: Vec::new(),
         plain: Vec::new(),
         handshake_bytes_out: first.len(),
+        key_id: key.id(),
     };
     sealed.send(&[]).await?;
     sealed.handshake_bytes_out += 2 + TAG_LEN + 1;
@@ -218,6 +220,7 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
         frame: Vec::new(),
         plain: Vec::new(),
         handshake_bytes_out: answer.len(),
+        key_id: id,
     })
 }
 
@@ -249,6 +252,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
         self.handshake_bytes_out
     }
 
+    /// The id of the key the handshake used (which key of the keyring the initiator named).
+    pub fn key_id(&self) -> [u8; KEY_ID_LEN] {
+        self.key_id
+    }
+
     /// Encrypts and writes one message (in chunks if needed); returns the bytes written.
     pub async fn send(&mut self, message: &[u8]) -> Result<usize, StreamError> {
         if message.len() > MAX_MESSAGE {
@@ -256,26 +264,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
         }
         let chunks = message.len().div_ceil(CHUNK).max(1);
         let mut out = Vec::with_capacity(message.len() + chunks * (2 + 1 + TAG_LEN));
-        let mut plain = Vec::with_capacity(message.len().min(CHUNK) + 1);
-        let mut sealed = vec![0u8; MAX_FRAME.min(message.len() + 1 + TAG_LEN)];
-        for (index, chunk) in message
-            .chunks(CHUNK)
-            .chain(message.is_empty().then_some(&[][..]))
-            .enumerate()
-        {
-            plain.clear();
-            plain.push(if index + 1 == chunks {
-                LAST_CHUNK
-            } else {
-                MORE_CHUNKS
-            });
-            plain.extend_from_slice(chunk);
-            let len = self
-                .noise
-                .write_message(&plain, &mut sealed)
-                .map_err(|_| StreamError::Handshake("cannot encrypt"))?;
-            push_frame(&mut out, &sealed[..len]);
-        }
+        seal_chunks(&mut self.noise, message, &mut out)?;
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
         Ok(out.len())
@@ -283,6 +272,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
 
     /// Reads and decrypts one message; `Ok(None)` if the peer closed between messages.
     pub async fn receive(&mut self) -> Result<Option<Vec<u8>>, StreamError> {
+        self.receive_at_most(MAX_MESSAGE).await
+    }
+
+    /// [`Self::receive`] for messages of at most `max` bytes (a longer one ends the
+    /// connection with [`StreamError::TooLong`] before it is all read).
+    pub async fn receive_at_most(&mut self, max: usize) -> Result<Option<Vec<u8>>, StreamError> {
+        let max = max.min(MAX_MESSAGE);
         let mut message = Vec::new();
         loop {
             let mut len = [0u8; 2];
@@ -304,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
             let Some((flag, data)) = self.plain[..plain_len].split_first() else {
                 return Err(StreamError::Refused);
             };
-            if message.len() + data.len() > MAX_MESSAGE {
+            if message.len() + data.len() > max {
                 return Err(StreamError::TooLong(message.len() + data.len()));
             }
             message.extend_from_slice(data);
@@ -315,6 +311,135 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
             }
         }
     }
+}
+
+/// The reading half of a split [`SealedStream`] (see [`SealedStream::into_split`]).
+pub struct SealedReader<R> {
+    stream: R,
+    noise: std::sync::Arc<std::sync::Mutex<snow::TransportState>>,
+    frame: Vec<u8>,
+    plain: Vec<u8>,
+}
+
+/// The writing half of a split [`SealedStream`].
+pub struct SealedWriter<W> {
+    stream: W,
+    noise: std::sync::Arc<std::sync::Mutex<snow::TransportState>>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
+    /// Splits the connection so that one task may wait for messages while another sends: the
+    /// halves share the session's keys (each direction keeps its own counter).
+    pub fn into_split(
+        self,
+    ) -> (
+        SealedReader<tokio::io::ReadHalf<S>>,
+        SealedWriter<tokio::io::WriteHalf<S>>,
+    ) {
+        let (read, write) = tokio::io::split(self.stream);
+        let noise = std::sync::Arc::new(std::sync::Mutex::new(self.noise));
+        (
+            SealedReader {
+                stream: read,
+                noise: noise.clone(),
+                frame: self.frame,
+                plain: self.plain,
+            },
+            SealedWriter {
+                stream: write,
+                noise,
+            },
+        )
+    }
+}
+
+impl<R: AsyncRead + Unpin> SealedReader<R> {
+    /// As [`SealedStream::receive_at_most`].
+    pub async fn receive_at_most(&mut self, max: usize) -> Result<Option<Vec<u8>>, StreamError> {
+        let max = max.min(MAX_MESSAGE);
+        let mut message = Vec::new();
+        loop {
+            let mut len = [0u8; 2];
+            match self.stream.read_exact(&mut len).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && message.is_empty() => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e.into()),
+            }
+            let len = usize::from(u16::from_be_bytes(len));
+            self.frame.resize(len, 0);
+            self.stream.read_exact(&mut self.frame).await?;
+            self.plain.resize(len, 0);
+            let plain_len = {
+                let mut noise = self.noise.lock().map_err(|_| StreamError::Refused)?;
+                noise
+                    .read_message(&self.frame, &mut self.plain)
+                    .map_err(|_| StreamError::Refused)?
+            };
+            let Some((flag, data)) = self.plain[..plain_len].split_first() else {
+                return Err(StreamError::Refused);
+            };
+            if message.len() + data.len() > max {
+                return Err(StreamError::TooLong(message.len() + data.len()));
+            }
+            message.extend_from_slice(data);
+            match *flag {
+                LAST_CHUNK => return Ok(Some(message)),
+                MORE_CHUNKS => {}
+                _ => return Err(StreamError::Refused),
+            }
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> SealedWriter<W> {
+    /// As [`SealedStream::send`].
+    pub async fn send(&mut self, message: &[u8]) -> Result<usize, StreamError> {
+        if message.len() > MAX_MESSAGE {
+            return Err(StreamError::TooLong(message.len()));
+        }
+        let mut out = Vec::with_capacity(message.len() + 2 + 1 + TAG_LEN);
+        {
+            let mut noise = self
+                .noise
+                .lock()
+                .map_err(|_| StreamError::Handshake("cannot encrypt"))?;
+            seal_chunks(&mut noise, message, &mut out)?;
+        }
+        self.stream.write_all(&out).await?;
+        self.stream.flush().await?;
+        Ok(out.len())
+    }
+}
+
+/// Encrypts `message` as chunks of frames appended to `out`.
+fn seal_chunks(
+    noise: &mut snow::TransportState,
+    message: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), StreamError> {
+    let chunks = message.len().div_ceil(CHUNK).max(1);
+    let mut plain = Vec::with_capacity(message.len().min(CHUNK) + 1);
+    let mut sealed = vec![0u8; MAX_FRAME.min(message.len() + 1 + TAG_LEN)];
+    for (index, chunk) in message
+        .chunks(CHUNK)
+        .chain(message.is_empty().then_some(&[][..]))
+        .enumerate()
+    {
+        plain.clear();
+        plain.push(if index + 1 == chunks {
+            LAST_CHUNK
+        } else {
+            MORE_CHUNKS
+        });
+        plain.extend_from_slice(chunk);
+        let len = noise
+            .write_message(&plain, &mut sealed)
+            .map_err(|_| StreamError::Handshake("cannot encrypt"))?;
+        push_frame(out, &sealed[..len]);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -59,6 +59,10 @@ pub enum AlertInput {
         /// The alert as it now stands (`None`: it was not firing).
         reply: Option<oneshot::Sender<ChangeResult>>,
     },
+    /// Another team's alert brought into our team by this border agent (or taken back: state
+    /// [`AlertState::Removed`]). It gets a version above every copy our team holds and is
+    /// gossiped; nothing happens if our team already holds it as given.
+    Relay(Alert),
     /// Every alert.
     List(oneshot::Sender<Vec<Alert>>),
     /// Our digest.
@@ -152,6 +156,17 @@ impl AlertsHandle {
         self.changes.clone()
     }
 
+    /// Hands over a relayed alert without waiting ([`AlertInput::Relay`]); gives it back
+    /// when the task's queue is full (try again later) or the task has stopped.
+    pub fn try_relay(&self, alert: Alert) -> Result<(), Alert> {
+        self.inputs
+            .try_send(AlertInput::Relay(alert))
+            .map_err(|e| match e.into_inner() {
+                AlertInput::Relay(alert) => alert,
+                _ => unreachable!("we sent a relay"),
+            })
+    }
+
     /// Every alert we know.
     pub async fn list(&self) -> Result<Vec<Alert>, AlertsStopped> {
         self.ask(AlertInput::List).await
@@ -166,6 +181,27 @@ impl AlertsHandle {
     pub async fn newer_than(&self, digest: Vec<DigestEntry>) -> Result<Vec<Alert>, AlertsStopped> {
         self.ask(|tx| AlertInput::NewerThan(digest, tx)).await
     }
+}
+
+/// Whether `held` already says what a relayed `alert` says: all but the version and the hops
+/// inside our team (two border agents of our team bringing the same alert agree on it).
+fn relayed_as_given(held: &Alert, alert: &Alert, our_team: &str) -> bool {
+    let outside = |a: &Alert| -> Vec<String> {
+        let mut path = a.path.clone();
+        while path
+            .last()
+            .is_some_and(|hop| hop.split('/').next() == Some(our_team))
+        {
+            path.pop();
+        }
+        path
+    };
+    held.state == alert.state
+        && held.severity == alert.severity
+        && held.summary == alert.summary
+        && held.first_seen_ms == alert.first_seen_ms
+        && held.last_change_ms == alert.last_change_ms
+        && (alert.state == AlertState::Removed || outside(held) == outside(alert))
 }
 
 /// Who we are and where alerts go.
@@ -270,6 +306,7 @@ impl AlertsTask {
                     let _ = reply.send(answer);
                 }
             }
+            AlertInput::Relay(alert) => self.relay(alert).await,
             AlertInput::List(reply) => {
                 let _ = reply.send(self.table.all().cloned().collect());
             }
@@ -358,6 +395,29 @@ impl AlertsTask {
             tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
         }
         self.record(&alert, applied);
+    }
+
+    /// See [`AlertInput::Relay`].
+    async fn relay(&mut self, alert: Alert) {
+        if alert.team == self.context.team {
+            tracing::debug!(alert = %alert.key(), "not relaying an alert of our own team");
+            return;
+        }
+        let Some(mut alert) = table::sanitized(alert) else {
+            return;
+        };
+        let held = self.table.get(&alert.key());
+        let team = self.context.team.as_str();
+        if held.is_some_and(|h| relayed_as_given(h, &alert, team)) {
+            return;
+        }
+        if held.is_none() && alert.state == AlertState::Removed {
+            return;
+        }
+        alert.version = held.map_or(0, |h| h.version + 1).max(unix_ms());
+        let state_changed = held.is_none_or(|h| h.state != alert.state);
+        self.table.apply(alert.clone());
+        self.publish(&alert, state_changed).await;
     }
 
     /// Stores, records and broadcasts a change to one of our own alerts.

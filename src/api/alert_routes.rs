@@ -12,8 +12,18 @@ use rover_storage::Alert;
 use super::server::{authorize, unavailable, ApiError, ApiResult, ApiState};
 use super::{ClearRequest, RaiseRequest};
 
+/// Every alert, but those another team's border agent took back (state `removed`).
 pub(super) async fn list(State(state): State<ApiState>) -> ApiResult<Vec<Alert>> {
-    Ok(Json(state.alerts.list().await.map_err(unavailable)?))
+    let mut alerts = state.alerts.list().await.map_err(unavailable)?;
+    alerts.retain(|a| a.state != rover_storage::AlertState::Removed);
+    Ok(Json(alerts))
+}
+
+/// `GET /v1/teams`: every border link of this agent (empty when it has none).
+pub(super) async fn teams(
+    State(state): State<ApiState>,
+) -> ApiResult<Vec<crate::teams::LinkStatus>> {
+    Ok(Json(state.teams.status().await))
 }
 
 fn bad_request(e: JsonRejection) -> ApiError {

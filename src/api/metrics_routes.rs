@@ -73,6 +73,7 @@ pub(super) async fn metrics(State(state): State<ApiState>) -> Result<String, Api
     sends(&state, &mut text);
     syncs_and_checks(&mut text);
     topology(&state, &mut text).await;
+    team_links(&state, &mut text).await;
     let mut out = text.out;
     super::grid_routes::metrics(&state, &mut out).await;
     if let Ok(events) = state.events.counts().await {
@@ -141,6 +142,7 @@ async fn gossip_and_ports(state: &ApiState, text: &mut Exposition) -> Result<(),
         ("version", c.dropped_version),
         ("replayed", c.dropped_replayed),
         ("stale", c.dropped_stale),
+        ("other_team", c.dropped_other_team),
     ] {
         text.sample("rover_gossip_dropped_total", &[("reason", reason)], n);
     }
@@ -233,6 +235,7 @@ async fn members_and_alerts(state: &ApiState, text: &mut Exposition) -> Result<(
         let alert_state = match alert.state {
             AlertState::Firing => "firing",
             AlertState::Resolved => "resolved",
+            AlertState::Removed => continue,
         };
         let severity = match alert.severity {
             Severity::Warning => "warning",
@@ -514,5 +517,56 @@ mod tests {
             "# HELP rover_x_total X.\n# TYPE rover_x_total counter\n\
              rover_x_total{team=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3\n"
         );
+    }
+}
+
+/// The border links: up or not, UpdateAlert frames each way, alerts held, drops by reason.
+async fn team_links(state: &ApiState, text: &mut Exposition) {
+    let links = state.teams.status().await;
+    text.family(
+        "rover_team_link_up",
+        "gauge",
+        "1 while the border link to the team is up (lost or never up: 0).",
+    );
+    for l in &links {
+        text.sample("rover_team_link_up", &[("team", &l.team)], u8::from(l.state == "up"));
+    }
+    text.family(
+        "rover_team_link_updates_total",
+        "counter",
+        "UpdateAlert frames on the border link, by direction.",
+    );
+    for l in &links {
+        for (direction, n) in [("in", l.updates_in), ("out", l.updates_out)] {
+            text.sample(
+                "rover_team_link_updates_total",
+                &[("team", &l.team), ("direction", direction)],
+                n,
+            );
+        }
+    }
+    text.family(
+        "rover_team_link_alerts",
+        "gauge",
+        "Alerts the border link carries, by direction (in: held from it; out: the peer holds from us).",
+    );
+    for l in &links {
+        for (direction, n) in [("in", l.alerts_in), ("out", l.alerts_out)] {
+            text.sample("rover_team_link_alerts", &[("team", &l.team), ("direction", direction)], n);
+        }
+    }
+    text.family(
+        "rover_team_link_dropped_total",
+        "counter",
+        "Frames and connections of the border link refused, by reason.",
+    );
+    for l in &links {
+        for (reason, n) in &l.dropped {
+            text.sample(
+                "rover_team_link_dropped_total",
+                &[("team", &l.team), ("reason", reason)],
+                n,
+            );
+        }
     }
 }

@@ -95,6 +95,9 @@ pub struct InfoResponse {
     /// The cluster event log's counts (absent from older agents).
     #[serde(default)]
     pub events: Option<crate::introspection::EventCounts>,
+    /// This agent's border links to other teams (empty when it has none).
+    #[serde(default)]
+    pub team_links: Vec<crate::teams::LinkStatus>,
 }
 
 /// Whether the agent's storage takes writes, as `info` shows it.

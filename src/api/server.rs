@@ -73,6 +73,8 @@ pub struct ApiState {
     pub events: crate::introspection::EventLog,
     /// Bumped whenever the member view changes (for the dashboard's live stream).
     pub member_changes: tokio::sync::watch::Receiver<u64>,
+    /// The border links (`teams`).
+    pub teams: crate::teams::TeamsHandle,
 }
 
 /// Request bodies at most (the largest change, an alert, is well under 1 KiB).
@@ -93,6 +95,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/v1/force-leave", post(super::member_routes::force_leave))
         .route("/v1/reload", post(reload))
         .route("/v1/alerts", get(super::alert_routes::list))
+        .route("/v1/teams", get(super::alert_routes::teams))
         .route("/v1/alerts/raise", post(super::alert_routes::raise))
         .route("/v1/alerts/clear", post(super::alert_routes::clear))
         .route("/v1/history", get(super::history_routes::history))
@@ -298,6 +301,7 @@ pub async fn info_of(state: &ApiState) -> Result<InfoResponse, String> {
         storage: super::StorageStatus::of(&state.storage.health()),
         records: state.grid.grid.counters().await.ok(),
         events: state.events.counts().await.ok(),
+        team_links: state.teams.status().await,
     })
 }
 

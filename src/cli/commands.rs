@@ -193,6 +193,7 @@ async fn run_client(cli: &Cli) -> Result<()> {
         }
         Command::Service(command) => super::grid_commands::service(cli, &client, command).await?,
         Command::Trust(command) => super::grid_commands::trust(cli, &client, command).await?,
+        Command::Team(command) => super::team_commands::team(&client, command).await?,
         Command::Keys(command) => super::grid_commands::keys(cli, &client, command).await?,
         Command::Invite { ttl } => super::grid_commands::invite(cli, &client, *ttl).await?,
         Command::Join { seeds } => {
@@ -299,8 +300,18 @@ async fn run_client(cli: &Cli) -> Result<()> {
                 }
             }
         }
-        Command::Alerts => {
-            let alerts: Vec<Alert> = client.get("/v1/alerts").await?;
+        Command::Teams => {
+            let links: Vec<crate::teams::LinkStatus> = client.get("/v1/teams").await?;
+            match cli.format {
+                Format::Json => sayln!("{}", serde_json::to_string_pretty(&links)?),
+                Format::Text | Format::Dot => say!("{}", super::teams_output::links_table(&links)),
+            }
+        }
+        Command::Alerts { ref team } => {
+            let mut alerts: Vec<Alert> = client.get("/v1/alerts").await?;
+            if let Some(team) = team {
+                alerts.retain(|a| &a.team == team);
+            }
             match cli.format {
                 Format::Json => sayln!("{}", serde_json::to_string_pretty(&alerts)?),
                 Format::Text | Format::Dot => say!("{}", alerts_table(&alerts)),

@@ -121,7 +121,7 @@ pub(super) fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
             "packets".into(),
             format!(
                 "in {} ({} B), out {} ({} B), dropped {} unsealed, {} rejected, {} replayed, \
-                 {} stale, {} other version",
+                 {} stale, {} other version, {} other team",
                 c.packets_in,
                 c.bytes_in,
                 c.packets_out,
@@ -130,7 +130,8 @@ pub(super) fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
                 c.dropped_rejected,
                 c.dropped_replayed,
                 c.dropped_stale,
-                c.dropped_version
+                c.dropped_version,
+                c.dropped_other_team
             ),
         ],
         vec![
@@ -160,6 +161,15 @@ pub(super) fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
     }
     if let Some(events) = &info.events {
         rows.push(vec!["events".into(), events_line(events)]);
+    }
+    for link in &info.team_links {
+        rows.push(vec![
+            format!("team link {}", link.team),
+            format!(
+                "{} {} ({}), {} in, {} out",
+                link.peer, link.state, link.mode, link.alerts_in, link.alerts_out
+            ),
+        ]);
     }
     say!("{}", render(&["FIELD", "VALUE"], &rows));
     Ok(())

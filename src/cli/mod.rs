@@ -16,6 +16,8 @@ mod notify_output;
 mod packaging;
 mod setting_flags;
 mod table;
+mod team_commands;
+mod teams_output;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -143,7 +145,17 @@ pub enum Command {
     #[command(subcommand)]
     Ui(UiCommand),
     /// Every alert the agent knows (own team and other teams), with origin and path.
-    Alerts,
+    Alerts {
+        /// Only the alerts of this team (their origin).
+        #[arg(long, value_name = "T")]
+        team: Option<String>,
+    },
+    /// This agent's border links to other teams: state, since, alerts in and out, last
+    /// heartbeat, frames dropped.
+    Teams,
+    /// Border links: `team link add TEAM --peer HOST:PORT --key-file F`, `team link remove`.
+    #[command(subcommand)]
+    Team(team_commands::TeamCommand),
     /// Raise or clear a manual alert of this host.
     #[command(subcommand)]
     Alert(AlertCommand),

@@ -38,10 +38,9 @@ pub struct Layer {
     pub checks: Option<toml::Value>,
     /// The channel tables of `[notify]` (config file only).
     pub notify: Option<NotifyChannelsFile>,
+    /// The `[team]` section, parsed by [`super::teams`] (config file only).
+    pub team: Option<toml::Value>,
 }
-
-/// Sections a config file may hold that later features read.
-const LATER_SECTIONS: &[&str] = &["teams"];
 
 impl Layer {
     /// This layer with `setting` set to `value` (a list setting takes it as one item).
@@ -89,7 +88,7 @@ impl Layer {
         for (section, value) in file {
             match (section.as_str(), value) {
                 ("check", value) => layer.checks = Some(value),
-                (later, _) if LATER_SECTIONS.contains(&later) => {}
+                ("team", value) => layer.team = Some(value),
                 (_, toml::Value::Table(table)) => {
                     if !settings::SETTINGS
                         .iter()

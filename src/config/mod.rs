@@ -7,6 +7,7 @@ mod election;
 mod layer;
 pub mod notify;
 pub mod settings;
+pub mod teams;
 mod values;
 
 use std::fmt;
@@ -85,6 +86,8 @@ pub struct Config {
     pub topology: crate::topology::TopologySettings,
     /// `log.level`: the log filter.
     pub log_filter: String,
+    /// `[team]`: border links to other teams.
+    pub teams: teams::TeamsConfig,
 }
 
 /// A configuration error, naming the key, the value and its source.
@@ -269,8 +272,18 @@ pub fn resolve(
         interfaces: values.interfaces(&settings::TOPOLOGY_INTERFACES)?,
     };
     let log_filter = text(&settings::LOG_LEVEL)?;
+    let team_file = layers
+        .iter()
+        .rev()
+        .find_map(|(layer, source)| layer.team.as_ref().map(|table| (table, source)));
+    let teams = match team_file {
+        Some((table, Source::File(path))) => teams::resolve(Some(table), Some(path), &team, bind)?,
+        Some((table, _)) => teams::resolve(Some(table), None, &team, bind)?,
+        None => teams::TeamsConfig::default(),
+    };
     Ok(Config {
         log_filter,
+        teams,
         node_name,
         team,
         data_dir,

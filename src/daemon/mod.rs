@@ -222,6 +222,8 @@ impl Daemon {
                 live: live_rx,
                 topology: topology.clone(),
                 events: events.clone(),
+                team: config.team.clone(),
+                notify_remote: config.teams.notify_remote,
             }),
         );
         for (name, task) in topology_tasks {
@@ -266,6 +268,17 @@ impl Daemon {
         for (name, task) in grid.tasks {
             supervisor.watch_critical(name, task);
         }
+        let teams = crate::teams::start(
+            crate::teams::TeamsContext {
+                team: config.team.clone(),
+                host: config.node_name.clone(),
+                config: config.teams.clone(),
+                alerts: alerts.clone(),
+                grid: grid.parts.grid.clone(),
+            },
+            &mut supervisor,
+        )
+        .await?;
         let mut seeds = startup_seeds(&config, &storage)?;
         seeds.extend(
             invited
@@ -305,6 +318,7 @@ impl Daemon {
             history_replicas: config.history_replicas,
             events: events.clone(),
             member_changes: members_changed_tx.subscribe(),
+            teams,
         };
         introspect.ready(state.clone());
         if let Some(ui_bind) = config.ui_bind {

@@ -299,12 +299,17 @@ fn needs_restart(
             .or_else(|| file.and_then(|f| f.get(setting)))
             .cloned()
     };
-    settings::SETTINGS
+    let mut keys: Vec<String> = settings::SETTINGS
         .iter()
         .filter(|s| !LIVE_SETTINGS.contains(&s.key))
         .filter(|s| effective(before, s) != effective(now, s))
         .map(|s| s.key.to_owned())
-        .collect()
+        .collect();
+    // The border links start with the agent.
+    if before.and_then(|f| f.team.as_ref()) != now.and_then(|f| f.team.as_ref()) {
+        keys.push("[team]".to_owned());
+    }
+    keys
 }
 
 #[cfg(test)]

@@ -73,6 +73,10 @@ pub struct EngineContext<D> {
     pub topology: crate::topology::TopologyHandle,
     /// Where notifications sent are told (the cluster event log).
     pub events: crate::introspection::EventLog,
+    /// Our team: other teams' alerts are shown, not notified...
+    pub team: String,
+    /// ...unless `team.notify_remote` is on.
+    pub notify_remote: bool,
 }
 
 /// What a config reload may change while the engine runs: new sends go on the channels
@@ -534,6 +538,9 @@ async fn observe<D: Deliver>(context: &EngineContext<D>) -> Result<Observed> {
             last_heard_ms: None,
         });
     }
-    let alerts = context.alerts.list().await?;
+    let mut alerts = context.alerts.list().await?;
+    if !context.notify_remote {
+        alerts.retain(|a| a.team == context.team);
+    }
     Ok(Observed { hosts, alerts })
 }

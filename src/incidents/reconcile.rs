@@ -285,7 +285,7 @@ fn alerts_moved_on<'a>(
         id.clear();
         let _ = write!(id, "{prefix}{}", alert.first_seen_ms);
         for incident in incidents {
-            if alert.state == AlertState::Resolved || id != incident.id {
+            if alert.state != AlertState::Firing || id != incident.id {
                 moved_on.insert(incident.id.as_str());
             }
         }

@@ -116,6 +116,9 @@ pub enum AlertState {
     Firing,
     /// The condition held and no longer does; kept so the resolution spreads.
     Resolved,
+    /// Another team's alert taken back by the border agent that brought it (its link was
+    /// lost, or the other team removed it); kept so the removal spreads, never shown.
+    Removed,
 }
 
 /// An alert raised by a check on some host, as gossiped and stored.

@@ -395,6 +395,14 @@ impl Cluster {
         self.add_agent_as(Some(&key), &join, name.to_owned(), files, &[])
     }
 
+    /// Starts one more agent called `name` with this cluster's key, joining the first agent
+    /// (if any), with these further flags (for example `--team T`).
+    pub fn add_agent_called(&mut self, name: &str, extra: &[String]) -> usize {
+        let key = self.key_file.clone();
+        let join: Vec<SocketAddr> = self.agents.first().map(|a| a.gossip).into_iter().collect();
+        self.add_agent_as(Some(&key), &join, name.to_owned(), name.to_owned(), extra)
+    }
+
     /// Starts one more agent, `n<N>`, with no key file, these seeds and these further flags
     /// (for example `--join-token TOKEN`).
     pub fn add_agent_with_flags(&mut self, join: &[SocketAddr], extra: &[String]) -> usize {

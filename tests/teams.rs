@@ -1,0 +1,341 @@
+//! Teams linked by border agents (seed 000), with the built binary on loopback: each team is a
+//! cluster of its own (its own key), the first agent of a team is its border agent, and each
+//! link has a pairwise key only its two teams hold.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{free_tcp_port, wait_for, write_new_key, Cluster};
+use serde_json::Value;
+
+/// One team: a cluster whose first agent is the border.
+struct Team {
+    name: String,
+    cluster: Cluster,
+}
+
+/// A link between two teams' borders: the key file and each end's listener.
+struct Plan {
+    /// team -> its border's link listener.
+    listen: BTreeMap<String, SocketAddr>,
+    /// (team, peer team, mode) for every link end, with the key file.
+    ends: Vec<(String, String, &'static str, std::path::PathBuf)>,
+}
+
+impl Plan {
+    fn new(teams: &[&str], links: &[(&str, &str, &'static str)], dir: &std::path::Path) -> Self {
+        let listen = teams
+            .iter()
+            .map(|t| (t.to_string(), free_tcp_port()))
+            .collect();
+        let mut ends = Vec::new();
+        for (a, b, mode) in links {
+            let key = dir.join(format!("{a}-{b}.key"));
+            write_new_key(&key);
+            ends.push((a.to_string(), b.to_string(), *mode, key.clone()));
+            ends.push((b.to_string(), a.to_string(), *mode, key));
+        }
+        Self { listen, ends }
+    }
+
+    /// The `[team]` section of `team`'s border.
+    fn config(&self, team: &str) -> String {
+        let mut out = format!(
+            "[team]\nlink_bind = \"{}\"\nlink_timeout = \"3s\"\n",
+            self.listen[team]
+        );
+        for (from, to, mode, key) in self.ends.iter().filter(|e| e.0 == team) {
+            let _ = from;
+            out.push_str(&format!(
+                "[[team.link]]\nteam = \"{to}\"\npeer = \"{}\"\nkey_file = \"{}\"\nmode = \"{mode}\"\n",
+                self.listen[to.as_str()],
+                key.display()
+            ));
+        }
+        out
+    }
+}
+
+/// Starts `size` agents of team `name` (`<name>1`...), the first one a border per `plan`.
+fn team(name: &str, size: usize, plan: &Plan) -> Team {
+    let mut cluster = Cluster::new();
+    let border = plan.config(name);
+    cluster.config_for = Some(Box::new(move |index| {
+        if index == 0 {
+            border.clone()
+        } else {
+            String::new()
+        }
+    }));
+    for i in 1..=size {
+        cluster.add_agent_called(&format!("{name}{i}"), &["--team".into(), name.into()]);
+    }
+    assert!(
+        wait_for(Duration::from_secs(30), || cluster.all_list_alive(
+            &(0..size).collect::<Vec<_>>(),
+            size
+        ))
+        .is_some(),
+        "team {name} did not form"
+    );
+    Team {
+        name: name.to_owned(),
+        cluster,
+    }
+}
+
+impl Team {
+    fn border(&self) -> &common::Agent {
+        &self.cluster.agents[0]
+    }
+
+    /// The border's links, as `teams --format json` shows them.
+    fn links(&self) -> Vec<Value> {
+        self.border()
+            .get_json("/v1/teams")
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn link(&self, to: &str) -> Option<Value> {
+        self.links().into_iter().find(|l| l["team"] == to)
+    }
+
+    /// Recommends every link of the border for sending and accepting.
+    fn trust_links(&self) {
+        for link in self.links() {
+            let out = self.border().cli(&[
+                "trust",
+                "add",
+                link["link_id"].as_str().unwrap(),
+                "--petname",
+                link["team"].as_str().unwrap(),
+                "--what",
+                "send-alerts-to,accept-alerts-from",
+            ]);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+
+    /// (origin team, host, name) -> (state, path) of every alert agent `index` lists.
+    fn alerts_on(&self, index: usize) -> BTreeMap<(String, String, String), (String, String)> {
+        self.cluster.agents[index]
+            .alerts()
+            .into_iter()
+            .map(|a| {
+                let path: Vec<String> = a["path"]
+                    .as_array()
+                    .map(|p| p.iter().map(|h| h.as_str().unwrap_or("").to_owned()).collect())
+                    .unwrap_or_default();
+                (
+                    (
+                        a["team"].as_str().unwrap_or("").to_owned(),
+                        a["host"].as_str().unwrap_or("").to_owned(),
+                        a["name"].as_str().unwrap_or("").to_owned(),
+                    ),
+                    (a["state"].as_str().unwrap_or("").to_owned(), path.join(">")),
+                )
+            })
+            .collect()
+    }
+
+    fn raise(&self, index: usize, name: &str) {
+        let out = self.cluster.agents[index].cli(&["alert", "raise", name, "--summary", "test"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn clear(&self, index: usize, name: &str) {
+        let out = self.cluster.agents[index].cli(&["alert", "clear", name]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Whether every agent of the team lists `(team, host, name)` in `state`.
+    fn all_show(&self, key: (&str, &str, &str), state: &str) -> bool {
+        let key = (key.0.to_owned(), key.1.to_owned(), key.2.to_owned());
+        (0..self.cluster.agents.len())
+            .all(|i| self.alerts_on(i).get(&key).is_some_and(|(s, _)| s == state))
+    }
+
+    fn any_shows_team(&self, origin: &str) -> bool {
+        (0..self.cluster.agents.len()).any(|i| self.alerts_on(i).keys().any(|k| k.0 == origin))
+    }
+}
+
+fn state(link: &Option<Value>) -> String {
+    link.as_ref()
+        .and_then(|l| l["state"].as_str())
+        .unwrap_or("none")
+        .to_owned()
+}
+
+#[test]
+fn three_teams_linked_pairwise_show_every_teams_alerts_and_a_clear_reaches_everyone() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c"],
+        &[("a", "b", "direct"), ("a", "c", "direct"), ("b", "c", "direct")],
+        dir.path(),
+    );
+    let teams: Vec<Team> = ["a", "b", "c"].iter().map(|t| team(t, 2, &plan)).collect();
+    for t in &teams {
+        t.trust_links();
+    }
+    for t in &teams {
+        t.raise(1, "disk");
+    }
+    for t in &teams {
+        for origin in &teams {
+            let host = format!("{}2", origin.name);
+            assert!(
+                wait_for(Duration::from_secs(30), || t.all_show(
+                    (&origin.name, &host, "disk"),
+                    "firing"
+                ))
+                .is_some(),
+                "team {} does not show {}'s alert on every host: {:?}; links {:?}",
+                t.name,
+                origin.name,
+                t.alerts_on(1),
+                t.links()
+            );
+        }
+    }
+    // The path names the border agents it left a team by, origin first.
+    let on_b2 = teams[1].alerts_on(1);
+    let (_, path) = &on_b2[&("a".into(), "a2".into(), "disk".into())];
+    assert_eq!(path, "a/a1>b/b1");
+    teams[0].clear(1, "disk");
+    for t in &teams {
+        assert!(
+            wait_for(Duration::from_secs(30), || t.all_show(("a", "a2", "disk"), "resolved"))
+                .is_some(),
+            "team {} still shows a's alert firing",
+            t.name
+        );
+    }
+    // One UpdateAlert per change per link: a raise and a clear.
+    let link = teams[1].link("a").unwrap();
+    assert!(link["updates_in"].as_u64().unwrap() <= 4, "{link}");
+}
+
+#[test]
+fn a_chain_of_direct_links_keeps_each_end_teams_alerts_from_the_other_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c"],
+        &[("a", "b", "direct"), ("b", "c", "direct")],
+        dir.path(),
+    );
+    let a = team("a", 1, &plan);
+    let b = team("b", 2, &plan);
+    let c = team("c", 1, &plan);
+    for t in [&a, &b, &c] {
+        t.trust_links();
+    }
+    a.raise(0, "disk");
+    c.raise(0, "disk");
+    assert!(
+        wait_for(Duration::from_secs(30), || b.all_show(("a", "a1", "disk"), "firing")
+            && b.all_show(("c", "c1", "disk"), "firing"))
+        .is_some(),
+        "the middle team does not show both ends' alerts: {:?}",
+        b.alerts_on(1)
+    );
+    // b's own alert reaches both ends: the links work both ways.
+    b.raise(1, "load");
+    assert!(
+        wait_for(Duration::from_secs(30), || a.all_show(("b", "b2", "load"), "firing")
+            && c.all_show(("b", "b2", "load"), "firing"))
+        .is_some()
+    );
+    assert!(!a.any_shows_team("c"), "a sees c's alerts: {:?}", a.alerts_on(0));
+    assert!(!c.any_shows_team("a"), "c sees a's alerts: {:?}", c.alerts_on(0));
+}
+
+#[test]
+fn a_lost_link_takes_back_its_alerts_and_raises_a_rover_alert_until_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 2, &plan);
+    let mut b = team("b", 1, &plan);
+    a.trust_links();
+    b.trust_links();
+    b.raise(0, "disk");
+    assert!(wait_for(Duration::from_secs(30), || a.all_show(("b", "b1", "disk"), "firing")).is_some());
+    b.cluster.agents[0].kill();
+    assert!(
+        wait_for(Duration::from_secs(30), || !a.any_shows_team("b")
+            && a.all_show(("a", "a1", "team-link/b"), "firing"))
+        .is_some(),
+        "b's alerts were not taken back, or no ROVER alert: {:?}",
+        a.alerts_on(1)
+    );
+    assert_eq!(state(&a.link("b")), "lost");
+    b.cluster.agents[0].restart();
+    assert!(
+        wait_for(Duration::from_secs(40), || a.all_show(("b", "b1", "disk"), "firing")
+            && a.all_show(("a", "a1", "team-link/b"), "resolved"))
+        .is_some(),
+        "after the restart: {:?}; link {:?}",
+        a.alerts_on(1),
+        a.link("b")
+    );
+    assert_eq!(state(&a.link("b")), "up");
+}
+
+#[test]
+fn a_wrong_pairwise_key_never_brings_the_link_up_and_the_counter_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 1, &plan);
+    // b's end gets a key of its own.
+    let (_, _, _, key) = plan.ends.iter().find(|e| e.0 == "b").unwrap().clone();
+    write_new_key(&key);
+    let b = team("b", 1, &plan);
+    let refused = |t: &Team| {
+        t.link(if t.name == "a" { "b" } else { "a" })
+            .map(|l| l["dropped"]["handshake"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || refused(&a) > 0 || refused(&b) > 0).is_some(),
+        "no refused handshake counted: {:?} {:?}",
+        a.links(),
+        b.links()
+    );
+    assert_eq!(state(&a.link("b")), "down");
+    assert_eq!(state(&b.link("a")), "down");
+}
+
+#[test]
+fn without_a_trust_record_nothing_is_sent_over_a_link_that_is_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 1, &plan);
+    let b = team("b", 1, &plan);
+    b.trust_links(); // b trusts a; a trusts nobody yet
+    b.raise(0, "disk");
+    a.raise(0, "disk");
+    let refused_at_a = || {
+        a.link("b")
+            .map(|l| l["dropped"]["not_trusted"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || refused_at_a() > 0).is_some(),
+        "b's alert was not refused as untrusted at a: {:?}",
+        a.links()
+    );
+    assert!(!a.any_shows_team("b"), "a took b's alert without a record");
+    assert!(!b.any_shows_team("a"), "a sent its alert without a record");
+    assert_eq!(a.link("b").unwrap()["alerts_out"], 0);
+    a.trust_links();
+    assert!(
+        wait_for(Duration::from_secs(20), || b.all_show(("a", "a1", "disk"), "firing"))
+            .is_some(),
+        "a's alert did not go out once trusted"
+    );
+}
