@@ -27,6 +27,7 @@ pub mod node_key;
 pub mod notify;
 pub mod peer;
 pub mod status;
+pub mod teams;
 pub mod topology;
 
 /// Makes ring rustls's process-wide crypto provider, once; reqwest (built without a provider of
