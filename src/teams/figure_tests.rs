@@ -11,6 +11,7 @@ use super::rib::{Rib, RibChange};
 use super::routes::{LinkStateDb, Routes};
 use super::rules::{justify, may_send, stamped};
 use super::wire::{LinkMode, LinkStateAd};
+use LinkMode::{Direct, Transit};
 
 /// One team, reduced to its border agent.
 struct Team {
@@ -196,6 +197,39 @@ impl Net {
         }
     }
 
+    /// A new link x-y comes up: the link state changes.
+    fn link(&mut self, x: &str, y: &str, mode: LinkMode) {
+        self.links.insert(ordered(x, y), mode);
+        self.flood_link_state();
+    }
+
+    /// A full sync on every link, each way (as after a route change): the receiver keeps only
+    /// what the sender still sends it; then what is new spreads.
+    fn resync_every_link(&mut self) {
+        let ends: Vec<(String, String)> = self
+            .links
+            .keys()
+            .flat_map(|(x, y)| [(x.clone(), y.clone()), (y.clone(), x.clone())])
+            .collect();
+        for (from, to) in ends {
+            let mut queue = VecDeque::new();
+            self.teams.get_mut(&to).unwrap().rib.sync_started(&from);
+            let team = &self.teams[&from];
+            let held: Vec<Alert> = team.own.iter().chain(team.rib.alerts()).cloned().collect();
+            for alert in held {
+                self.send_on(&from, &alert, &mut queue);
+            }
+            for (sender, receiver, alert) in queue {
+                if receiver == to {
+                    self.receive(&sender, &receiver, alert);
+                }
+            }
+            let gone = self.teams.get_mut(&to).unwrap().rib.sync_finished(&from);
+            self.withdraw(&to, gone);
+        }
+        self.offer_everything();
+    }
+
     fn sees(&self, team: &str) -> Vec<String> {
         self.teams[team]
             .rib
@@ -216,8 +250,6 @@ fn ordered(x: &str, y: &str) -> (String, String) {
         (y.into(), x.into())
     }
 }
-
-use LinkMode::{Direct, Transit};
 
 #[test]
 fn figure_3_each_team_sees_the_others_directly_and_forwards_nothing() {
@@ -362,4 +394,39 @@ fn the_same_alert_by_a_second_path_is_neither_inserted_again_nor_forwarded() {
     let round = stamped(&b_at_c, &net.teams["C"].border);
     assert_eq!(net.receive("C", "A", round), None);
     assert_eq!(net.teams["A"].refused, ["own_team", "loop"]);
+}
+
+#[test]
+fn a_shorter_new_link_takes_over_an_alerts_path_after_a_full_sync_of_every_link() {
+    let chain = &[
+        ("B", "A", Transit),
+        ("A", "C", Transit),
+        ("C", "D", Transit),
+    ];
+    let mut net = Net::new(&["A", "B", "C", "D"], chain);
+    net.offer_everything();
+    assert_eq!(
+        net.path_at("D", &key("B", "disk")),
+        ["B/gw", "A/gw", "C/gw"]
+    );
+    net.link("B", "D", Transit);
+    net.offer_everything();
+    let links = |net: &Net| -> Vec<String> {
+        let rib = &net.teams["D"].rib;
+        rib.paths(&key("B", "disk"))
+            .map(|(link, _)| link.to_string())
+            .collect()
+    };
+    assert_eq!(links(&net), ["B", "C"], "the new path is only added");
+    net.resync_every_link();
+    assert_eq!(
+        links(&net),
+        ["B"],
+        "C no longer sends it and the sync says so"
+    );
+    assert_eq!(net.path_at("D", &key("B", "disk")), ["B/gw"]);
+    for team in net.teams.values() {
+        assert_eq!(team.rib.len(), 3);
+        assert!(team.refused.is_empty());
+    }
 }

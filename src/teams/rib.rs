@@ -58,13 +58,15 @@ impl RibRefusal {
 /// One alert and the links it arrived by.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct RibEntry {
-    /// The highest version seen, as it arrived (with its path then).
+    /// The highest version seen, as it arrived, with the path of a link that still carries
+    /// it (the one it arrived by while that link carries it).
     alert: Alert,
     /// Peer team of each link that carries it -> the path the alert had on it.
     paths: BTreeMap<String, Vec<String>>,
 }
 
-/// The RIB. See the module docs. Links are named by their peer team.
+/// The RIB. See the module docs. Links are named by the caller: by their peer team, or by the
+/// peer border's hop when one border holds several links to the same team.
 #[derive(Debug, Clone)]
 pub struct Rib {
     entries: BTreeMap<AlertKey, RibEntry>,
@@ -130,46 +132,39 @@ impl Rib {
     pub fn update(&mut self, link: &str, alert: Alert) -> RibChange {
         let key = alert.key();
         let carried = self.carries(link, &key);
+        let held = self.entries.get(&key).map(|entry| entry.alert.version);
+        let adds_path = !carried && held.is_none_or(|version| alert.version >= version);
+        if adds_path && self.count_from(link) >= self.max_per_link {
+            return RibChange::Refused(RibRefusal::TableFull);
+        }
+        if let Some(sent) = self.syncing.get_mut(link) {
+            sent.insert(key.clone());
+        }
         let change = match self.entries.get_mut(&key) {
             None => {
-                if self.count_from(link) >= self.max_per_link {
-                    return RibChange::Refused(RibRefusal::TableFull);
-                }
                 let paths = BTreeMap::from([(link.to_owned(), alert.path.clone())]);
                 self.entries.insert(key.clone(), RibEntry { alert, paths });
                 RibChange::New
             }
             Some(entry) if alert.version > entry.alert.version => {
-                if !carried && self.by_link.get(link).map_or(0, BTreeSet::len) >= self.max_per_link
-                {
-                    return RibChange::Refused(RibRefusal::TableFull);
-                }
                 entry.paths.insert(link.to_owned(), alert.path.clone());
                 entry.alert = alert;
                 RibChange::Replaced
             }
             Some(entry) if alert.version == entry.alert.version => {
+                let before = entry.paths.insert(link.to_owned(), alert.path.clone());
+                if before.as_ref() == Some(&entry.alert.path) {
+                    entry.alert.path = alert.path;
+                }
                 if carried {
-                    entry.paths.insert(link.to_owned(), alert.path);
                     RibChange::Stale
-                } else if self.by_link.get(link).map_or(0, BTreeSet::len) >= self.max_per_link {
-                    return RibChange::Refused(RibRefusal::TableFull);
                 } else {
-                    entry.paths.insert(link.to_owned(), alert.path);
                     RibChange::PathAdded
                 }
             }
-            Some(_) => RibChange::Stale,
+            Some(_) => return RibChange::Stale,
         };
-        if change != RibChange::Stale || carried {
-            self.by_link
-                .entry(link.to_owned())
-                .or_default()
-                .insert(key.clone());
-        }
-        if let Some(sent) = self.syncing.get_mut(link) {
-            sent.insert(key);
-        }
+        self.by_link.entry(link.to_owned()).or_default().insert(key);
         change
     }
 
@@ -269,11 +264,16 @@ impl Rib {
             }
         }
         let entry = self.entries.get_mut(key)?;
-        entry.paths.remove(link);
-        if entry.paths.is_empty() {
-            self.entries.remove(key).map(|entry| entry.alert)
-        } else {
-            None
+        let dropped = entry.paths.remove(link);
+        match entry.paths.values().next() {
+            None => self.entries.remove(key).map(|entry| entry.alert),
+            Some(other) => {
+                // The alert shows a path that still carries it.
+                if dropped.as_ref() == Some(&entry.alert.path) {
+                    entry.alert.path = other.clone();
+                }
+                None
+            }
         }
     }
 }
@@ -335,6 +335,18 @@ mod tests {
         let older = alert("a", "load", 0, &["a/gw", "d/gw"]);
         assert_eq!(rib.update("d", older), RibChange::Stale);
         assert_eq!(rib.count_from("d"), 0, "a stale copy adds no path");
+    }
+
+    #[test]
+    fn an_alert_shows_the_path_of_a_link_that_still_carries_it() {
+        let mut rib = Rib::default();
+        let a = alert("a", "load", 1, &[]).key();
+        rib.update("b", alert("a", "load", 1, &["a/gw", "b/gw"]));
+        rib.update("c", alert("a", "load", 1, &["a/gw", "c/gw"]));
+        rib.update("b", alert("a", "load", 1, &["a/gw", "b/gw2"]));
+        assert_eq!(rib.get(&a).unwrap().path, ["a/gw", "b/gw2"]);
+        rib.remove_link("b");
+        assert_eq!(rib.get(&a).unwrap().path, ["a/gw", "c/gw"]);
     }
 
     #[test]
