@@ -463,4 +463,65 @@ mod tests {
         assert_eq!(rib.get(&alert("c", "z", 1, &[]).key()).unwrap().version, 1);
         assert_eq!((rib.count_from("b"), rib.len()), (2, 3));
     }
+
+    /// Every path an entry names is in `by_link`, and the other way round; no entry is
+    /// without a path; the alert shows one of its paths; no link is over its limit.
+    fn assert_consistent(rib: &Rib) {
+        for (key, entry) in &rib.entries {
+            assert!(!entry.paths.is_empty(), "{key}");
+            assert!(entry.paths.values().any(|path| *path == entry.alert.path));
+            for link in entry.paths.keys() {
+                assert!(rib.by_link[link].contains(key), "{link} {key}");
+            }
+        }
+        for (link, keys) in &rib.by_link {
+            assert!(!keys.is_empty() && keys.len() <= rib.max_per_link);
+            for key in keys {
+                assert!(rib.entries[key].paths.contains_key(link), "{link} {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn random_operations_keep_the_links_and_the_entries_consistent() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move |below: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % below
+        };
+        let links = ["b", "c", "d"];
+        let teams = ["b", "c", "d", "e"];
+        let mut rib = Rib::new(6);
+        for _ in 0..20_000 {
+            let link = links[next(3) as usize];
+            let team = teams[next(4) as usize];
+            let name = ["x", "y", "z"][next(3) as usize];
+            let version = next(4);
+            match next(10) {
+                0..=5 => {
+                    let hop = format!("{link}/gw{}", next(2));
+                    rib.update(
+                        link,
+                        alert(team, name, version, &[&format!("{team}/gw"), &hop]),
+                    );
+                }
+                6 => {
+                    rib.remove(link, &alert(team, name, 0, &[]).key(), version);
+                }
+                7 => {
+                    rib.remove_team(link, team);
+                }
+                8 if next(4) == 0 => {
+                    rib.remove_link(link);
+                }
+                8 => rib.sync_started(link),
+                _ => {
+                    rib.sync_finished(link);
+                }
+            }
+            assert_consistent(&rib);
+        }
+    }
 }
