@@ -74,10 +74,8 @@ fn team(name: &str, size: usize, plan: &Plan) -> Team {
         cluster.add_agent_called(&format!("{name}{i}"), &["--team".into(), name.into()]);
     }
     assert!(
-        wait_for(Duration::from_secs(30), || cluster.all_list_alive(
-            &(0..size).collect::<Vec<_>>(),
-            size
-        ))
+        wait_for(Duration::from_secs(30), || cluster
+            .all_list_alive(&(0..size).collect::<Vec<_>>(), size))
         .is_some(),
         "team {name} did not form"
     );
@@ -116,7 +114,11 @@ impl Team {
                 "--what",
                 "send-alerts-to,accept-alerts-from",
             ]);
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 
@@ -128,7 +130,11 @@ impl Team {
             .map(|a| {
                 let path: Vec<String> = a["path"]
                     .as_array()
-                    .map(|p| p.iter().map(|h| h.as_str().unwrap_or("").to_owned()).collect())
+                    .map(|p| {
+                        p.iter()
+                            .map(|h| h.as_str().unwrap_or("").to_owned())
+                            .collect()
+                    })
                     .unwrap_or_default();
                 (
                     (
@@ -144,12 +150,20 @@ impl Team {
 
     fn raise(&self, index: usize, name: &str) {
         let out = self.cluster.agents[index].cli(&["alert", "raise", name, "--summary", "test"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     fn clear(&self, index: usize, name: &str) {
         let out = self.cluster.agents[index].cli(&["alert", "clear", name]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Whether every agent of the team lists `(team, host, name)` in `state`.
@@ -176,7 +190,11 @@ fn three_teams_linked_pairwise_show_every_teams_alerts_and_a_clear_reaches_every
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::new(
         &["a", "b", "c"],
-        &[("a", "b", "direct"), ("a", "c", "direct"), ("b", "c", "direct")],
+        &[
+            ("a", "b", "direct"),
+            ("a", "c", "direct"),
+            ("b", "c", "direct"),
+        ],
         dir.path(),
     );
     let teams: Vec<Team> = ["a", "b", "c"].iter().map(|t| team(t, 2, &plan)).collect();
@@ -190,10 +208,8 @@ fn three_teams_linked_pairwise_show_every_teams_alerts_and_a_clear_reaches_every
         for origin in &teams {
             let host = format!("{}2", origin.name);
             assert!(
-                wait_for(Duration::from_secs(30), || t.all_show(
-                    (&origin.name, &host, "disk"),
-                    "firing"
-                ))
+                wait_for(Duration::from_secs(30), || t
+                    .all_show((&origin.name, &host, "disk"), "firing"))
                 .is_some(),
                 "team {} does not show {}'s alert on every host: {:?}; links {:?}",
                 t.name,
@@ -210,8 +226,9 @@ fn three_teams_linked_pairwise_show_every_teams_alerts_and_a_clear_reaches_every
     teams[0].clear(1, "disk");
     for t in &teams {
         assert!(
-            wait_for(Duration::from_secs(30), || t.all_show(("a", "a2", "disk"), "resolved"))
-                .is_some(),
+            wait_for(Duration::from_secs(30), || t
+                .all_show(("a", "a2", "disk"), "resolved"))
+            .is_some(),
             "team {} still shows a's alert firing",
             t.name
         );
@@ -238,7 +255,8 @@ fn a_chain_of_direct_links_keeps_each_end_teams_alerts_from_the_other_end() {
     a.raise(0, "disk");
     c.raise(0, "disk");
     assert!(
-        wait_for(Duration::from_secs(30), || b.all_show(("a", "a1", "disk"), "firing")
+        wait_for(Duration::from_secs(30), || b
+            .all_show(("a", "a1", "disk"), "firing")
             && b.all_show(("c", "c1", "disk"), "firing"))
         .is_some(),
         "the middle team does not show both ends' alerts: {:?}",
@@ -246,13 +264,20 @@ fn a_chain_of_direct_links_keeps_each_end_teams_alerts_from_the_other_end() {
     );
     // b's own alert reaches both ends: the links work both ways.
     b.raise(1, "load");
+    assert!(wait_for(Duration::from_secs(30), || a
+        .all_show(("b", "b2", "load"), "firing")
+        && c.all_show(("b", "b2", "load"), "firing"))
+    .is_some());
     assert!(
-        wait_for(Duration::from_secs(30), || a.all_show(("b", "b2", "load"), "firing")
-            && c.all_show(("b", "b2", "load"), "firing"))
-        .is_some()
+        !a.any_shows_team("c"),
+        "a sees c's alerts: {:?}",
+        a.alerts_on(0)
     );
-    assert!(!a.any_shows_team("c"), "a sees c's alerts: {:?}", a.alerts_on(0));
-    assert!(!c.any_shows_team("a"), "c sees a's alerts: {:?}", c.alerts_on(0));
+    assert!(
+        !c.any_shows_team("a"),
+        "c sees a's alerts: {:?}",
+        c.alerts_on(0)
+    );
 }
 
 #[test]
@@ -264,7 +289,9 @@ fn a_lost_link_takes_back_its_alerts_and_raises_a_rover_alert_until_it_is_back()
     a.trust_links();
     b.trust_links();
     b.raise(0, "disk");
-    assert!(wait_for(Duration::from_secs(30), || a.all_show(("b", "b1", "disk"), "firing")).is_some());
+    assert!(wait_for(Duration::from_secs(30), || a
+        .all_show(("b", "b1", "disk"), "firing"))
+    .is_some());
     b.cluster.agents[0].kill();
     assert!(
         wait_for(Duration::from_secs(30), || !a.any_shows_team("b")
@@ -276,7 +303,8 @@ fn a_lost_link_takes_back_its_alerts_and_raises_a_rover_alert_until_it_is_back()
     assert_eq!(state(&a.link("b")), "lost");
     b.cluster.agents[0].restart();
     assert!(
-        wait_for(Duration::from_secs(40), || a.all_show(("b", "b1", "disk"), "firing")
+        wait_for(Duration::from_secs(40), || a
+            .all_show(("b", "b1", "disk"), "firing")
             && a.all_show(("a", "a1", "team-link/b"), "resolved"))
         .is_some(),
         "after the restart: {:?}; link {:?}",
@@ -301,7 +329,9 @@ fn a_wrong_pairwise_key_never_brings_the_link_up_and_the_counter_says_why() {
             .unwrap_or(0)
     };
     assert!(
-        wait_for(Duration::from_secs(20), || refused(&a) > 0 || refused(&b) > 0).is_some(),
+        wait_for(Duration::from_secs(20), || refused(&a) > 0
+            || refused(&b) > 0)
+        .is_some(),
         "no refused handshake counted: {:?} {:?}",
         a.links(),
         b.links()
@@ -334,8 +364,9 @@ fn without_a_trust_record_nothing_is_sent_over_a_link_that_is_up() {
     assert_eq!(a.link("b").unwrap()["alerts_out"], 0);
     a.trust_links();
     assert!(
-        wait_for(Duration::from_secs(20), || b.all_show(("a", "a1", "disk"), "firing"))
-            .is_some(),
+        wait_for(Duration::from_secs(20), || b
+            .all_show(("a", "a1", "disk"), "firing"))
+        .is_some(),
         "a's alert did not go out once trusted"
     );
 }

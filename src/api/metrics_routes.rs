@@ -529,7 +529,11 @@ async fn team_links(state: &ApiState, text: &mut Exposition) {
         "1 while the border link to the team is up (lost or never up: 0).",
     );
     for l in &links {
-        text.sample("rover_team_link_up", &[("team", &l.team)], u8::from(l.state == "up"));
+        text.sample(
+            "rover_team_link_up",
+            &[("team", &l.team)],
+            u8::from(l.state == "up"),
+        );
     }
     text.family(
         "rover_team_link_updates_total",
@@ -552,7 +556,11 @@ async fn team_links(state: &ApiState, text: &mut Exposition) {
     );
     for l in &links {
         for (direction, n) in [("in", l.alerts_in), ("out", l.alerts_out)] {
-            text.sample("rover_team_link_alerts", &[("team", &l.team), ("direction", direction)], n);
+            text.sample(
+                "rover_team_link_alerts",
+                &[("team", &l.team), ("direction", direction)],
+                n,
+            );
         }
     }
     text.family(

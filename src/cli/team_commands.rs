@@ -149,9 +149,8 @@ fn remove_link(path: &Path, team: &str) -> Result<bool> {
                 .find(|&j| lines[j].trim_start().starts_with('['))
                 .unwrap_or(lines.len());
             let names_team = lines[i + 1..end].iter().any(|l| {
-                l.split_once('=').is_some_and(|(k, v)| {
-                    k.trim() == "team" && v.trim().trim_matches('"') == team
-                })
+                l.split_once('=')
+                    .is_some_and(|(k, v)| k.trim() == "team" && v.trim().trim_matches('"') == team)
             });
             if names_team {
                 if out.last().is_some_and(|l| l.starts_with("# link to team")) {

@@ -51,8 +51,17 @@ pub fn links_table(links: &[LinkStatus]) -> String {
         .collect();
     let mut out = render(
         &[
-            "TEAM", "PEER", "MODE", "STATE", "SINCE", "IN", "OUT", "UPDATES IN/OUT", "HEARD",
-            "TRUST", "DROPPED",
+            "TEAM",
+            "PEER",
+            "MODE",
+            "STATE",
+            "SINCE",
+            "IN",
+            "OUT",
+            "UPDATES IN/OUT",
+            "HEARD",
+            "TRUST",
+            "DROPPED",
         ],
         &rows,
     );

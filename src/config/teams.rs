@@ -189,10 +189,13 @@ pub fn resolve(
         });
     }
     let link_bind = match &parsed.link_bind {
-        Some(text) => Some(
-            text.parse::<SocketAddr>()
-                .map_err(|_| invalid("team.link_bind".into(), Some(text.clone()), "expected IP:PORT".into()))?,
-        ),
+        Some(text) => Some(text.parse::<SocketAddr>().map_err(|_| {
+            invalid(
+                "team.link_bind".into(),
+                Some(text.clone()),
+                "expected IP:PORT".into(),
+            )
+        })?),
         None if links.is_empty() => None,
         None => Some(SocketAddr::new(bind.ip(), DEFAULT_LINK_PORT)),
     };
@@ -264,10 +267,22 @@ mod tests {
     #[test]
     fn a_link_to_our_own_team_or_a_bad_mode_or_peer_is_refused_naming_the_key() {
         for (text, key) in [
-            ("team = \"home\"\npeer = \"a:1\"\nkey_file = \"b.key\"", "team.link[1].team"),
-            ("team = \"b\"\npeer = \"a:1\"\nkey_file = \"b.key\"\nmode = \"x\"", "team.link[1].mode"),
-            ("team = \"b\"\npeer = \"a\"\nkey_file = \"b.key\"", "team.link[1].peer"),
-            ("team = \"b\"\npeer = \"a:1\"\nkey_file = \"none.key\"", "team.link[1].key_file"),
+            (
+                "team = \"home\"\npeer = \"a:1\"\nkey_file = \"b.key\"",
+                "team.link[1].team",
+            ),
+            (
+                "team = \"b\"\npeer = \"a:1\"\nkey_file = \"b.key\"\nmode = \"x\"",
+                "team.link[1].mode",
+            ),
+            (
+                "team = \"b\"\npeer = \"a\"\nkey_file = \"b.key\"",
+                "team.link[1].peer",
+            ),
+            (
+                "team = \"b\"\npeer = \"a:1\"\nkey_file = \"none.key\"",
+                "team.link[1].key_file",
+            ),
             ("team = \"b\"\npeer = \"a:1\"", "team.link[1].key_file"),
         ] {
             let err = resolve_text(&format!("[[team.link]]\n{text}\n")).unwrap_err();

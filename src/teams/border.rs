@@ -128,7 +128,11 @@ impl Border {
         links: &[LinkConfig],
         timeout_ms: u64,
         now_ms: u64,
-    ) -> (Self, Vec<watch::Receiver<bool>>, Vec<watch::Receiver<Option<String>>>) {
+    ) -> (
+        Self,
+        Vec<watch::Receiver<bool>>,
+        Vec<watch::Receiver<Option<String>>>,
+    ) {
         let mut connected = Vec::new();
         let mut rover = Vec::new();
         let mut rover_rx = Vec::new();
@@ -188,13 +192,21 @@ impl Border {
                 hello,
             } => self.connected(link, conn, outbox, dialed, hello, table, now_ms),
             Input::Frame { link, conn, frame } => {
-                if self.links.get(link).and_then(|l| l.conn.as_ref()).map(|c| c.0) == Some(conn) {
+                if self
+                    .links
+                    .get(link)
+                    .and_then(|l| l.conn.as_ref())
+                    .map(|c| c.0)
+                    == Some(conn)
+                {
                     self.links[link].heard_ms = now_ms;
                     self.frame(link, frame, now_ms);
                 }
             }
             Input::Dropped { link, conn, reason } => {
-                let Some(l) = self.links.get_mut(link) else { return };
+                let Some(l) = self.links.get_mut(link) else {
+                    return;
+                };
                 if l.conn.as_ref().map(|c| c.0) == Some(conn) {
                     tracing::info!(team = %l.config.team, reason, "team link connection ended");
                     l.conn = None;
@@ -204,12 +216,10 @@ impl Border {
                     }
                 }
             }
-            Input::Refused { link, reason } => {
-                match link.and_then(|i| self.links.get_mut(i)) {
-                    Some(l) => *l.dropped.entry(reason).or_default() += 1,
-                    None => *self.refused.entry(reason).or_default() += 1,
-                }
-            }
+            Input::Refused { link, reason } => match link.and_then(|i| self.links.get_mut(i)) {
+                Some(l) => *l.dropped.entry(reason).or_default() += 1,
+                None => *self.refused.entry(reason).or_default() += 1,
+            },
             Input::Trust(trust) => {
                 self.trust = trust;
                 self.send_changes(table);
@@ -231,7 +241,9 @@ impl Border {
         table: &[Alert],
         now_ms: u64,
     ) {
-        let Some(link) = self.links.get_mut(index) else { return };
+        let Some(link) = self.links.get_mut(index) else {
+            return;
+        };
         // Both ends may dial at once: the connection dialed by the lower team name stays.
         let preferred = |dialed: bool| dialed == (self.team < link.config.team);
         if let Some((_, _, held_dialed)) = &link.conn {
@@ -261,7 +273,7 @@ impl Border {
             LinkFrame::SyncEnd { .. } => {
                 link.synced = true;
                 let gone = self.rib.sync_finished(&team);
-                self.take_back(gone);
+                self.take_back(gone.iter().map(Alert::key).collect());
                 self.rover[index].send_replace(None);
             }
             LinkFrame::UpdateAlert(alert) => {
@@ -272,13 +284,19 @@ impl Border {
                 }
                 let mode = self.mode(index);
                 if let Err(reason) = super::rules::justify(&self.team, &team, mode, &alert) {
-                    *self.links[index].dropped.entry(reason.reason()).or_default() += 1;
+                    *self.links[index]
+                        .dropped
+                        .entry(reason.reason())
+                        .or_default() += 1;
                     return;
                 }
                 match self.rib.update(&team, alert.clone()) {
                     RibChange::New | RibChange::Replaced => self.bring_in(&alert.key()),
                     RibChange::Refused(refusal) => {
-                        *self.links[index].dropped.entry(refusal.reason()).or_default() += 1;
+                        *self.links[index]
+                            .dropped
+                            .entry(refusal.reason())
+                            .or_default() += 1;
                     }
                     _ => {}
                 }
@@ -292,7 +310,7 @@ impl Border {
             }
             LinkFrame::RemoveTeamAlerts { team: gone } => {
                 let keys = self.rib.remove_team(&team, &gone);
-                self.take_back(keys);
+                self.take_back(keys.iter().map(Alert::key).collect());
             }
         }
         let _ = now_ms;
@@ -362,7 +380,7 @@ impl Border {
                     let team = link.config.team.clone();
                     self.rover[index].send_replace(Some(summary));
                     let gone = self.rib.remove_link(&team);
-                    self.take_back(gone);
+                    self.take_back(gone.iter().map(Alert::key).collect());
                 }
                 Phase::Never
                     if now_ms.saturating_sub(self.started_ms) >= self.timeout_ms

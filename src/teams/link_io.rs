@@ -300,11 +300,9 @@ async fn pump(
         let owner = owner.clone();
         async move {
             loop {
-                let received = tokio::time::timeout(
-                    timeout,
-                    reader.receive_at_most(wire::MAX_FRAME_BYTES),
-                )
-                .await;
+                let received =
+                    tokio::time::timeout(timeout, reader.receive_at_most(wire::MAX_FRAME_BYTES))
+                        .await;
                 let bytes = match received {
                     Err(_) => return "silent",
                     Ok(Ok(Some(bytes))) => bytes,

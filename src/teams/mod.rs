@@ -22,6 +22,9 @@ pub mod routes;
 pub mod rules;
 pub mod wire;
 
+#[cfg(test)]
+mod figure_tests;
+
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,8 +41,8 @@ use self::border::{Border, Input};
 use self::link_io::{LinkEnd, LocalEnd};
 use crate::alerts::AlertsHandle;
 use crate::config::teams::TeamsConfig;
-use crate::grid::GridHandle;
 use crate::daemon::supervisor::{Stop, Supervisor};
+use crate::grid::GridHandle;
 
 /// How often the owner looks at silences and retries relays the alerts task had no room for.
 const TICK: Duration = Duration::from_millis(250);
@@ -178,7 +181,13 @@ pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result
     supervisor.spawn_critical(
         "team-links-listener",
         Stop::Dropped,
-        link_io::listen(listener, local.clone(), ends.clone(), config.link_timeout, tx.clone()),
+        link_io::listen(
+            listener,
+            local.clone(),
+            ends.clone(),
+            config.link_timeout,
+            tx.clone(),
+        ),
     );
     for ((end, link), connected) in ends.iter().zip(&config.links).zip(connected) {
         supervisor.spawn_critical(
@@ -296,7 +305,11 @@ async fn watch_trust(grid: GridHandle, owner: mpsc::Sender<Input>) {
 }
 
 /// Raises and clears the ROVER alert `team-link/<team>` on this host as the owner wants it.
-async fn rover_alert(team: String, mut wants: watch::Receiver<Option<String>>, alerts: AlertsHandle) {
+async fn rover_alert(
+    team: String,
+    mut wants: watch::Receiver<Option<String>>,
+    alerts: AlertsHandle,
+) {
     let name = format!("team-link/{team}");
     loop {
         let wanted = wants.borrow_and_update().clone();
