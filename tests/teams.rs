@@ -2,6 +2,8 @@
 //! cluster of its own (its own key), the first agent of a team is its border agent, and each
 //! link has a pairwise key only its two teams hold.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -158,13 +158,14 @@ impl AlertsHandle {
 
     /// Hands over a relayed alert without waiting ([`AlertInput::Relay`]); gives it back
     /// when the task's queue is full (try again later) or the task has stopped.
-    pub fn try_relay(&self, alert: Alert) -> Result<(), Alert> {
-        self.inputs
-            .try_send(AlertInput::Relay(alert))
-            .map_err(|e| match e.into_inner() {
-                AlertInput::Relay(alert) => alert,
-                _ => unreachable!("we sent a relay"),
-            })
+    pub fn try_relay(&self, alert: Alert) -> Result<(), Box<Alert>> {
+        match self.inputs.try_send(AlertInput::Relay(alert)) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.into_inner() {
+                AlertInput::Relay(alert) => Err(Box::new(alert)),
+                _ => Ok(()),
+            },
+        }
     }
 
     /// Every alert we know.

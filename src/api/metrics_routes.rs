@@ -503,23 +503,6 @@ async fn topology(state: &ApiState, text: &mut Exposition) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped_and_families_have_help_and_type() {
-        let mut text = Exposition::default();
-        text.family("rover_x_total", "counter", "X.");
-        text.sample("rover_x_total", &[("team", "a\"b\\c\nd"), ("k", "v")], 3);
-        assert_eq!(
-            text.out,
-            "# HELP rover_x_total X.\n# TYPE rover_x_total counter\n\
-             rover_x_total{team=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3\n"
-        );
-    }
-}
-
 /// The border links: up or not, UpdateAlert frames each way, alerts held, drops by reason.
 async fn team_links(state: &ApiState, text: &mut Exposition) {
     let links = state.teams.status().await;
@@ -576,5 +559,22 @@ async fn team_links(state: &ApiState, text: &mut Exposition) {
                 n,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped_and_families_have_help_and_type() {
+        let mut text = Exposition::default();
+        text.family("rover_x_total", "counter", "X.");
+        text.sample("rover_x_total", &[("team", "a\"b\\c\nd"), ("k", "v")], 3);
+        assert_eq!(
+            text.out,
+            "# HELP rover_x_total X.\n# TYPE rover_x_total counter\n\
+             rover_x_total{team=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3\n"
+        );
     }
 }

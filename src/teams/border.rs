@@ -84,6 +84,9 @@ enum Phase {
     Lost,
 }
 
+/// What a link wants of its ROVER alert: `Some(summary)` raised, `None` cleared.
+pub type RoverAlertWish = watch::Receiver<Option<String>>;
+
 /// One link's state.
 struct Link {
     config: LinkConfig,
@@ -128,11 +131,7 @@ impl Border {
         links: &[LinkConfig],
         timeout_ms: u64,
         now_ms: u64,
-    ) -> (
-        Self,
-        Vec<watch::Receiver<bool>>,
-        Vec<watch::Receiver<Option<String>>>,
-    ) {
+    ) -> (Self, Vec<watch::Receiver<bool>>, Vec<RoverAlertWish>) {
         let mut connected = Vec::new();
         let mut rover = Vec::new();
         let mut rover_rx = Vec::new();

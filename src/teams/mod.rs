@@ -245,7 +245,7 @@ async fn run(mut border: Border, mut inputs: mpsc::Receiver<Input>, alerts: Aler
         let relays = border.relays();
         while let Some((key, alert)) = relays.pop_first() {
             if let Err(alert) = alerts.try_relay(alert) {
-                relays.insert(key, alert);
+                relays.insert(key, *alert);
                 break;
             }
         }
