@@ -295,6 +295,7 @@ fn a_lost_link_takes_back_its_alerts_and_raises_a_rover_alert_until_it_is_back()
         .all_show(("b", "b1", "disk"), "firing"))
     .is_some());
     b.cluster.agents[0].kill();
+    let killed = std::time::Instant::now();
     assert!(
         wait_for(Duration::from_secs(30), || !a.any_shows_team("b")
             && a.all_show(("a", "a1", "team-link/b"), "firing"))
@@ -303,6 +304,7 @@ fn a_lost_link_takes_back_its_alerts_and_raises_a_rover_alert_until_it_is_back()
         a.alerts_on(1)
     );
     assert_eq!(state(&a.link("b")), "lost");
+    eprintln!("lost after {:?}", killed.elapsed());
     b.cluster.agents[0].restart();
     assert!(
         wait_for(Duration::from_secs(40), || a
@@ -370,5 +372,117 @@ fn without_a_trust_record_nothing_is_sent_over_a_link_that_is_up() {
             .all_show(("a", "a1", "disk"), "firing"))
         .is_some(),
         "a's alert did not go out once trusted"
+    );
+}
+
+/// The path of `(team, host, name)` on agent `index` of `t`, if it lists it.
+fn path_on(t: &Team, index: usize, key: (&str, &str, &str)) -> Option<String> {
+    t.alerts_on(index)
+        .get(&(key.0.to_owned(), key.1.to_owned(), key.2.to_owned()))
+        .map(|(_, path)| path.clone())
+}
+
+fn updates_in(t: &Team, from: &str) -> u64 {
+    t.link(from)
+        .and_then(|l| l["updates_in"].as_u64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_chain_of_transit_links_brings_the_far_teams_alerts_with_their_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c"],
+        &[("a", "b", "transit"), ("b", "c", "transit")],
+        dir.path(),
+    );
+    let a = team("a", 2, &plan);
+    let b = team("b", 1, &plan);
+    let c = team("c", 1, &plan);
+    for t in [&a, &b, &c] {
+        t.trust_links();
+    }
+    c.raise(0, "disk");
+    assert!(
+        wait_for(Duration::from_secs(30), || a
+            .all_show(("c", "c1", "disk"), "firing"))
+        .is_some(),
+        "a does not show c's alert through b: {:?}; links {:?}",
+        a.alerts_on(1),
+        a.links()
+    );
+    assert_eq!(
+        path_on(&a, 1, ("c", "c1", "disk")).as_deref(),
+        Some("c/c1>b/b1>a/a1")
+    );
+    assert_eq!(a.link("b").unwrap()["mode"], "transit");
+}
+
+#[test]
+fn in_a_diamond_of_transit_links_the_far_team_gets_each_alert_once_and_a_lost_hop_reroutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c", "d"],
+        &[
+            ("a", "b", "transit"),
+            ("a", "c", "transit"),
+            ("b", "d", "transit"),
+            ("c", "d", "transit"),
+        ],
+        dir.path(),
+    );
+    let a = team("a", 1, &plan);
+    let mut b = team("b", 1, &plan);
+    let c = team("c", 1, &plan);
+    let d = team("d", 2, &plan);
+    for t in [&a, &b, &c, &d] {
+        t.trust_links();
+    }
+    // Every border knows every link before the alerts go.
+    assert!(wait_for(Duration::from_secs(30), || [&a, &b, &c, &d]
+        .iter()
+        .all(|t| t.links().iter().all(|l| l["state"] == "up")))
+    .is_some());
+    for name in ["disk", "load", "swap"] {
+        a.raise(0, name);
+    }
+    b.raise(0, "mail");
+    let all_at_d = |d: &Team| {
+        ["disk", "load", "swap"]
+            .iter()
+            .all(|n| d.all_show(("a", "a1", n), "firing"))
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || all_at_d(&d)
+            && d.all_show(("b", "b1", "mail"), "firing"))
+        .is_some(),
+        "d does not show a's alerts: {:?}",
+        d.alerts_on(1)
+    );
+    // One more alert after them: once d has it, anything c would have passed on of the first
+    // ones has arrived too.
+    a.raise(0, "last");
+    assert!(wait_for(Duration::from_secs(30), || d
+        .all_show(("a", "a1", "last"), "firing"))
+    .is_some());
+    // Each of a's alerts crossed into d once, by b (the lower name of two equal paths).
+    let (via_b, via_c) = (updates_in(&d, "b"), updates_in(&d, "c"));
+    eprintln!("UpdateAlert frames into d: via b {via_b}, via c {via_c}");
+    assert_eq!(
+        path_on(&d, 1, ("a", "a1", "disk")).as_deref(),
+        Some("a/a1>b/b1>d/d1")
+    );
+    assert_eq!(via_c, 0, "c forwarded a's alerts to d too");
+    assert_eq!(via_b, 5, "b sent a's 4 alerts and its own once each");
+    // b's border goes: d keeps a's alerts, now through c, and b's own alert is gone.
+    b.cluster.agents[0].kill();
+    assert!(
+        wait_for(Duration::from_secs(30), || all_at_d(&d)
+            && path_on(&d, 1, ("a", "a1", "disk")).as_deref()
+                == Some("a/a1>c/c1>d/d1")
+            && !d.any_shows_team("b"))
+        .is_some(),
+        "after losing b: {:?}",
+        d.alerts_on(1)
     );
 }

@@ -30,6 +30,9 @@ pub enum Topic {
     /// A member's own failed probes (Lifeguard's confirmations, see [`crate::suspicion`]).
     /// Key: the reporter's name; version: its clock, strictly increasing.
     Suspicion,
+    /// A border agent's transit links (a team link-state advertisement). Key: its hop
+    /// `team/host`; version: its sequence number.
+    TeamLinks,
 }
 
 /// One broadcast item. Field order is the wire format (postcard).

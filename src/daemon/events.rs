@@ -38,6 +38,8 @@ pub struct EventRouter {
     pub placement: crate::history_replicas::Placement,
     /// The cluster event log.
     pub events: crate::introspection::EventLog,
+    /// The border links (link-state advertisements gossiped inside the team).
+    pub teams: crate::teams::TeamsHandle,
 }
 
 impl EventRouter {
@@ -97,6 +99,10 @@ impl EventRouter {
                             status::record_sample(&self.storage, &sample);
                         }
                     }
+                    Ok(())
+                }
+                Topic::TeamLinks => {
+                    self.teams.offer_link_state(&item.payload);
                     Ok(())
                 }
                 Topic::Alert => self

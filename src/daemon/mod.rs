@@ -275,6 +275,7 @@ impl Daemon {
                 config: config.teams.clone(),
                 alerts: alerts.clone(),
                 grid: grid.parts.grid.clone(),
+                membership: membership.clone(),
             },
             &mut supervisor,
         )
@@ -318,7 +319,7 @@ impl Daemon {
             history_replicas: config.history_replicas,
             events: events.clone(),
             member_changes: members_changed_tx.subscribe(),
-            teams,
+            teams: teams.clone(),
         };
         introspect.ready(state.clone());
         if let Some(ui_bind) = config.ui_bind {
@@ -358,6 +359,7 @@ impl Daemon {
         );
 
         let router = EventRouter {
+            teams,
             storage: storage.clone(),
             alerts: alerts.clone(),
             sync_now,

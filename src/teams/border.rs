@@ -20,6 +20,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rover_storage::{Alert, AlertKey, AlertState};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod transit;
+
 use super::link_io::PeerHello;
 use super::rib::{Rib, RibChange};
 use super::wire::{self, LinkFrame, LinkMode};
@@ -69,6 +71,8 @@ pub enum Input {
     },
     /// The trust recommendations in force changed.
     Trust(Trust),
+    /// A link-state advertisement gossiped inside our team.
+    LinkState(wire::LinkStateAd),
     /// The API asks for every link's state.
     Status(oneshot::Sender<Vec<LinkStatus>>),
 }
@@ -121,6 +125,8 @@ pub struct Border {
     rover: Vec<watch::Sender<Option<String>>>,
     /// Refusals whose link is not known (handshakes with unknown keys, limits).
     refused: BTreeMap<&'static str, u64>,
+    /// Transit links' link state and routes.
+    link_state: transit::LinkState,
 }
 
 impl Border {
@@ -171,6 +177,7 @@ impl Border {
             relays: BTreeMap::new(),
             rover,
             refused: BTreeMap::new(),
+            link_state: transit::LinkState::default(),
         };
         (border, connected, rover_rx)
     }
@@ -199,7 +206,7 @@ impl Border {
                     == Some(conn)
                 {
                     self.links[link].heard_ms = now_ms;
-                    self.frame(link, frame, now_ms);
+                    self.frame(link, frame, table);
                 }
             }
             Input::Dropped { link, conn, reason } => {
@@ -223,10 +230,16 @@ impl Border {
                 self.trust = trust;
                 self.send_changes(table);
             }
+            Input::LinkState(ad) => self.learn(ad, None, table),
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
             }
         }
+    }
+
+    /// Advertisements to gossip inside our team, taken.
+    pub fn take_gossip(&mut self) -> Vec<wire::LinkStateAd> {
+        std::mem::take(&mut self.link_state.to_gossip)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -260,14 +273,26 @@ impl Border {
             link.since_ms = now_ms;
             link.synced = false;
         }
+        self.advertise(table, now_ms);
+        self.send_link_state(index);
         self.full_sync(index, table);
     }
 
-    fn frame(&mut self, index: usize, frame: LinkFrame, now_ms: u64) {
+    fn frame(&mut self, index: usize, frame: LinkFrame, table: &[Alert]) {
         let link = &mut self.links[index];
         let team = link.config.team.clone();
         match frame {
-            LinkFrame::Heartbeat | LinkFrame::Hello { .. } | LinkFrame::LinkState(_) => {}
+            LinkFrame::Heartbeat | LinkFrame::Hello { .. } => {}
+            LinkFrame::LinkState(ad) => {
+                if self.mode(index) == LinkMode::Transit {
+                    self.learn(ad, Some(index), table);
+                } else {
+                    *self.links[index]
+                        .dropped
+                        .entry("link_state_on_direct")
+                        .or_default() += 1;
+                }
+            }
             LinkFrame::SyncStart => self.rib.sync_started(&team),
             LinkFrame::SyncEnd { .. } => {
                 link.synced = true;
@@ -312,7 +337,6 @@ impl Border {
                 self.take_back(keys.iter().map(Alert::key).collect());
             }
         }
-        let _ = now_ms;
     }
 
     /// The mode both ends agreed on (direct until the peer said).
@@ -361,7 +385,7 @@ impl Border {
 
     /// Looks at every link's silence at `now_ms`: a link up and silent for the timeout is
     /// lost; one never up after the timeout since start raises its ROVER alert too.
-    pub fn handle_tick(&mut self, now_ms: u64) {
+    pub fn handle_tick(&mut self, table: &[Alert], now_ms: u64) {
         for index in 0..self.links.len() {
             let link = &mut self.links[index];
             let silent = now_ms.saturating_sub(link.heard_ms) >= self.timeout_ms;
@@ -398,6 +422,7 @@ impl Border {
                 _ => {}
             }
         }
+        self.advertise(table, now_ms);
     }
 
     /// Sends a full sync on link `index`.
@@ -456,7 +481,15 @@ impl Border {
         table
             .iter()
             .filter(|a| a.state != AlertState::Removed)
-            .filter(|a| super::rules::may_send(&self.team, &link.config.team, mode, a, None))
+            .filter(|a| {
+                super::rules::may_send(
+                    &self.team,
+                    &link.config.team,
+                    mode,
+                    a,
+                    Some(self.link_state.routes()),
+                )
+            })
             .map(|a: &'a Alert| {
                 let mut alert = a.clone();
                 if alert.path.last() != Some(&self.hop) {

@@ -117,6 +117,22 @@ pub struct TeamsHandle {
 }
 
 impl TeamsHandle {
+    /// A link-state advertisement heard by gossip (dropped when checked bad, or when the
+    /// owner is busy: the next refresh repeats it).
+    pub fn offer_link_state(&self, payload: &[u8]) {
+        let Some(inputs) = &self.inputs else { return };
+        let Ok(ad) = postcard::from_bytes::<wire::LinkStateAd>(payload) else {
+            return;
+        };
+        let frame = wire::LinkFrame::LinkState(ad);
+        if wire::check_frame(&frame).is_err() {
+            return;
+        }
+        if let wire::LinkFrame::LinkState(ad) = frame {
+            let _ = inputs.try_send(Input::LinkState(ad));
+        }
+    }
+
     /// Every link's state (empty without links).
     pub async fn status(&self) -> Vec<LinkStatus> {
         let Some(inputs) = &self.inputs else {
@@ -142,6 +158,8 @@ pub struct TeamsContext {
     pub alerts: AlertsHandle,
     /// The records (trust).
     pub grid: GridHandle,
+    /// Gossip, for link-state advertisements inside the team.
+    pub membership: rover_membership::MembershipHandle,
 }
 
 /// Starts the listener, the dialers and the owner under `supervisor` (nothing without links).
@@ -215,16 +233,27 @@ pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result
         Stop::Dropped,
         watch_trust(context.grid.clone(), tx.clone()),
     );
+    let (gossip_tx, gossip_rx) = mpsc::channel(64);
+    supervisor.spawn_critical(
+        "team-link-state-gossip",
+        Stop::Dropped,
+        gossip_link_state(gossip_rx, context.membership.clone()),
+    );
     supervisor.spawn_critical(
         "team-links",
         Stop::Dropped,
-        run(border, rx, context.alerts.clone()),
+        run(border, rx, context.alerts.clone(), gossip_tx),
     );
     Ok(TeamsHandle { inputs: Some(tx) })
 }
 
 /// The owner loop: inputs, table changes and ticks; never waits on a peer or the alerts task.
-async fn run(mut border: Border, mut inputs: mpsc::Receiver<Input>, alerts: AlertsHandle) {
+async fn run(
+    mut border: Border,
+    mut inputs: mpsc::Receiver<Input>,
+    alerts: AlertsHandle,
+    gossip: mpsc::Sender<wire::LinkStateAd>,
+) {
     let table_rx = watch_table(alerts.clone());
     let mut table_rx = table_rx;
     let mut table: Arc<Vec<Alert>> = table_rx.borrow().clone();
@@ -240,7 +269,12 @@ async fn run(mut border: Border, mut inputs: mpsc::Receiver<Input>, alerts: Aler
                 table = table_rx.borrow_and_update().clone();
                 border.send_changes(&table);
             }
-            _ = tick.tick() => border.handle_tick(unix_ms()),
+            _ = tick.tick() => border.handle_tick(&table, unix_ms()),
+        }
+        for ad in border.take_gossip() {
+            if gossip.try_send(ad).is_err() {
+                tracing::debug!("team link-state gossip queue full (the next refresh repeats it)");
+            }
         }
         let relays = border.relays();
         while let Some((key, alert)) = relays.pop_first() {
@@ -248,6 +282,24 @@ async fn run(mut border: Border, mut inputs: mpsc::Receiver<Input>, alerts: Aler
                 relays.insert(key, *alert);
                 break;
             }
+        }
+    }
+}
+
+/// Gossips our team's link-state advertisements as they come.
+async fn gossip_link_state(
+    mut ads: mpsc::Receiver<wire::LinkStateAd>,
+    membership: rover_membership::MembershipHandle,
+) {
+    while let Some(ad) = ads.recv().await {
+        let item = rover_membership::BroadcastItem {
+            topic: rover_membership::Topic::TeamLinks,
+            key: ad.border.clone(),
+            version: ad.seq,
+            payload: postcard::to_stdvec(&ad).unwrap_or_default(),
+        };
+        if let Err(e) = membership.broadcast(item).await {
+            tracing::debug!(error = %e, "link state not gossiped");
         }
     }
 }
