@@ -6,179 +6,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use common::{free_tcp_port, wait_for, write_new_key, Cluster};
+use common::smtp::SmtpSink;
+use common::teams::{team, team_with, Plan, Team};
+use common::{wait_for, write_new_key};
 use serde_json::Value;
-
-/// One team: a cluster whose first agent is the border.
-struct Team {
-    name: String,
-    cluster: Cluster,
-}
-
-/// A link between two teams' borders: the key file and each end's listener.
-struct Plan {
-    /// team -> its border's link listener.
-    listen: BTreeMap<String, SocketAddr>,
-    /// (team, peer team, mode) for every link end, with the key file.
-    ends: Vec<(String, String, &'static str, std::path::PathBuf)>,
-}
-
-impl Plan {
-    fn new(teams: &[&str], links: &[(&str, &str, &'static str)], dir: &std::path::Path) -> Self {
-        let listen = teams
-            .iter()
-            .map(|t| (t.to_string(), free_tcp_port()))
-            .collect();
-        let mut ends = Vec::new();
-        for (a, b, mode) in links {
-            let key = dir.join(format!("{a}-{b}.key"));
-            write_new_key(&key);
-            ends.push((a.to_string(), b.to_string(), *mode, key.clone()));
-            ends.push((b.to_string(), a.to_string(), *mode, key));
-        }
-        Self { listen, ends }
-    }
-
-    /// The `[team]` section of `team`'s border.
-    fn config(&self, team: &str) -> String {
-        let mut out = format!(
-            "[team]\nlink_bind = \"{}\"\nlink_timeout = \"3s\"\n",
-            self.listen[team]
-        );
-        for (from, to, mode, key) in self.ends.iter().filter(|e| e.0 == team) {
-            let _ = from;
-            out.push_str(&format!(
-                "[[team.link]]\nteam = \"{to}\"\npeer = \"{}\"\nkey_file = \"{}\"\nmode = \"{mode}\"\n",
-                self.listen[to.as_str()],
-                key.display()
-            ));
-        }
-        out
-    }
-}
-
-/// Starts `size` agents of team `name` (`<name>1`...), the first one a border per `plan`.
-fn team(name: &str, size: usize, plan: &Plan) -> Team {
-    let mut cluster = Cluster::new();
-    let border = plan.config(name);
-    cluster.config_for = Some(Box::new(move |index| {
-        if index == 0 {
-            border.clone()
-        } else {
-            String::new()
-        }
-    }));
-    for i in 1..=size {
-        cluster.add_agent_called(&format!("{name}{i}"), &["--team".into(), name.into()]);
-    }
-    assert!(
-        wait_for(Duration::from_secs(30), || cluster
-            .all_list_alive(&(0..size).collect::<Vec<_>>(), size))
-        .is_some(),
-        "team {name} did not form"
-    );
-    Team {
-        name: name.to_owned(),
-        cluster,
-    }
-}
-
-impl Team {
-    fn border(&self) -> &common::Agent {
-        &self.cluster.agents[0]
-    }
-
-    /// The border's links, as `teams --format json` shows them.
-    fn links(&self) -> Vec<Value> {
-        self.border()
-            .get_json("/v1/teams")
-            .and_then(|v| v.as_array().cloned())
-            .unwrap_or_default()
-    }
-
-    fn link(&self, to: &str) -> Option<Value> {
-        self.links().into_iter().find(|l| l["team"] == to)
-    }
-
-    /// Recommends every link of the border for sending and accepting.
-    fn trust_links(&self) {
-        for link in self.links() {
-            let out = self.border().cli(&[
-                "trust",
-                "add",
-                link["link_id"].as_str().unwrap(),
-                "--petname",
-                link["team"].as_str().unwrap(),
-                "--what",
-                "send-alerts-to,accept-alerts-from",
-            ]);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-    }
-
-    /// (origin team, host, name) -> (state, path) of every alert agent `index` lists.
-    fn alerts_on(&self, index: usize) -> BTreeMap<(String, String, String), (String, String)> {
-        self.cluster.agents[index]
-            .alerts()
-            .into_iter()
-            .map(|a| {
-                let path: Vec<String> = a["path"]
-                    .as_array()
-                    .map(|p| {
-                        p.iter()
-                            .map(|h| h.as_str().unwrap_or("").to_owned())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                (
-                    (
-                        a["team"].as_str().unwrap_or("").to_owned(),
-                        a["host"].as_str().unwrap_or("").to_owned(),
-                        a["name"].as_str().unwrap_or("").to_owned(),
-                    ),
-                    (a["state"].as_str().unwrap_or("").to_owned(), path.join(">")),
-                )
-            })
-            .collect()
-    }
-
-    fn raise(&self, index: usize, name: &str) {
-        let out = self.cluster.agents[index].cli(&["alert", "raise", name, "--summary", "test"]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn clear(&self, index: usize, name: &str) {
-        let out = self.cluster.agents[index].cli(&["alert", "clear", name]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Whether every agent of the team lists `(team, host, name)` in `state`.
-    fn all_show(&self, key: (&str, &str, &str), state: &str) -> bool {
-        let key = (key.0.to_owned(), key.1.to_owned(), key.2.to_owned());
-        (0..self.cluster.agents.len())
-            .all(|i| self.alerts_on(i).get(&key).is_some_and(|(s, _)| s == state))
-    }
-
-    fn any_shows_team(&self, origin: &str) -> bool {
-        (0..self.cluster.agents.len()).any(|i| self.alerts_on(i).keys().any(|k| k.0 == origin))
-    }
-}
 
 fn state(link: &Option<Value>) -> String {
     link.as_ref()
@@ -484,5 +319,173 @@ fn in_a_diamond_of_transit_links_the_far_team_gets_each_alert_once_and_a_lost_ho
         .is_some(),
         "after losing b: {:?}",
         d.alerts_on(1)
+    );
+}
+
+fn mail_config(smtp: &SmtpSink) -> String {
+    format!(
+        "[notify]\ngroup_wait = \"2s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
+        smtp.port()
+    )
+}
+
+fn subjects(smtp: &SmtpSink) -> Vec<String> {
+    smtp.messages().into_iter().map(|m| m.subject).collect()
+}
+
+#[test]
+fn a_team_cut_off_gives_one_rover_message_per_team_and_one_resolved_once_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c"],
+        &[("a", "b", "direct"), ("c", "b", "direct")],
+        dir.path(),
+    );
+    let (smtp_a, smtp_c) = (SmtpSink::start(), SmtpSink::start());
+    let a = team_with("a", 2, &plan, &mail_config(&smtp_a), false);
+    let mut b = team("b", 1, &plan);
+    let c = team_with("c", 2, &plan, &mail_config(&smtp_c), false);
+    for t in [&a, &b, &c] {
+        t.trust_links();
+    }
+    b.raise(0, "disk");
+    assert!(wait_for(Duration::from_secs(30), || a
+        .all_show(("b", "b1", "disk"), "firing")
+        && c.all_show(("b", "b1", "disk"), "firing"))
+    .is_some());
+    // Shown, not notified: notify_remote is off.
+    assert!(subjects(&smtp_a).is_empty() && subjects(&smtp_c).is_empty());
+
+    b.cluster.agents[0].kill();
+    let firing_a = smtp_a.wait_for_count(1, Duration::from_secs(60));
+    let firing_c = smtp_c.wait_for_count(1, Duration::from_secs(60));
+    assert_eq!(firing_a[0].subject, "rover: FIRING team-link/b on a1");
+    assert_eq!(firing_c[0].subject, "rover: FIRING team-link/b on c1");
+    assert!(!a.any_shows_team("b") && !c.any_shows_team("b"));
+
+    b.cluster.agents[0].restart();
+    let resolved_a = smtp_a.wait_for_count(2, Duration::from_secs(60));
+    let resolved_c = smtp_c.wait_for_count(2, Duration::from_secs(60));
+    assert_eq!(resolved_a[1].subject, "rover: RESOLVED team-link/b on a1");
+    assert_eq!(resolved_c[1].subject, "rover: RESOLVED team-link/b on c1");
+    assert!(a.all_show(("b", "b1", "disk"), "firing"));
+    // Nothing more: one message each way per team.
+    let more = wait_for(Duration::from_secs(8), || {
+        smtp_a.messages().len() > 2 || smtp_c.messages().len() > 2
+    });
+    assert!(
+        more.is_none(),
+        "{:?} {:?}",
+        subjects(&smtp_a),
+        subjects(&smtp_c)
+    );
+}
+
+#[test]
+fn with_notify_remote_the_receiving_team_notifies_another_teams_alert_once_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let smtp = SmtpSink::start();
+    let a = team_with("a", 2, &plan, &mail_config(&smtp), true);
+    let b = team("b", 1, &plan);
+    a.trust_links();
+    b.trust_links();
+    b.raise(0, "disk");
+    let mails = smtp.wait_for_count(1, Duration::from_secs(60));
+    assert_eq!(mails[0].subject, "rover: FIRING disk on b1 (team b)");
+    b.clear(0, "disk");
+    let mails = smtp.wait_for_count(2, Duration::from_secs(60));
+    assert_eq!(mails[1].subject, "rover: RESOLVED disk on b1 (team b)");
+    let more = wait_for(Duration::from_secs(8), || smtp.messages().len() > 2);
+    assert!(more.is_none(), "{:?}", subjects(&smtp));
+}
+
+/// A `[team]` section with one link.
+fn one_link(listen: SocketAddr, to: &str, peer: SocketAddr, key: &Path) -> String {
+    format!(
+        "[team]\nlink_bind = \"{listen}\"\nlink_timeout = \"3s\"\n[[team.link]]\nteam = \"{to}\"\n\
+         peer = \"{peer}\"\nkey_file = \"{}\"\n",
+        key.display()
+    )
+}
+
+#[test]
+fn two_border_agents_per_team_keep_one_copy_and_the_alerts_survive_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (k1, k2) = (dir.path().join("k1.key"), dir.path().join("k2.key"));
+    write_new_key(&k1);
+    write_new_key(&k2);
+    let ports: Vec<SocketAddr> = (0..4).map(|_| common::free_tcp_port()).collect();
+    // a1 - b1 over k1, a2 - b2 over k2.
+    let configs = [
+        one_link(ports[0], "b", ports[2], &k1),
+        one_link(ports[1], "b", ports[3], &k2),
+        one_link(ports[2], "a", ports[0], &k1),
+        one_link(ports[3], "a", ports[1], &k2),
+    ];
+    let mut teams = Vec::new();
+    for (t, offset) in [("a", 0), ("b", 2)] {
+        let mut cluster = common::Cluster::new();
+        let mine = [configs[offset].clone(), configs[offset + 1].clone()];
+        cluster.config_for = Some(Box::new(move |i| mine[i].clone()));
+        for i in 1..=2 {
+            cluster.add_agent_called(&format!("{t}{i}"), &["--team".into(), t.into()]);
+        }
+        teams.push(Team {
+            name: t.into(),
+            cluster,
+        });
+    }
+    let (a, mut b) = {
+        let mut it = teams.into_iter();
+        (it.next().unwrap(), it.next().unwrap())
+    };
+    for t in [&a, &b] {
+        for i in 0..2 {
+            for link in t.cluster.agents[i]
+                .get_json("/v1/teams")
+                .and_then(|v| v.as_array().cloned())
+                .unwrap_or_default()
+            {
+                let out = t.cluster.agents[i].cli(&[
+                    "trust",
+                    "add",
+                    link["link_id"].as_str().unwrap(),
+                    "--petname",
+                    "other",
+                    "--what",
+                    "send-alerts-to,accept-alerts-from",
+                ]);
+                assert!(out.status.success());
+            }
+        }
+    }
+    b.raise(1, "disk");
+    assert!(
+        wait_for(Duration::from_secs(30), || a
+            .all_show(("b", "b2", "disk"), "firing"))
+        .is_some(),
+        "{:?}",
+        a.alerts_on(0)
+    );
+    // Both borders of a brought it; the team holds it once.
+    assert_eq!(
+        a.alerts_on(1).keys().filter(|k| k.0 == "b").count(),
+        1,
+        "{:?}",
+        a.alerts_on(1)
+    );
+    // b1 goes: a1's link is lost and a1 takes back what it brought, but a2 still brings it.
+    b.cluster.agents[0].kill();
+    assert!(wait_for(Duration::from_secs(30), || a
+        .all_show(("a", "a1", "team-link/b"), "firing"))
+    .is_some());
+    assert!(
+        wait_for(Duration::from_secs(10), || a
+            .all_show(("b", "b2", "disk"), "firing"))
+        .is_some(),
+        "the alert did not survive losing one of two links: {:?}",
+        a.alerts_on(1)
     );
 }

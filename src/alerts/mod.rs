@@ -184,8 +184,10 @@ impl AlertsHandle {
     }
 }
 
-/// Whether `held` already says what a relayed `alert` says: all but the version and the hops
-/// inside our team (two border agents of our team bringing the same alert agree on it).
+/// Whether `held` already says what a relayed `alert` says: all but the version and the
+/// hops inside our team (two border agents of our team bringing the same alert by the same
+/// path agree on it). A relay happens only when a border agent's links bring news, so two
+/// borders bringing it by different paths take turns only as often as that.
 fn relayed_as_given(held: &Alert, alert: &Alert, our_team: &str) -> bool {
     let outside = |a: &Alert| -> Vec<String> {
         let mut path = a.path.clone();

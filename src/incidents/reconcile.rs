@@ -72,6 +72,16 @@ pub fn alert_id(alert: &Alert) -> String {
     )
 }
 
+/// "disk on n2"; another team's alert (one a border agent brought, `team.notify_remote`)
+/// names its team: "disk on n2 (team cabin)".
+fn alert_subject(alert: &Alert) -> String {
+    if alert.path.is_empty() {
+        format!("{} on {}", alert.name, alert.host)
+    } else {
+        format!("{} on {} (team {})", alert.name, alert.host, alert.team)
+    }
+}
+
 /// The commands that bring the ledger in line with what is observed, opened at `now_ms`.
 pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<LedgerCommand> {
     let mut commands = Vec::new();
@@ -115,7 +125,7 @@ pub fn reconcile(observed: &Observed, ledger: &Ledger, now_ms: u64) -> Vec<Ledge
                 ..Incident::new(
                     id.clone(),
                     IncidentKind::AlertFiring,
-                    format!("{} on {}", alert.name, alert.host),
+                    alert_subject(alert),
                     now_ms,
                 )
             }));

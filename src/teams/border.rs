@@ -404,6 +404,7 @@ impl Border {
                     self.rover[index].send_replace(Some(summary));
                     let gone = self.rib.remove_link(&team);
                     self.take_back(gone.iter().map(Alert::key).collect());
+                    self.tell_team_lost(&team);
                 }
                 Phase::Never
                     if now_ms.saturating_sub(self.started_ms) >= self.timeout_ms
@@ -425,6 +426,31 @@ impl Border {
         self.advertise(table, now_ms);
     }
 
+    /// Tells every other link that carried alerts of `team` that they are gone, in one
+    /// RemoveTeamAlerts (our team's table follows with the alerts taken back).
+    fn tell_team_lost(&mut self, team: &str) {
+        for index in 0..self.links.len() {
+            let carried: Vec<AlertKey> = self.links[index]
+                .sent
+                .keys()
+                .filter(|k| k.team == team)
+                .cloned()
+                .collect();
+            if carried.is_empty() || self.links[index].conn.is_none() {
+                continue;
+            }
+            for key in &carried {
+                self.links[index].sent.remove(key);
+            }
+            self.push(
+                index,
+                &LinkFrame::RemoveTeamAlerts {
+                    team: team.to_owned(),
+                },
+            );
+        }
+    }
+
     /// Sends a full sync on link `index`.
     fn full_sync(&mut self, index: usize, table: &[Alert]) {
         self.links[index].sent.clear();
@@ -439,6 +465,24 @@ impl Border {
             }
         }
         self.push(index, &LinkFrame::SyncEnd { count });
+    }
+
+    /// Our team's alert table changed: what the links may carry goes out, and what the RIB
+    /// holds but the team lost (another border agent of ours took it back when its own link
+    /// went) is brought in again.
+    pub fn handle_table(&mut self, table: &[Alert]) {
+        let held: BTreeMap<AlertKey, &Alert> = table.iter().map(|a| (a.key(), a)).collect();
+        let lost: Vec<AlertKey> = self
+            .rib
+            .alerts()
+            .map(Alert::key)
+            .filter(|key| held.get(key).is_none_or(|a| a.state == AlertState::Removed))
+            .filter(|key| !self.relays.contains_key(key))
+            .collect();
+        for key in lost {
+            self.bring_in(&key);
+        }
+        self.send_changes(table);
     }
 
     /// Sends what changed in `table` since the last look on every link that is up.

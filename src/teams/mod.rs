@@ -91,7 +91,7 @@ pub struct LinkStatus {
     pub trusted_send: bool,
     /// Whether an `accept-alerts-from` recommendation is in force for the link.
     pub trusted_accept: bool,
-    /// The link's id, the key trust recommendations name (unpadded URL-safe base64).
+    /// The link's id, the key trust recommendations name (64 hex digits).
     pub link_id: String,
 }
 
@@ -104,10 +104,10 @@ pub fn link_id(key: &ClusterKey) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// [`link_id`] as text (unpadded URL-safe base64, as `trust add` takes it).
+/// [`link_id`] as text: 64 hex digits, as `trust add` takes it (never starting with `-`,
+/// which a command line would read as an option).
 pub fn link_id_text(id: &[u8; 32]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
+    id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A handle to the owner task (absent when the agent has no link).
@@ -267,7 +267,7 @@ async fn run(
             changed = table_rx.changed() => {
                 if changed.is_err() { return; }
                 table = table_rx.borrow_and_update().clone();
-                border.send_changes(&table);
+                border.handle_table(&table);
             }
             _ = tick.tick() => border.handle_tick(&table, unix_ms()),
         }

@@ -5,6 +5,7 @@
 
 pub mod pushover;
 pub mod smtp;
+pub mod teams;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
