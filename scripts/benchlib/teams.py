@@ -115,7 +115,6 @@ class Topology:
                     config += (f'[[team.link]]\nteam = "{peer}"\npeer = "{listen[peer]}"\n'
                                f'key_file = "{key}"\nmode = "{mode}"\n')
                 self.teams[team] = Team(binary, team, size, config, self.dir)
-            self.started = time.monotonic()
             for team in self.teams.values():
                 if team.wait_up(60) is None:
                     raise SystemExit(f"team {team.team}: agents did not come up\n" + self.tails())
