@@ -23,7 +23,7 @@ Teams, border links between clusters (only when asked; see benchlib/teams.py):
                pairwise, direct), the chain a-b-c (direct, then transit) and the diamond; and
                kill -9 of team b's border until every host of team a lists the ROVER alert
                team-link/b firing (teams a, b of 2, direct; link_timeout 15 s, then 3 s; 3 runs
-               each, --quick: 1). About 4 minutes.
+               each, --quick: 1). About 80 s.
 The membership simulation at 1 000 and 10 000 nodes (sim; --quick: 1 000):
   periods until all know of a join and a death, traffic per node per period, next to theory
 
