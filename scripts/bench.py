@@ -15,6 +15,15 @@ The ledger (only when asked; see benchlib/ledger.py):
   ledger       data dir size after 100, 1 000 and 10 000 alerts raised and cleared, and after
                incidents.retention (--ledger-minutes bounds the run)
   engine_idle  CPU of 3 idle agents with an exec channel over the window
+Teams, border links between clusters (only when asked; see benchlib/teams.py):
+  teams        a diamond of transit links a-b, a-c, b-d, c-d (2 agents a team, d 3): seconds
+               from `alert raise` on a2 until every host of d lists it (5 alerts, each run and
+               the median); UpdateAlert frames per alert on every link end (`updates_in` of GET
+               /v1/teams, before and after 5 alerts raised on a2) in figure 3 (a, b, c linked
+               pairwise, direct), the chain a-b-c (direct, then transit) and the diamond; and
+               kill -9 of team b's border until every host of team a lists the ROVER alert
+               team-link/b firing (teams a, b of 2, direct; link_timeout 15 s, then 3 s; 3 runs
+               each, --quick: 1). About 80 s.
 The membership simulation at 1 000 and 10 000 nodes (sim; --quick: 1 000):
   periods until all know of a join and a death, traffic per node per period, next to theory
 
@@ -25,13 +34,14 @@ again on new ports; every wait is bounded.
 import argparse, json, os, subprocess, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import ledger, rover_only, side_by_side  # noqa: E402
+from benchlib import ledger, rover_only, side_by_side, teams  # noqa: E402
 from benchlib.common import ROOT, Output, stop_on_exit, versions  # noqa: E402
 
-SCENARIOS = ["join", "failure", "dissemination", "idle", "leader", "notify", "sim", "ledger", "engine_idle"]
+SCENARIOS = ["join", "failure", "dissemination", "idle", "leader", "notify", "sim", "ledger", "engine_idle",
+             "teams"]
 # Only run when named: notify is measured side by side with Serf handlers by bench-notify.sh;
-# the ledger scenarios measure rover-agent's storage and engine alone.
-ON_REQUEST = {"notify", "ledger", "engine_idle"}
+# the ledger scenarios measure rover-agent's storage and engine alone, teams its border links.
+ON_REQUEST = {"notify", "ledger", "engine_idle", "teams"}
 
 
 def simulation(out, target, quick):
@@ -99,6 +109,8 @@ def main():
         ledger.ledger_size(out, args.binary, args.ledger_minutes, not args.no_retention)
     if "engine_idle" in chosen:
         ledger.engine_idle(out, args.binary, window)
+    if "teams" in chosen:
+        teams.teams(out, args.binary, args.quick)
     if "sim" in chosen:
         simulation(out, target, args.quick)
     table = out.table()

@@ -9,4 +9,6 @@ Modules:
   side_by_side  join convergence, failure detection, dissemination, idle cost: both tools
   rover_only    leader failover, minority fallback, kill-to-email: rover-agent alone
   notify_compare  notification scenarios counted for rover-agent and Serf handlers
+  teams         teams linked by border agents: alert times, UpdateAlert frames per alert per
+                link, link cut to the ROVER alert team-link/<team>
 """
