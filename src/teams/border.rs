@@ -296,8 +296,7 @@ impl Border {
             LinkFrame::SyncStart => self.rib.sync_started(&team),
             LinkFrame::SyncEnd { .. } => {
                 link.synced = true;
-                let gone = self.rib.sync_finished(&team);
-                self.take_back(gone.iter().map(Alert::key).collect());
+                self.drop_paths(&team, |rib| rib.sync_finished(&team));
                 self.rover[index].send_replace(None);
             }
             LinkFrame::UpdateAlert(alert) => {
@@ -333,8 +332,7 @@ impl Border {
                 }
             }
             LinkFrame::RemoveTeamAlerts { team: gone } => {
-                let keys = self.rib.remove_team(&team, &gone);
-                self.take_back(keys.iter().map(Alert::key).collect());
+                self.drop_paths(&team, |rib| rib.remove_team(&team, &gone));
             }
         }
     }
@@ -356,6 +354,19 @@ impl Border {
             }
             self.relays.insert(key.clone(), alert);
         }
+    }
+
+    /// Runs a RIB operation that drops paths of link `team`: what is gone is taken back, what
+    /// another link still carries is brought in again with the path it has now.
+    fn drop_paths(&mut self, team: &str, drop: impl FnOnce(&mut Rib) -> Vec<Alert>) {
+        let before = self.rib.carried_by(team);
+        let gone: BTreeSet<AlertKey> = drop(&mut self.rib).iter().map(Alert::key).collect();
+        for key in before {
+            if !gone.contains(&key) && self.rib.get(&key).is_some() {
+                self.bring_in(&key);
+            }
+        }
+        self.take_back(gone.into_iter().collect());
     }
 
     /// Queues the removal of alerts the RIB no longer holds (relayed as removed).
@@ -402,8 +413,7 @@ impl Border {
                     );
                     let team = link.config.team.clone();
                     self.rover[index].send_replace(Some(summary));
-                    let gone = self.rib.remove_link(&team);
-                    self.take_back(gone.iter().map(Alert::key).collect());
+                    self.drop_paths(&team, |rib| rib.remove_link(&team));
                     self.tell_team_lost(&team);
                 }
                 Phase::Never

@@ -113,6 +113,14 @@ impl Rib {
             .map(|(link, path)| (link.as_str(), path.as_slice()))
     }
 
+    /// The alerts `link` carries.
+    pub fn carried_by(&self, link: &str) -> Vec<AlertKey> {
+        self.by_link
+            .get(link)
+            .map(|keys| keys.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// How many alerts `link` carries.
     pub fn count_from(&self, link: &str) -> usize {
         self.by_link.get(link).map_or(0, BTreeSet::len)
