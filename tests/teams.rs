@@ -489,3 +489,129 @@ fn two_border_agents_per_team_keep_one_copy_and_the_alerts_survive_losing_one() 
         a.alerts_on(1)
     );
 }
+
+#[test]
+fn an_agent_of_another_team_holding_our_key_is_refused_and_told_about() {
+    let mut cluster = common::Cluster::new();
+    cluster.add_agent_called("h1", &["--team".into(), "home".into()]);
+    // Same key, another team, joining h1.
+    cluster.add_agent_called("c1", &["--team".into(), "cabin".into()]);
+    let refused = |i: usize| {
+        cluster.agents[i]
+            .info()
+            .and_then(|info| info["counters"]["dropped_other_team"].as_u64())
+            .unwrap_or(0)
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || refused(0) > 0).is_some(),
+        "h1 did not refuse c1: {:?}",
+        cluster.agents[0].info()
+    );
+    assert!(cluster.agents[0]
+        .log()
+        .contains("refused an agent of another team that holds our cluster key"));
+    // Neither lists the other.
+    assert!(cluster.agents[0].members().iter().all(|m| m.name != "c1"));
+    assert!(cluster.agents[1].members().iter().all(|m| m.name != "h1"));
+}
+
+#[test]
+fn team_link_add_writes_the_link_and_both_records_and_remove_takes_them_back() {
+    let mut cluster = common::Cluster::new();
+    cluster.add_agent_called("h1", &["--team".into(), "home".into()]);
+    let agent = &cluster.agents[0];
+    let key = cluster.dir.path().join("home-cabin.key");
+    write_new_key(&key);
+    let config = cluster.dir.path().join("border.toml");
+    std::fs::write(&config, "[node]\ntags = { site = \"home\" }\n").unwrap();
+    let (config_s, key_s) = (config.to_str().unwrap(), key.to_str().unwrap());
+    let out = agent.cli(&[
+        "team",
+        "link",
+        "add",
+        "cabin",
+        "--peer",
+        "127.0.0.1:7912",
+        "--key-file",
+        key_s,
+        "--config",
+        config_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("[[team.link]]\nteam = \"cabin\"\npeer = \"127.0.0.1:7912\""),
+        "{text}"
+    );
+    assert!(
+        text.starts_with("[node]"),
+        "the file's own settings are kept: {text}"
+    );
+    let trust = agent.cli(&["trust", "list"]);
+    let listed = String::from_utf8_lossy(&trust.stdout);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("cabin ") && l.contains("accept-alerts-from,send-alerts-to")),
+        "{listed}"
+    );
+    // The file is a config the agent takes.
+    rover_agent::config::Layer::from_toml(&text, &config).unwrap();
+    let out = agent.cli(&[
+        "team",
+        "link",
+        "remove",
+        "cabin",
+        "--key-file",
+        key_s,
+        "--config",
+        config_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(!text.contains("team.link"), "{text}");
+    assert!(text.contains("site = \"home\""), "{text}");
+    let trust = agent.cli(&["trust", "list"]);
+    assert!(
+        !String::from_utf8_lossy(&trust.stdout).contains("cabin "),
+        "{}",
+        String::from_utf8_lossy(&trust.stdout)
+    );
+    // Bad usage: a mode that does not exist, a missing key file.
+    for args in [
+        vec![
+            "team",
+            "link",
+            "add",
+            "cabin",
+            "--peer",
+            "127.0.0.1:7912",
+            "--key-file",
+            key_s,
+            "--mode",
+            "mesh",
+        ],
+        vec![
+            "team",
+            "link",
+            "add",
+            "cabin",
+            "--peer",
+            "127.0.0.1:7912",
+            "--key-file",
+            "/nonexistent.key",
+        ],
+    ] {
+        let out = agent.cli(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+}

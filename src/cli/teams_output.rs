@@ -66,7 +66,10 @@ pub fn links_table(links: &[LinkStatus]) -> String {
         &rows,
     );
     for l in links {
-        out.push_str(&format!("link id of {}: {}\n", l.team, l.link_id));
+        out.push_str(&format!(
+            "link id of {}: {} (in `trust list`: {})\n",
+            l.team, l.link_id, l.link_id_base64
+        ));
     }
     out
 }

@@ -614,6 +614,10 @@ impl Border {
                 trusted_send: self.trust.send.contains(&link.id),
                 trusted_accept: self.trust.accept.contains(&link.id),
                 link_id: super::link_id_text(&link.id),
+                link_id_base64: {
+                    use base64::Engine;
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(link.id)
+                },
             })
             .collect()
     }

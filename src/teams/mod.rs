@@ -93,6 +93,8 @@ pub struct LinkStatus {
     pub trusted_accept: bool,
     /// The link's id, the key trust recommendations name (64 hex digits).
     pub link_id: String,
+    /// The same id as `trust list` shows it (unpadded URL-safe base64).
+    pub link_id_base64: String,
 }
 
 /// The id of a link: trust recommendations name it. Derived from the pairwise key, so both
