@@ -278,38 +278,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
     /// [`Self::receive`] for messages of at most `max` bytes (a longer one ends the
     /// connection with [`StreamError::TooLong`] before it is all read).
     pub async fn receive_at_most(&mut self, max: usize) -> Result<Option<Vec<u8>>, StreamError> {
-        let max = max.min(MAX_MESSAGE);
-        let mut message = Vec::new();
-        loop {
-            let mut len = [0u8; 2];
-            match self.stream.read_exact(&mut len).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && message.is_empty() => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let len = usize::from(u16::from_be_bytes(len));
-            self.frame.resize(len, 0);
-            self.stream.read_exact(&mut self.frame).await?;
-            self.plain.resize(len, 0);
-            let plain_len = self
-                .noise
-                .read_message(&self.frame, &mut self.plain)
-                .map_err(|_| StreamError::Refused)?;
-            let Some((flag, data)) = self.plain[..plain_len].split_first() else {
-                return Err(StreamError::Refused);
-            };
-            if message.len() + data.len() > max {
-                return Err(StreamError::TooLong(message.len() + data.len()));
-            }
-            message.extend_from_slice(data);
-            match *flag {
-                LAST_CHUNK => return Ok(Some(message)),
-                MORE_CHUNKS => {}
-                _ => return Err(StreamError::Refused),
-            }
-        }
+        let noise = &mut self.noise;
+        read_message(
+            &mut self.stream,
+            &mut self.frame,
+            &mut self.plain,
+            max,
+            |f, p| noise.read_message(f, p).map_err(|_| StreamError::Refused),
+        )
+        .await
     }
 }
 
@@ -356,40 +333,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SealedStream<S> {
 impl<R: AsyncRead + Unpin> SealedReader<R> {
     /// As [`SealedStream::receive_at_most`].
     pub async fn receive_at_most(&mut self, max: usize) -> Result<Option<Vec<u8>>, StreamError> {
-        let max = max.min(MAX_MESSAGE);
-        let mut message = Vec::new();
-        loop {
-            let mut len = [0u8; 2];
-            match self.stream.read_exact(&mut len).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && message.is_empty() => {
-                    return Ok(None)
-                }
-                Err(e) => return Err(e.into()),
-            }
-            let len = usize::from(u16::from_be_bytes(len));
-            self.frame.resize(len, 0);
-            self.stream.read_exact(&mut self.frame).await?;
-            self.plain.resize(len, 0);
-            let plain_len = {
-                let mut noise = self.noise.lock().map_err(|_| StreamError::Refused)?;
-                noise
-                    .read_message(&self.frame, &mut self.plain)
-                    .map_err(|_| StreamError::Refused)?
-            };
-            let Some((flag, data)) = self.plain[..plain_len].split_first() else {
-                return Err(StreamError::Refused);
-            };
-            if message.len() + data.len() > max {
-                return Err(StreamError::TooLong(message.len() + data.len()));
-            }
-            message.extend_from_slice(data);
-            match *flag {
-                LAST_CHUNK => return Ok(Some(message)),
-                MORE_CHUNKS => {}
-                _ => return Err(StreamError::Refused),
-            }
-        }
+        let noise = &self.noise;
+        read_message(
+            &mut self.stream,
+            &mut self.frame,
+            &mut self.plain,
+            max,
+            |f, p| {
+                let mut noise = noise.lock().map_err(|_| StreamError::Refused)?;
+                noise.read_message(f, p).map_err(|_| StreamError::Refused)
+            },
+        )
+        .await
     }
 }
 
@@ -410,6 +365,46 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
         Ok(out.len())
+    }
+}
+
+/// Reads one message of at most `max` bytes (chunk by chunk, each frame opened by `open`);
+/// `Ok(None)` if the peer closed between messages.
+async fn read_message<R: AsyncRead + Unpin>(
+    stream: &mut R,
+    frame: &mut Vec<u8>,
+    plain: &mut Vec<u8>,
+    max: usize,
+    mut open: impl FnMut(&[u8], &mut [u8]) -> Result<usize, StreamError>,
+) -> Result<Option<Vec<u8>>, StreamError> {
+    let max = max.min(MAX_MESSAGE);
+    let mut message = Vec::new();
+    loop {
+        let mut len = [0u8; 2];
+        match stream.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && message.is_empty() => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let len = usize::from(u16::from_be_bytes(len));
+        frame.resize(len, 0);
+        stream.read_exact(frame).await?;
+        plain.resize(len, 0);
+        let plain_len = open(frame, plain)?;
+        let Some((flag, data)) = plain[..plain_len].split_first() else {
+            return Err(StreamError::Refused);
+        };
+        if message.len() + data.len() > max {
+            return Err(StreamError::TooLong(message.len() + data.len()));
+        }
+        message.extend_from_slice(data);
+        match *flag {
+            LAST_CHUNK => return Ok(Some(message)),
+            MORE_CHUNKS => {}
+            _ => return Err(StreamError::Refused),
+        }
     }
 }
 

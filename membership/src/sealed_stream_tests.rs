@@ -225,3 +225,25 @@ async fn every_key_of_the_keyring_opens_connections_during_a_rotation() {
     let (client, server) = pair(&ring(2), &installed).await;
     assert!(client.is_ok() && server.is_ok());
 }
+
+#[tokio::test]
+async fn split_halves_send_and_receive_at_once_and_keep_the_counters_in_step() {
+    let (client, server) = pair(&ring(3), &ring(3)).await;
+    let (mut client, server) = (client.unwrap(), server.unwrap());
+    assert_eq!(server.key_id(), key(3).id());
+    let (mut reader, mut writer) = server.into_split();
+    let echo = tokio::spawn(async move {
+        while let Some(message) = reader.receive_at_most(1 << 16).await.unwrap() {
+            writer.send(&message).await.unwrap();
+        }
+    });
+    for size in [0, 1, 70_000 / 2, 65_000] {
+        let message = vec![7u8; size];
+        client.send(&message).await.unwrap();
+        assert_eq!(client.receive().await.unwrap(), Some(message));
+    }
+    // More than the reader takes ends the connection before it is all read.
+    client.send(&vec![1u8; (1 << 16) + 1]).await.unwrap();
+    drop(client);
+    assert!(echo.await.is_err(), "the reader took an over-long message");
+}
