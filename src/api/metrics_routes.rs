@@ -547,6 +547,14 @@ async fn team_links(state: &ApiState, text: &mut Exposition) {
         }
     }
     text.family(
+        "rover_team_link_refused_total",
+        "counter",
+        "Connections to the link port refused before a link could be named (unknown key, limits, slow handshake), by reason.",
+    );
+    for (reason, n) in state.teams.refusals().await {
+        text.sample("rover_team_link_refused_total", &[("reason", &reason)], n);
+    }
+    text.family(
         "rover_team_link_dropped_total",
         "counter",
         "Frames and connections of the border link refused, by reason.",

@@ -98,6 +98,9 @@ pub struct InfoResponse {
     /// This agent's border links to other teams (empty when it has none).
     #[serde(default)]
     pub team_links: Vec<crate::teams::LinkStatus>,
+    /// Connections to the link port refused before a link could be named, by reason.
+    #[serde(default)]
+    pub team_link_refused: std::collections::BTreeMap<String, u64>,
 }
 
 /// Whether the agent's storage takes writes, as `info` shows it.

@@ -302,6 +302,7 @@ pub async fn info_of(state: &ApiState) -> Result<InfoResponse, String> {
         records: state.grid.grid.counters().await.ok(),
         events: state.events.counts().await.ok(),
         team_links: state.teams.status().await,
+        team_link_refused: state.teams.refusals().await,
     })
 }
 

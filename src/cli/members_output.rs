@@ -162,6 +162,16 @@ pub(super) fn print_info(format: Format, info: &InfoResponse) -> Result<()> {
     if let Some(events) = &info.events {
         rows.push(vec!["events".into(), events_line(events)]);
     }
+    if !info.team_link_refused.is_empty() {
+        rows.push(vec![
+            "team link port".into(),
+            info.team_link_refused
+                .iter()
+                .map(|(reason, n)| format!("{n} refused ({reason})"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
     for link in &info.team_links {
         rows.push(vec![
             format!("team link {}", link.team),

@@ -75,6 +75,8 @@ pub enum Input {
     LinkState(wire::LinkStateAd),
     /// The API asks for every link's state.
     Status(oneshot::Sender<Vec<LinkStatus>>),
+    /// The API asks for the refusals no link could be named for.
+    Refusals(oneshot::Sender<BTreeMap<String, u64>>),
 }
 
 /// Whether a link is up.
@@ -233,6 +235,14 @@ impl Border {
             Input::LinkState(ad) => self.learn(ad, None, table),
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
+            }
+            Input::Refusals(reply) => {
+                let _ = reply.send(
+                    self.refused
+                        .iter()
+                        .map(|(reason, n)| ((*reason).to_owned(), *n))
+                        .collect(),
+                );
             }
         }
     }
@@ -620,10 +630,5 @@ impl Border {
                 },
             })
             .collect()
-    }
-
-    /// Refusals that no link could be named for.
-    pub fn unattributed_refusals(&self) -> &BTreeMap<&'static str, u64> {
-        &self.refused
     }
 }

@@ -119,6 +119,19 @@ pub struct TeamsHandle {
 }
 
 impl TeamsHandle {
+    /// Connections to the link port refused before any link could be named (a key no link
+    /// holds, over the limits, a handshake too slow), by reason.
+    pub async fn refusals(&self) -> std::collections::BTreeMap<String, u64> {
+        let Some(inputs) = &self.inputs else {
+            return Default::default();
+        };
+        let (tx, rx) = oneshot::channel();
+        if inputs.send(Input::Refusals(tx)).await.is_err() {
+            return Default::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
     /// A link-state advertisement heard by gossip (dropped when checked bad, or when the
     /// owner is busy: the next refresh repeats it).
     pub fn offer_link_state(&self, payload: &[u8]) {
