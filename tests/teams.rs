@@ -585,33 +585,125 @@ fn team_link_add_writes_the_link_and_both_records_and_remove_takes_them_back() {
         "{}",
         String::from_utf8_lossy(&trust.stdout)
     );
-    // Bad usage: a mode that does not exist, a missing key file.
-    for args in [
-        vec![
-            "team",
-            "link",
-            "add",
-            "cabin",
-            "--peer",
-            "127.0.0.1:7912",
-            "--key-file",
-            key_s,
-            "--mode",
-            "mesh",
-        ],
-        vec![
-            "team",
-            "link",
-            "add",
-            "cabin",
-            "--peer",
-            "127.0.0.1:7912",
-            "--key-file",
-            "/nonexistent.key",
-        ],
-    ] {
-        let out = agent.cli(&args);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    // Bad usage exits 2 and signs nothing; a config file that cannot be written exits 1 and
+    // signs nothing either.
+    let peer = "127.0.0.1:7912";
+    let cases: Vec<(Vec<&str>, i32)> = vec![
+        (
+            vec![
+                "cabin",
+                "--peer",
+                peer,
+                "--key-file",
+                key_s,
+                "--mode",
+                "mesh",
+            ],
+            2,
+        ),
+        (
+            vec!["cabin", "--peer", peer, "--key-file", "/nonexistent.key"],
+            2,
+        ),
+        (vec!["home", "--peer", peer, "--key-file", key_s], 2),
+        (vec!["bad name!", "--peer", peer, "--key-file", key_s], 2),
+        (vec!["", "--peer", peer, "--key-file", key_s], 2),
+        (vec!["cabin", "--peer", "nohost", "--key-file", key_s], 2),
+        (
+            vec!["cabin", "--peer", "127.0.0.1:0", "--key-file", key_s],
+            2,
+        ),
+        (
+            vec!["cabin", "--peer", "127.0.0.1:70000", "--key-file", key_s],
+            2,
+        ),
+        (
+            vec![
+                "cabin",
+                "--peer",
+                peer,
+                "--key-file",
+                key_s,
+                "--config",
+                "/nonexistent/x.toml",
+            ],
+            1,
+        ),
+    ];
+    for (args, code) in cases {
+        let mut all = vec!["team", "link", "add"];
+        all.extend(args.iter());
+        let out = agent.cli(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let trust = agent.cli(&["trust", "list"]);
+        assert!(
+            !String::from_utf8_lossy(&trust.stdout).contains("cabin "),
+            "{args:?} signed a recommendation"
+        );
     }
+    // Twice into one file: the second is refused.
+    let add = [
+        "team",
+        "link",
+        "add",
+        "cabin",
+        "--peer",
+        peer,
+        "--key-file",
+        key_s,
+        "--config",
+        config_s,
+    ];
+    assert!(agent.cli(&add).status.success());
+    assert_eq!(agent.cli(&add).status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .matches("[[team.link]]")
+            .count(),
+        1
+    );
+    // A closed stdout is no panic.
+    let piped = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "{} team link remove cabin --key-file {key_s} --config {config_s} --api {} --data-dir {} | true; echo \"rc=${{PIPESTATUS[0]}}\"",
+            common::binary(),
+            agent.api,
+            agent.data_dir.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("panicked"),
+        "{}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    // A typo'd config file: refused before the recommendation is withdrawn.
+    assert!(
+        agent.cli(&add).status.success(),
+        "the link was not taken out by the piped remove"
+    );
+    let typo = cluster.dir.path().join("border.tom");
+    let out = agent.cli(&[
+        "team",
+        "link",
+        "remove",
+        "cabin",
+        "--key-file",
+        key_s,
+        "--config",
+        typo.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let trust = agent.cli(&["trust", "list"]);
+    assert!(
+        String::from_utf8_lossy(&trust.stdout).contains("cabin "),
+        "withdrawn despite the typo"
+    );
 }

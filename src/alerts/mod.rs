@@ -63,6 +63,10 @@ pub enum AlertInput {
     /// [`AlertState::Removed`]). It gets a version above every copy our team holds and is
     /// gossiped; nothing happens if our team already holds it as given.
     Relay(Alert),
+    /// A member of our team failed or left: the other teams' alerts it brought (the last hop
+    /// of their path) are taken back here, as removed one version up, so the anti-entropy
+    /// sync spreads it; a border agent of ours that still brings one brings it in again.
+    RelayerGone(String),
     /// Every alert.
     List(oneshot::Sender<Vec<Alert>>),
     /// Our digest.
@@ -310,6 +314,7 @@ impl AlertsTask {
                 }
             }
             AlertInput::Relay(alert) => self.relay(alert).await,
+            AlertInput::RelayerGone(host) => self.relayer_gone(&host),
             AlertInput::List(reply) => {
                 let _ = reply.send(self.table.all().cloned().collect());
             }
@@ -398,6 +403,39 @@ impl AlertsTask {
             tracing::debug!(alert = %alert.key(), version = alert.version, via, "alert updated");
         }
         self.record(&alert, applied);
+    }
+
+    /// See [`AlertInput::RelayerGone`].
+    fn relayer_gone(&mut self, host: &str) {
+        let hop = format!("{}/{host}", self.context.team);
+        let brought: Vec<Alert> = self
+            .table
+            .all()
+            .filter(|a| a.team != self.context.team && a.state != AlertState::Removed)
+            .filter(|a| a.path.last() == Some(&hop))
+            .cloned()
+            .collect();
+        if !brought.is_empty() {
+            tracing::info!(
+                border = host,
+                alerts = brought.len(),
+                "another team's alerts taken back: the border agent that brought them is gone"
+            );
+        }
+        for alert in brought {
+            let removed = Alert {
+                state: AlertState::Removed,
+                version: alert.version + 1,
+                ..alert
+            };
+            self.table.apply(removed.clone());
+            self.record(
+                &removed,
+                Applied::Updated {
+                    state_changed: true,
+                },
+            );
+        }
     }
 
     /// See [`AlertInput::Relay`].

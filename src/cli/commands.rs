@@ -308,6 +308,15 @@ async fn run_client(cli: &Cli) -> Result<()> {
             }
         }
         Command::Alerts { ref team } => {
+            if let Some(team) = team
+                .as_deref()
+                .filter(|t| !crate::teams::hop::is_valid_name(t))
+            {
+                return Err(super::grid_commands::UsageError(format!(
+                    "--team {team:?}: use 1 to 128 letters, digits, '-', '_' or '.'"
+                ))
+                .into());
+            }
             let mut alerts: Vec<Alert> = client.get("/v1/alerts").await?;
             if let Some(team) = team {
                 alerts.retain(|a| &a.team == team);

@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
+use super::commands::write_text;
+use super::grid_commands::UsageError;
 use crate::api::client::ApiClient;
 use crate::api::grid_routes::TrustRequest;
+use crate::api::InfoResponse;
 use crate::grid::services::RecordView;
+use crate::teams::hop::is_valid_name;
 use crate::teams::wire::LinkMode;
 
 /// `team` subcommands.
@@ -34,8 +38,8 @@ pub enum LinkCommand {
         #[arg(long, value_name = "FILE")]
         key_file: PathBuf,
         /// direct (default, private) or transit (both ends must say it).
-        #[arg(long, default_value = "direct")]
-        mode: String,
+        #[arg(long, default_value = "direct", value_parser = parse_mode)]
+        mode: LinkMode,
         /// The agent's config file to append the link to (then restart the agent).
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
@@ -54,7 +58,8 @@ pub enum LinkCommand {
     },
 }
 
-/// Runs `team ...`.
+/// Runs `team ...`: everything is checked (names, the peer, the key file, the config file)
+/// before a recommendation is signed, so a refused command changes nothing.
 pub async fn team(client: &ApiClient, command: &TeamCommand) -> Result<()> {
     let TeamCommand::Link(command) = command;
     match command {
@@ -65,112 +70,191 @@ pub async fn team(client: &ApiClient, command: &TeamCommand) -> Result<()> {
             mode,
             config,
         } => {
-            let mode: LinkMode = mode.parse().map_err(|e| anyhow::anyhow!("--mode: {e}"))?;
+            check_team(team)?;
+            crate::config::teams::check_peer(peer)
+                .map_err(|e| UsageError(format!("--peer {peer:?}: {e}")))?;
             let id = link_id_of(key_file)?;
+            let info: InfoResponse = client.get("/v1/info").await?;
+            if &info.team == team {
+                return Err(UsageError(format!(
+                    "{team:?} is this agent's own team: a link joins two different teams"
+                ))
+                .into());
+            }
+            let key_path = std::fs::canonicalize(key_file).unwrap_or_else(|_| key_file.clone());
+            let snippet = format!(
+                "\n# link to team {team} (link id {id})\n[[team.link]]\nteam = \"{team}\"\npeer = \"{peer}\"\nkey_file = \"{}\"\nmode = \"{mode}\"\n",
+                key_path.display()
+            );
+            let updated = match config {
+                Some(path) => Some(with_link(path, team, &snippet)?),
+                None => None,
+            };
             let body = TrustRequest {
                 who: id.clone(),
                 petname: Some(team.clone()),
                 what: vec!["send-alerts-to".into(), "accept-alerts-from".into()],
             };
             let record: RecordView = client.post("/v1/trust/add", &body).await?;
-            println!("{} (seqnum {})", record.content, record.seqnum);
-            let key_path = std::fs::canonicalize(key_file).unwrap_or_else(|_| key_file.clone());
-            let snippet = format!(
-                "\n# link to team {team} (link id {id})\n[[team.link]]\nteam = \"{team}\"\npeer = \"{peer}\"\nkey_file = \"{}\"\nmode = \"{mode}\"\n",
-                key_path.display()
-            );
-            match config {
-                Some(path) => {
-                    append(path, &snippet)?;
-                    println!(
-                        "link to {team} written to {}: restart the agent to open it",
+            // Every change is made before anything is printed (a closed stdout ends us).
+            let written = match (config, updated) {
+                (Some(path), Some(text)) => {
+                    write_file(path, &text)?;
+                    format!(
+                        "link to {team} written to {}: restart the agent to open it\n",
                         path.display()
-                    );
+                    )
                 }
-                None => print!("{snippet}"),
-            }
+                _ => snippet,
+            };
+            write_text(&format!(
+                "{} (seqnum {})\n{written}",
+                record.content, record.seqnum
+            ));
         }
         LinkCommand::Remove {
             team,
             key_file,
             config,
         } => {
+            check_team(team)?;
             let id = link_id_of(key_file)?;
+            let updated = match config {
+                Some(path) => Some(without_link(path, team)?),
+                None => None,
+            };
             let body = TrustRequest {
                 who: id,
                 petname: None,
                 what: Vec::new(),
             };
-            let record: RecordView = client.post("/v1/trust/remove", &body).await?;
-            println!("{} (seqnum {})", record.content, record.seqnum);
-            if let Some(path) = config {
-                if remove_link(path, team)? {
-                    println!(
-                        "link to {team} taken out of {}: restart the agent",
-                        path.display()
-                    );
-                } else {
-                    println!("{} has no [[team.link]] to {team}", path.display());
+            let said = match client
+                .post::<_, RecordView>("/v1/trust/remove", &body)
+                .await
+            {
+                Ok(record) => format!("{} (seqnum {})\n", record.content, record.seqnum),
+                // Already withdrawn (an earlier try): the config file is still put right.
+                Err(e) if updated.is_some() && e.to_string().contains("recommends nothing") => {
+                    format!("no recommendation about the link to {team} was in force\n")
                 }
-            }
+                Err(e) => return Err(e),
+            };
+            // Every change is made before anything is printed (a closed stdout ends us).
+            let written = match (config, updated) {
+                (Some(path), Some(text)) => {
+                    write_file(path, &text)?;
+                    format!(
+                        "link to {team} taken out of {}: restart the agent\n",
+                        path.display()
+                    )
+                }
+                _ => String::new(),
+            };
+            write_text(&format!("{said}{written}"));
         }
     }
     Ok(())
 }
 
+fn parse_mode(text: &str) -> Result<LinkMode, String> {
+    text.parse()
+        .map_err(|_| format!("{text:?}: expected direct or transit"))
+}
+
+fn check_team(team: &str) -> Result<()> {
+    if is_valid_name(team) {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "team {team:?}: use 1 to 128 letters, digits, '-', '_' or '.'"
+        ))
+        .into())
+    }
+}
+
 fn link_id_of(key_file: &Path) -> Result<String> {
-    let key = crate::data_dir::read_key_file(key_file)?;
+    let key = crate::data_dir::read_key_file(key_file)
+        .map_err(|e| UsageError(format!("--key-file: {e:#}")))?;
     Ok(crate::teams::link_id_text(&crate::teams::link_id(&key)))
 }
 
-fn append(path: &Path, snippet: &str) -> Result<()> {
-    let mut text = match std::fs::read_to_string(path) {
+/// The config file with `snippet` added; refused if it already links to `team`.
+fn with_link(path: &Path, team: &str, snippet: &str) -> Result<String> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                bail!(
+                    "cannot write {}: its directory does not exist",
+                    path.display()
+                );
+            }
+            String::new()
+        }
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
-    check_toml(&format!("{text}{snippet}"), path)?;
-    text.push_str(snippet);
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    check_toml(&text, path)?;
+    if link_tables(&text).iter().any(|(t, _)| t == team) {
+        return Err(UsageError(format!(
+            "{} already has a [[team.link]] to team {team}",
+            path.display()
+        ))
+        .into());
+    }
+    let updated = format!("{text}{snippet}");
+    check_toml(&updated, path)?;
+    Ok(updated)
 }
 
-/// Takes out the `[[team.link]]` table whose `team` is `team` (and the comment line
-/// `team link add` wrote above it); whether there was one.
-fn remove_link(path: &Path, team: &str) -> Result<bool> {
+/// The config file without its `[[team.link]]` to `team` (and the comment line `team link
+/// add` wrote above it); refused if it has none.
+fn without_link(path: &Path, team: &str) -> Result<String> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    check_toml(&text, path)?;
     let lines: Vec<&str> = text.lines().collect();
-    let mut out: Vec<&str> = Vec::with_capacity(lines.len());
-    let mut removed = false;
-    let mut i = 0;
-    while i < lines.len() {
-        if lines[i].trim() == "[[team.link]]" {
-            let end = (i + 1..lines.len())
-                .find(|&j| lines[j].trim_start().starts_with('['))
-                .unwrap_or(lines.len());
-            let names_team = lines[i + 1..end].iter().any(|l| {
-                l.split_once('=')
-                    .is_some_and(|(k, v)| k.trim() == "team" && v.trim().trim_matches('"') == team)
-            });
-            if names_team {
-                if out.last().is_some_and(|l| l.starts_with("# link to team")) {
-                    out.pop();
-                }
-                removed = true;
-                i = end;
-                continue;
-            }
+    let Some(&(_, (start, end))) = link_tables(&text).iter().find(|(t, _)| t == team) else {
+        bail!("{} has no [[team.link]] to team {team}", path.display());
+    };
+    let start = if start > 0 && lines[start - 1].starts_with("# link to team") {
+        start - 1
+    } else {
+        start
+    };
+    let mut kept: Vec<&str> = lines[..start].to_vec();
+    kept.extend_from_slice(&lines[end..]);
+    let mut updated = kept.join("\n");
+    updated.push('\n');
+    check_toml(&updated, path)?;
+    Ok(updated)
+}
+
+/// Each `[[team.link]]` of `text`: its team and its lines (first, one past the last).
+fn link_tables(text: &str) -> Vec<(String, (usize, usize))> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim() != "[[team.link]]" {
+            continue;
         }
-        out.push(lines[i]);
-        i += 1;
+        let end = (i + 1..lines.len())
+            .find(|&j| lines[j].trim_start().starts_with('['))
+            .unwrap_or(lines.len());
+        let team = lines[i + 1..end].iter().find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim() == "team")
+                .map(|(_, v)| v.trim().trim_matches('"').to_owned())
+        });
+        if let Some(team) = team {
+            out.push((team, (i, end)));
+        }
     }
-    if removed {
-        let mut text = out.join("\n");
-        text.push('\n');
-        check_toml(&text, path)?;
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(removed)
+    out
+}
+
+fn write_file(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn check_toml(text: &str, path: &Path) -> Result<()> {

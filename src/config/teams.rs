@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rover_membership::ClusterKey;
-use serde::Deserialize;
 
 use super::{ConfigError, Source};
 
@@ -73,23 +72,89 @@ impl Default for TeamsConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[team]` as written, each value checked for its type.
+#[derive(Debug, Default)]
 struct TeamFile {
     link_bind: Option<String>,
     link_timeout: Option<String>,
     notify_remote: Option<bool>,
-    #[serde(default)]
     link: Vec<LinkFile>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One `[[team.link]]` as written.
+#[derive(Debug, Default)]
 struct LinkFile {
     team: Option<String>,
     peer: Option<String>,
     key_file: Option<String>,
     mode: Option<String>,
+}
+
+/// Reads the `[team]` table, naming the key of any unknown key or wrong type.
+fn read_file(table: &toml::Value) -> Result<TeamFile, (String, String)> {
+    let text = |key: &str, value: &toml::Value| -> Result<String, (String, String)> {
+        value.as_str().map(str::to_owned).ok_or_else(|| {
+            (
+                key.to_owned(),
+                format!("expected a string, found {}", value.type_str()),
+            )
+        })
+    };
+    let toml::Value::Table(table) = table else {
+        return Err(("team".into(), "expected a table".into()));
+    };
+    let mut file = TeamFile::default();
+    for (key, value) in table {
+        let dotted = format!("team.{key}");
+        match key.as_str() {
+            "link_bind" => file.link_bind = Some(text(&dotted, value)?),
+            "link_timeout" => file.link_timeout = Some(text(&dotted, value)?),
+            "notify_remote" => {
+                file.notify_remote = Some(value.as_bool().ok_or_else(|| {
+                    (
+                        dotted.clone(),
+                        format!("expected true or false, found {}", value.type_str()),
+                    )
+                })?);
+            }
+            "link" => {
+                let links = value
+                    .as_array()
+                    .ok_or_else(|| (dotted.clone(), "expected [[team.link]] tables".to_owned()))?;
+                for (index, entry) in links.iter().enumerate() {
+                    let at = format!("team.link[{}]", index + 1);
+                    let entry = entry
+                        .as_table()
+                        .ok_or_else(|| (at.clone(), "expected a table".to_owned()))?;
+                    let mut link = LinkFile::default();
+                    for (key, value) in entry {
+                        let dotted = format!("{at}.{key}");
+                        let slot = match key.as_str() {
+                            "team" => &mut link.team,
+                            "peer" => &mut link.peer,
+                            "key_file" => &mut link.key_file,
+                            "mode" => &mut link.mode,
+                            _ => {
+                                return Err((
+                                    dotted,
+                                    "unknown key (team, peer, key_file or mode)".into(),
+                                ))
+                            }
+                        };
+                        *slot = Some(text(&dotted, value)?);
+                    }
+                    file.link.push(link);
+                }
+            }
+            _ => {
+                return Err((
+                    dotted,
+                    "unknown key (link_bind, link_timeout, notify_remote or [[team.link]])".into(),
+                ))
+            }
+        }
+    }
+    Ok(file)
 }
 
 /// Resolves the `[team]` table of the config file (`None`: no such section) for an agent of
@@ -104,20 +169,13 @@ pub fn resolve(
         return Ok(TeamsConfig::default());
     };
     let origin = file.map_or(Source::Default, |p| Source::File(p.to_owned()));
-    let parse_error = |message: String| ConfigError::Parse {
-        path: file.map_or_else(|| PathBuf::from("config"), Path::to_owned),
-        message,
-    };
-    let parsed: TeamFile = table
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| parse_error(format!("[team]: {}", e.message())))?;
     let invalid = |key: String, value: Option<String>, problem: String| ConfigError::Channel {
         key,
         value,
         origin: origin.clone(),
         problem,
     };
+    let parsed = read_file(table).map_err(|(key, problem)| invalid(key, None, problem))?;
     let link_timeout = match &parsed.link_timeout {
         None => DEFAULT_LINK_TIMEOUT,
         Some(text) => super::bounded_duration(
@@ -180,6 +238,16 @@ pub fn resolve(
                 ))
             }
         };
+        if let Some(other) = links.iter().find(|l| l.key == key) {
+            return Err(invalid(
+                at("key_file"),
+                Some(key_text),
+                format!(
+                    "the same key as the link to team {} (each link needs a key of its own: `rover-agent keygen`)",
+                    other.team
+                ),
+            ));
+        }
         links.push(LinkConfig {
             team,
             peer,
@@ -208,7 +276,7 @@ pub fn resolve(
 }
 
 /// A peer is `host:port` (an IPv6 host in brackets) with a port from 1 to 65535.
-fn check_peer(peer: &str) -> Result<(), String> {
+pub fn check_peer(peer: &str) -> Result<(), String> {
     let (host, port) = peer
         .rsplit_once(':')
         .ok_or("expected host:port (the other team's link_bind)")?;
@@ -290,5 +358,27 @@ mod tests {
         }
         let err = resolve_text("[team]\nnope = 1\n").unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_type_an_unknown_link_key_or_one_key_for_two_links_names_the_key() {
+        let link = |team: &str| {
+            format!("[[team.link]]\nteam = \"{team}\"\npeer = \"a:1\"\nkey_file = \"b.key\"\n")
+        };
+        for (text, key) in [
+            ("[team]\nlink_timeout = 5\n".to_owned(), "team.link_timeout"),
+            (
+                "[team]\nnotify_remote = \"yes\"\n".to_owned(),
+                "team.notify_remote",
+            ),
+            (format!("{}foo = \"x\"\n", link("b")), "team.link[1].foo"),
+            (
+                format!("{}{}", link("b"), link("c")),
+                "team.link[2].key_file",
+            ),
+        ] {
+            let err = resolve_text(&text).unwrap_err();
+            assert!(err.to_string().starts_with(key), "{text}: {err}");
+        }
     }
 }

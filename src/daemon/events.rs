@@ -60,11 +60,19 @@ impl EventRouter {
             MemberEvent::Failed(m) => {
                 tracing::warn!(member = %m.name, addr = %m.addr, "member failed");
                 self.placement.member_gone(&m.name);
+                let _ = self
+                    .alerts
+                    .send(AlertInput::RelayerGone(m.name.clone()))
+                    .await;
                 self.member_changed(m, "failed")
             }
             MemberEvent::Left(m) => {
                 tracing::info!(member = %m.name, "member left");
                 self.placement.member_gone(&m.name);
+                let _ = self
+                    .alerts
+                    .send(AlertInput::RelayerGone(m.name.clone()))
+                    .await;
                 self.member_changed(m, "left")
             }
             MemberEvent::Rejoined(me) => {

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rover_storage::{Alert, AlertKey, AlertState};
 use tokio::sync::{mpsc, oneshot, watch};
 
+mod outbound;
 mod transit;
 
 use super::link_io::PeerHello;
@@ -90,8 +91,12 @@ enum Phase {
     Lost,
 }
 
-/// What a link wants of its ROVER alert: `Some(summary)` raised, `None` cleared.
-pub type RoverAlertWish = watch::Receiver<Option<String>>;
+/// What a link wants of its ROVER alert: `Some(Some(summary))` raised, `Some(None)` cleared,
+/// `None` not decided yet (at start: the alert stays as stored until the link settles).
+pub type RoverAlertWish = watch::Receiver<Option<Option<String>>>;
+
+/// How often the tick takes back what no link brings any more (table changes do it too).
+const SWEEP_EVERY_MS: u64 = 5_000;
 
 /// One link's state.
 struct Link {
@@ -123,8 +128,10 @@ pub struct Border {
     started_ms: u64,
     /// Alerts to relay into our team, by key (the latest wins), drained without waiting.
     relays: BTreeMap<AlertKey, Alert>,
-    /// The ROVER alert each link wants: `Some(summary)` raised, `None` cleared.
-    rover: Vec<watch::Sender<Option<String>>>,
+    /// The ROVER alert each link wants (see [`RoverAlertWish`]).
+    rover: Vec<watch::Sender<Option<Option<String>>>>,
+    /// When the tick last swept.
+    swept_ms: u64,
     /// Refusals whose link is not known (handshakes with unknown keys, limits).
     refused: BTreeMap<&'static str, u64>,
     /// Transit links' link state and routes.
@@ -180,6 +187,7 @@ impl Border {
             rover,
             refused: BTreeMap::new(),
             link_state: transit::LinkState::default(),
+            swept_ms: now_ms,
         };
         (border, connected, rover_rx)
     }
@@ -208,6 +216,7 @@ impl Border {
                     == Some(conn)
                 {
                     self.links[link].heard_ms = now_ms;
+                    self.heard_first(link, table, now_ms);
                     self.frame(link, frame, table);
                 }
             }
@@ -228,10 +237,7 @@ impl Border {
                 Some(l) => *l.dropped.entry(reason).or_default() += 1,
                 None => *self.refused.entry(reason).or_default() += 1,
             },
-            Input::Trust(trust) => {
-                self.trust = trust;
-                self.send_changes(table);
-            }
+            Input::Trust(trust) => self.trust_changed(trust, table),
             Input::LinkState(ad) => self.learn(ad, None, table),
             Input::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -273,19 +279,101 @@ impl Border {
                 return; // dropping `outbox` closes the new connection
             }
         }
-        tracing::info!(team = %link.config.team, peer = %hello.host, mode = %link.config.mode.agreed(hello.mode), "team link up");
+        tracing::debug!(team = %link.config.team, peer = %hello.host, "team link connected");
         link.conn = Some((conn, outbox, dialed));
         link.peer = Some(hello);
-        link.heard_ms = now_ms;
         link.connected.send_replace(true);
-        if link.phase != Phase::Up {
-            link.phase = Phase::Up;
-            link.since_ms = now_ms;
-            link.synced = false;
-        }
-        self.advertise(table, now_ms);
+        let _ = now_ms;
         self.send_link_state(index);
         self.full_sync(index, table);
+    }
+
+    /// A link is up once the peer's first frame after the Hellos arrives (a peer that shakes
+    /// hands and then refuses us never is).
+    fn heard_first(&mut self, index: usize, table: &[Alert], now_ms: u64) {
+        let link = &mut self.links[index];
+        if link.phase == Phase::Up {
+            return;
+        }
+        let mode = link
+            .peer
+            .as_ref()
+            .map_or(LinkMode::Direct, |p| link.config.mode.agreed(p.mode));
+        tracing::info!(team = %link.config.team, %mode, "team link up");
+        link.phase = Phase::Up;
+        link.since_ms = now_ms;
+        link.synced = false;
+        self.advertise(table, now_ms);
+        self.send_link_state(index);
+    }
+
+    /// New trust recommendations: a link no longer accepted gives back what it brought; one
+    /// accepted anew connects again, so the peer's full sync (refused until now) comes again.
+    fn trust_changed(&mut self, trust: Trust, table: &[Alert]) {
+        let old = std::mem::replace(&mut self.trust, trust);
+        for index in 0..self.links.len() {
+            let (id, team) = (self.links[index].id, self.links[index].config.team.clone());
+            let (had, has) = (old.accept.contains(&id), self.trust.accept.contains(&id));
+            if had && !has {
+                self.drop_paths(&team, |rib| rib.remove_link(&team));
+            }
+            if !had && has && self.links[index].conn.is_some() {
+                tracing::info!(%team, "team link accepted anew: connecting again for a full sync");
+                self.close(index);
+            }
+        }
+        self.send_changes(table);
+    }
+
+    /// Closes link `index`'s connection (the dialers open a new one).
+    pub(super) fn close(&mut self, index: usize) {
+        let link = &mut self.links[index];
+        link.conn = None;
+        link.connected.send_replace(false);
+        link.sent.clear();
+    }
+
+    /// Takes back what we brought into our team and no link of ours holds any more, once
+    /// the link it came by has settled (synced since it came up, lost, never up in time, or
+    /// no longer configured): what a restart, a mode change or a removed link left behind.
+    pub(super) fn sweep(&mut self, table: &[Alert], now_ms: u64) {
+        let stale: Vec<AlertKey> = table
+            .iter()
+            .filter(|a| a.team != self.team && a.state != AlertState::Removed)
+            .filter(|a| a.path.last() == Some(&self.hop))
+            .filter(|a| {
+                let key = a.key();
+                self.rib.get(&key).is_none() && !self.relays.contains_key(&key)
+            })
+            .filter(|a| {
+                let via = a
+                    .path
+                    .len()
+                    .checked_sub(2)
+                    .and_then(|i| super::hop::team_of(&a.path[i]));
+                self.settled(via, now_ms)
+            })
+            .map(Alert::key)
+            .collect();
+        if !stale.is_empty() {
+            tracing::info!(
+                alerts = stale.len(),
+                "taking back other teams' alerts no link brings any more"
+            );
+            self.take_back(stale);
+        }
+    }
+
+    fn settled(&self, via: Option<&str>, now_ms: u64) -> bool {
+        let link = via.and_then(|team| self.links.iter().find(|l| l.config.team == team));
+        match link {
+            None => true,
+            Some(link) => match link.phase {
+                Phase::Up => link.synced,
+                Phase::Lost => true,
+                Phase::Never => now_ms.saturating_sub(self.started_ms) >= self.timeout_ms,
+            },
+        }
     }
 
     fn frame(&mut self, index: usize, frame: LinkFrame, table: &[Alert]) {
@@ -307,7 +395,8 @@ impl Border {
             LinkFrame::SyncEnd { .. } => {
                 link.synced = true;
                 self.drop_paths(&team, |rib| rib.sync_finished(&team));
-                self.rover[index].send_replace(None);
+                self.rover[index].send_replace(Some(None));
+                self.sweep(table, rover_membership::runtime::unix_ms());
             }
             LinkFrame::UpdateAlert(alert) => {
                 link.updates_in += 1;
@@ -422,13 +511,13 @@ impl Border {
                         self.timeout_ms / 1000
                     );
                     let team = link.config.team.clone();
-                    self.rover[index].send_replace(Some(summary));
+                    self.rover[index].send_replace(Some(Some(summary)));
                     self.drop_paths(&team, |rib| rib.remove_link(&team));
                     self.tell_team_lost(&team);
                 }
                 Phase::Never
                     if now_ms.saturating_sub(self.started_ms) >= self.timeout_ms
-                        && self.rover[index].borrow().is_none() =>
+                        && !matches!(*self.rover[index].borrow(), Some(Some(_))) =>
                 {
                     let summary = format!(
                         "link to team {} not up since the agent started ({})",
@@ -438,158 +527,16 @@ impl Border {
                             .max_by_key(|(_, n)| **n)
                             .map_or("no answer", |(reason, _)| reason)
                     );
-                    self.rover[index].send_replace(Some(summary));
+                    self.rover[index].send_replace(Some(Some(summary)));
                 }
                 _ => {}
             }
         }
         self.advertise(table, now_ms);
-    }
-
-    /// Tells every other link that carried alerts of `team` that they are gone, in one
-    /// RemoveTeamAlerts (our team's table follows with the alerts taken back).
-    fn tell_team_lost(&mut self, team: &str) {
-        for index in 0..self.links.len() {
-            let carried: Vec<AlertKey> = self.links[index]
-                .sent
-                .keys()
-                .filter(|k| k.team == team)
-                .cloned()
-                .collect();
-            if carried.is_empty() || self.links[index].conn.is_none() {
-                continue;
-            }
-            for key in &carried {
-                self.links[index].sent.remove(key);
-            }
-            self.push(
-                index,
-                &LinkFrame::RemoveTeamAlerts {
-                    team: team.to_owned(),
-                },
-            );
+        if now_ms.saturating_sub(self.swept_ms) >= SWEEP_EVERY_MS {
+            self.swept_ms = now_ms;
+            self.sweep(table, now_ms);
         }
-    }
-
-    /// Sends a full sync on link `index`.
-    fn full_sync(&mut self, index: usize, table: &[Alert]) {
-        self.links[index].sent.clear();
-        if !self.push(index, &LinkFrame::SyncStart) {
-            return;
-        }
-        let wanted = self.wanted(index, table);
-        let count = u32::try_from(wanted.len()).unwrap_or(u32::MAX);
-        for alert in wanted {
-            if !self.send_update(index, alert) {
-                return;
-            }
-        }
-        self.push(index, &LinkFrame::SyncEnd { count });
-    }
-
-    /// Our team's alert table changed: what the links may carry goes out, and what the RIB
-    /// holds but the team lost (another border agent of ours took it back when its own link
-    /// went) is brought in again.
-    pub fn handle_table(&mut self, table: &[Alert]) {
-        let held: BTreeMap<AlertKey, &Alert> = table.iter().map(|a| (a.key(), a)).collect();
-        let lost: Vec<AlertKey> = self
-            .rib
-            .alerts()
-            .map(Alert::key)
-            .filter(|key| held.get(key).is_none_or(|a| a.state == AlertState::Removed))
-            .filter(|key| !self.relays.contains_key(key))
-            .collect();
-        for key in lost {
-            self.bring_in(&key);
-        }
-        self.send_changes(table);
-    }
-
-    /// Sends what changed in `table` since the last look on every link that is up.
-    pub fn send_changes(&mut self, table: &[Alert]) {
-        for index in 0..self.links.len() {
-            if self.links[index].conn.is_none() {
-                continue;
-            }
-            let wanted = self.wanted(index, table);
-            let keys: BTreeSet<AlertKey> = wanted.iter().map(|a| a.key()).collect();
-            let gone: Vec<(AlertKey, u64)> = self.links[index]
-                .sent
-                .iter()
-                .filter(|(key, _)| !keys.contains(*key))
-                .map(|(key, version)| (key.clone(), *version))
-                .collect();
-            for alert in wanted {
-                if self.links[index].sent.get(&alert.key()) != Some(&alert.version)
-                    && !self.send_update(index, alert)
-                {
-                    return;
-                }
-            }
-            for (key, version) in gone {
-                self.links[index].sent.remove(&key);
-                if !self.push(index, &LinkFrame::RemoveAlert { key, version }) {
-                    break;
-                }
-            }
-        }
-    }
-
-    /// What link `index` may carry of `table`, with our hop on each path.
-    fn wanted<'a>(&self, index: usize, table: &'a [Alert]) -> Vec<Alert> {
-        let link = &self.links[index];
-        if !self.trust.send.contains(&link.id) {
-            return Vec::new();
-        }
-        let mode = self.mode(index);
-        table
-            .iter()
-            .filter(|a| a.state != AlertState::Removed)
-            .filter(|a| {
-                super::rules::may_send(
-                    &self.team,
-                    &link.config.team,
-                    mode,
-                    a,
-                    Some(self.link_state.routes()),
-                )
-            })
-            .map(|a: &'a Alert| {
-                let mut alert = a.clone();
-                if alert.path.last() != Some(&self.hop) {
-                    alert.path.push(self.hop.clone());
-                }
-                alert
-            })
-            .collect()
-    }
-
-    fn send_update(&mut self, index: usize, alert: Alert) -> bool {
-        let (key, version) = (alert.key(), alert.version);
-        if !self.push(index, &LinkFrame::UpdateAlert(alert)) {
-            return false;
-        }
-        let link = &mut self.links[index];
-        link.updates_out += 1;
-        link.sent.insert(key, version);
-        true
-    }
-
-    /// Queues one frame; closes a connection whose outbox is full (false then).
-    fn push(&mut self, index: usize, frame: &LinkFrame) -> bool {
-        let link = &mut self.links[index];
-        let Some((_, outbox, _)) = &link.conn else {
-            return false;
-        };
-        if outbox.try_send(wire::encode(frame)).is_ok() {
-            return true;
-        }
-        tracing::warn!(team = %link.config.team, "team link peer too slow: connection closed");
-        *link.dropped.entry("slow_peer").or_default() += 1;
-        link.conn = None;
-        link.connected.send_replace(false);
-        link.sent.clear();
-        false
     }
 
     /// Every link's state, for `teams` and `/metrics`.

@@ -28,6 +28,8 @@ use crate::peer::limits::ConnectionLimits;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Frames queued for one connection; a peer that lets more pile up is too slow and is closed.
 pub const OUTBOX_FRAMES: usize = 16_384;
+/// A connection that lasted this long resets the dial backoff.
+const STEADY: Duration = Duration::from_secs(5);
 /// Longest wait between two dials of a link.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -156,7 +158,7 @@ pub async fn dial(
         }
         match open(&peer, &local, &link).await {
             Ok((reader, writer, hello)) => {
-                backoff = Duration::from_millis(100);
+                let opened = std::time::Instant::now();
                 pump(
                     link.clone(),
                     reader,
@@ -167,6 +169,11 @@ pub async fn dial(
                     owner.clone(),
                 )
                 .await;
+                // Only a connection that lasted resets the backoff: a peer that shakes hands
+                // and closes at once is not dialed again every 100 ms.
+                if opened.elapsed() >= STEADY {
+                    backoff = Duration::from_millis(100);
+                }
             }
             Err(reason) => {
                 tracing::debug!(team = %link.team, %peer, reason, "team link dial failed");

@@ -188,13 +188,16 @@ pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result
         .with_context(|| format!("cannot listen for team links on {bind} (team.link_bind)"))?;
     tracing::info!(%bind, links = config.links.len(), "listening for team links");
     let timeout_ms = u64::try_from(config.link_timeout.as_millis()).unwrap_or(u64::MAX);
-    let (border, connected, rover) = Border::new(
+    // The links open knowing the trust in force, so nothing the peer syncs at once is refused.
+    let trust = read_trust(&context.grid).await;
+    let (mut border, connected, rover) = Border::new(
         &context.team,
         &context.host,
         &config.links,
         timeout_ms,
         unix_ms(),
     );
+    border.handle_input(Input::Trust(trust.clone()), &[], unix_ms());
     let (tx, rx) = mpsc::channel(4096);
     let local = LocalEnd {
         team: context.team.clone(),
@@ -246,7 +249,7 @@ pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result
     supervisor.spawn_critical(
         "team-trust",
         Stop::Dropped,
-        watch_trust(context.grid.clone(), tx.clone()),
+        watch_trust(context.grid.clone(), tx.clone(), trust),
     );
     let (gossip_tx, gossip_rx) = mpsc::channel(64);
     supervisor.spawn_critical(
@@ -282,7 +285,7 @@ async fn run(
             changed = table_rx.changed() => {
                 if changed.is_err() { return; }
                 table = table_rx.borrow_and_update().clone();
-                border.handle_table(&table);
+                border.handle_table(&table, unix_ms());
             }
             _ = tick.tick() => border.handle_tick(&table, unix_ms()),
         }
@@ -343,49 +346,53 @@ fn watch_table(alerts: AlertsHandle) -> watch::Receiver<Arc<Vec<Alert>>> {
     rx
 }
 
-/// Reads the trust recommendations whenever the records change and tells the owner.
-async fn watch_trust(grid: GridHandle, owner: mpsc::Sender<Input>) {
+/// The trust recommendations in force now.
+async fn read_trust(grid: &GridHandle) -> Trust {
     use rover_storage::grid::payload::TrustWhat;
+    let mut trust = Trust::default();
+    for (what, set) in [
+        (TrustWhat::SendAlertsTo, &mut trust.send),
+        (TrustWhat::AcceptAlertsFrom, &mut trust.accept),
+    ] {
+        if let Ok(recommendations) = crate::grid::services::trusted_for(grid, what).await {
+            set.extend(recommendations.into_iter().map(|r| r.who));
+        }
+    }
+    trust
+}
+
+/// Reads the trust recommendations whenever the records change and tells the owner (it
+/// started with `first`).
+async fn watch_trust(grid: GridHandle, owner: mpsc::Sender<Input>, first: Trust) {
     let mut changes = grid.changes();
-    let mut last = None;
+    let mut last = first;
     loop {
-        let mut trust = Trust::default();
-        for (what, set) in [
-            (TrustWhat::SendAlertsTo, &mut trust.send),
-            (TrustWhat::AcceptAlertsFrom, &mut trust.accept),
-        ] {
-            if let Ok(recommendations) = crate::grid::services::trusted_for(&grid, what).await {
-                set.extend(recommendations.into_iter().map(|r| r.who));
-            }
-        }
-        if last.as_ref() != Some(&trust) {
-            last = Some(trust.clone());
-            if owner.send(Input::Trust(trust)).await.is_err() {
-                return;
-            }
-        }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        let trust = read_trust(&grid).await;
+        if trust != last {
+            last = trust.clone();
+            if owner.send(Input::Trust(trust)).await.is_err() {
+                return;
+            }
         }
     }
 }
 
 /// Raises and clears the ROVER alert `team-link/<team>` on this host as the owner wants it.
-async fn rover_alert(
-    team: String,
-    mut wants: watch::Receiver<Option<String>>,
-    alerts: AlertsHandle,
-) {
+async fn rover_alert(team: String, mut wants: border::RoverAlertWish, alerts: AlertsHandle) {
     let name = format!("team-link/{team}");
     loop {
         let wanted = wants.borrow_and_update().clone();
         let done = match &wanted {
-            Some(summary) => alerts
+            None => true,
+            Some(Some(summary)) => alerts
                 .raise(&name, rover_storage::Severity::Critical, summary, false)
                 .await
                 .is_ok(),
-            None => alerts
+            Some(None) => alerts
                 .clear(&name, Some(&format!("link to team {team} up again")), false)
                 .await
                 .is_ok(),

@@ -1,0 +1,220 @@
+//! Border links after restarts, deaths and changes of mind: what another team's border
+//! brought must not outlive the reason it was brought (found by a new-user probe).
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::smtp::SmtpSink;
+use common::teams::{team, team_with, Plan};
+use common::wait_for;
+
+#[test]
+fn the_alerts_a_dead_border_brought_leave_the_rest_of_its_team() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 2, &plan);
+    let mut b = team("b", 2, &plan);
+    a.trust_links();
+    b.trust_links();
+    a.raise(1, "disk");
+    assert!(wait_for(Duration::from_secs(30), || b
+        .all_show(("a", "a2", "disk"), "firing"))
+    .is_some());
+    b.cluster.agents[0].kill();
+    // b2 cannot hear from a any more: a's alert must not stay on it as if it were current.
+    assert!(
+        wait_for(Duration::from_secs(30), || !b
+            .alerts_on(1)
+            .keys()
+            .any(|k| k.0 == "a"))
+        .is_some(),
+        "b2 still shows what the dead b1 brought: {:?}",
+        b.alerts_on(1)
+    );
+    // b1 back: the alert comes back with it.
+    b.cluster.agents[0].restart_as_started();
+    assert!(
+        wait_for(Duration::from_secs(30), || b
+            .all_show(("a", "a2", "disk"), "firing"))
+        .is_some(),
+        "{:?}",
+        b.alerts_on(1)
+    );
+}
+
+#[test]
+fn withdrawing_accept_takes_the_alerts_back_and_granting_it_again_brings_what_was_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 1, &plan);
+    let b = team("b", 2, &plan);
+    a.trust_links();
+    b.trust_links();
+    a.raise(0, "disk");
+    assert!(wait_for(Duration::from_secs(30), || b
+        .all_show(("a", "a1", "disk"), "firing"))
+    .is_some());
+    let id = b.link("a").unwrap()["link_id"].as_str().unwrap().to_owned();
+    let out = b
+        .border()
+        .cli(&["trust", "remove", &id, "--what", "accept-alerts-from"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_for(Duration::from_secs(20), || !b.any_shows_team("a")).is_some(),
+        "b still shows a's alert after withdrawing accept: {:?}",
+        b.alerts_on(1)
+    );
+    a.clear(0, "disk");
+    a.raise(0, "load");
+    b.trust_links();
+    assert!(
+        wait_for(Duration::from_secs(30), || b
+            .all_show(("a", "a1", "disk"), "resolved")
+            && b.all_show(("a", "a1", "load"), "firing"))
+        .is_some(),
+        "what changed while b refused it did not come: {:?}",
+        b.alerts_on(1)
+    );
+}
+
+#[test]
+fn a_link_changed_from_transit_to_direct_takes_back_the_third_teams_alerts() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c"],
+        &[("a", "b", "transit"), ("b", "c", "transit")],
+        dir.path(),
+    );
+    let a = team("a", 1, &plan);
+    let b = team("b", 1, &plan);
+    let mut c = team("c", 2, &plan);
+    for t in [&a, &b, &c] {
+        t.trust_links();
+    }
+    a.raise(0, "disk");
+    assert!(wait_for(Duration::from_secs(30), || c
+        .all_show(("a", "a1", "disk"), "firing"))
+    .is_some());
+    let config = c.cluster.agents[0].config.clone().unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("mode = \"transit\"", "mode = \"direct\""),
+    )
+    .unwrap();
+    c.cluster.agents[0].restart_as_started();
+    assert!(
+        wait_for(Duration::from_secs(30), || !c.any_shows_team("a")).is_some(),
+        "c still shows a's alert over a direct link: {:?}",
+        c.alerts_on(1)
+    );
+    assert_eq!(c.link("b").unwrap()["mode"], "direct");
+}
+
+#[test]
+fn a_border_restarted_while_its_link_is_down_sends_no_false_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let smtp = SmtpSink::start();
+    let mail = format!(
+        "[notify]\ngroup_wait = \"1s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
+        smtp.port()
+    );
+    let mut a = team_with("a", 2, &plan, &mail, false);
+    let mut b = team("b", 1, &plan);
+    a.trust_links();
+    b.trust_links();
+    assert!(wait_for(Duration::from_secs(20), || a
+        .link("b")
+        .is_some_and(|l| l["state"] == "up"))
+    .is_some());
+    b.cluster.agents[0].kill();
+    let firing = smtp.wait_for_count(1, Duration::from_secs(60));
+    assert_eq!(firing[0].subject, "rover: FIRING team-link/b on a1");
+    a.cluster.agents[0].restart_as_started();
+    // Past the link timeout after the restart: still firing, and no RESOLVED was sent.
+    assert!(wait_for(Duration::from_secs(20), || a
+        .link("b")
+        .is_some_and(|l| l["state"] == "down"))
+    .is_some());
+    let resolved = wait_for(Duration::from_secs(6), || {
+        smtp.messages()
+            .iter()
+            .any(|m| m.subject.contains("RESOLVED"))
+    });
+    assert!(
+        resolved.is_none(),
+        "{:?}",
+        smtp.messages()
+            .iter()
+            .map(|m| &m.subject)
+            .collect::<Vec<_>>()
+    );
+    assert!(a.all_show(("a", "a1", "team-link/b"), "firing"));
+    // Not even for a moment: no agent of the team saw it resolved.
+    for agent in &a.cluster.agents {
+        let log = agent.log();
+        let flipped = log
+            .lines()
+            .filter(|l| l.contains("team-link/b") && l.contains("Resolved"))
+            .collect::<Vec<_>>();
+        assert!(flipped.is_empty(), "{}: {flipped:?}", agent.name);
+    }
+}
+
+#[test]
+fn a_link_the_peer_refuses_after_the_handshake_is_never_up_and_is_not_dialed_in_a_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    // x's link to a uses the key of the a-b link: a shakes hands, then refuses x's Hello.
+    let plan = Plan::new(&["a", "b", "x"], &[("a", "b", "direct")], dir.path());
+    let a = team("a", 1, &plan);
+    let key = plan.ends.iter().find(|e| e.0 == "a").unwrap().3.clone();
+    let x_config = format!(
+        "[team]\nlink_bind = \"{}\"\nlink_timeout = \"3s\"\n[[team.link]]\nteam = \"a\"\npeer = \"{}\"\nkey_file = \"{}\"\n",
+        plan.listen["x"],
+        plan.listen["a"],
+        key.display()
+    );
+    let mut x = common::Cluster::new();
+    x.config_for = Some(Box::new(move |_| x_config.clone()));
+    x.add_agent_called("x1", &["--team".into(), "x".into()]);
+    let refused_at_a = || {
+        a.link("b")
+            .map(|l| l["dropped"]["wrong_team"].as_u64().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    assert!(wait_for(Duration::from_secs(20), || refused_at_a() > 0).is_some());
+    // Past x's link timeout: its link is down (never up), its ROVER alert raised.
+    let x_link = || {
+        x.agents[0]
+            .get_json("/v1/teams")
+            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+            .unwrap()
+    };
+    assert!(
+        wait_for(Duration::from_secs(20), || x.agents[0]
+            .alerts()
+            .iter()
+            .any(|al| al["name"] == "team-link/a" && al["state"] == "firing"))
+        .is_some(),
+        "{:?}",
+        x_link()
+    );
+    assert_eq!(x_link()["state"], "down", "{:?}", x_link());
+    assert!(
+        x_link()["dropped"].get("slow_peer").is_none(),
+        "{:?}",
+        x_link()
+    );
+    // Backoff: a handful of tries in these seconds, not one every 100 ms.
+    let tries = refused_at_a();
+    assert!(tries < 20, "{tries} refused Hellos: dialed in a loop");
+}
