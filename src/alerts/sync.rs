@@ -96,7 +96,28 @@ impl SyncCounts {
     }
 }
 
-/// One digest exchange with `peer`.
+/// SHA-256 of a digest as postcard encodes it (digests are sorted by key, so equal tables
+/// give equal hashes).
+pub fn digest_hash<T: serde::Serialize>(digest: &T) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(postcard::to_stdvec(digest).unwrap_or_default()).into()
+}
+
+/// What we answer a peer's [`PeerMessage::SyncSummary`].
+pub async fn summary_answer(
+    alerts_hash: [u8; 32],
+    records_hash: [u8; 32],
+    alerts: &AlertsHandle,
+    grid: &GridHandle,
+) -> Result<PeerMessage> {
+    Ok(PeerMessage::SyncSummaryAnswer {
+        alerts_same: digest_hash(&alerts.digest().await?) == alerts_hash,
+        records_same: digest_hash(&grid.digest().await?) == records_hash,
+    })
+}
+
+/// One exchange with `peer`: hashes of both digests first, then the digests of the tables
+/// that differ (so tables in step cost two hashes, however large they are).
 pub async fn sync_with(
     peer: SocketAddr,
     membership: &MembershipHandle,
@@ -105,9 +126,37 @@ pub async fn sync_with(
 ) -> Result<SyncStats> {
     let keyring = membership.status().await?.keyring;
     let mut connection = PeerConnection::connect(peer, keyring).await?;
-    connection
-        .send(&PeerMessage::AlertDigest(alerts.digest().await?))
-        .await?;
+    let digest = alerts.digest().await?;
+    let summary = PeerMessage::SyncSummary {
+        alerts: digest_hash(&digest),
+        records: digest_hash(&grid.digest().await?),
+    };
+    connection.send(&summary).await?;
+    let Some(PeerMessage::SyncSummaryAnswer {
+        alerts_same,
+        records_same,
+    }) = connection.receive().await?
+    else {
+        bail!("{peer} did not answer the sync summary");
+    };
+    let mut stats = SyncStats::default();
+    if !alerts_same {
+        stats = exchange_alerts(&mut connection, peer, digest, alerts).await?;
+    }
+    if !records_same {
+        stats.records = crate::grid::sync::exchange(&mut connection, grid).await?;
+    }
+    Ok(stats)
+}
+
+/// The alert digest exchange: pull what the peer holds newer, push what it lacks.
+async fn exchange_alerts(
+    connection: &mut PeerConnection,
+    peer: SocketAddr,
+    digest: Vec<super::table::DigestEntry>,
+    alerts: &AlertsHandle,
+) -> Result<SyncStats> {
+    connection.send(&PeerMessage::AlertDigest(digest)).await?;
     let Some(PeerMessage::AlertDelta {
         alerts: pulled,
         digest,
@@ -130,8 +179,7 @@ pub async fn sync_with(
     if !push.is_empty() {
         connection.send(&PeerMessage::AlertPush(push)).await?;
     }
-    let records = crate::grid::sync::exchange(&mut connection, grid).await?;
-    Ok(SyncStats { records, ..stats })
+    Ok(stats)
 }
 
 /// Syncs with a random alive peer every `interval`, and at once whenever `now` is notified

@@ -166,6 +166,21 @@ pub enum PeerMessage {
     BeaconStop,
     /// The answer to [`PeerMessage::BeaconStop`].
     BeaconStopAnswer(crate::beacon::StopAnswer),
+    /// "Here is a hash of my alert digest and of my record digest" (anti-entropy asks this
+    /// first: tables in step cost two hashes, not two digests; see [`crate::alerts::sync`]).
+    SyncSummary {
+        /// SHA-256 of the alert digest.
+        alerts: [u8; 32],
+        /// SHA-256 of the grid-control record digest.
+        records: [u8; 32],
+    },
+    /// The answer to [`PeerMessage::SyncSummary`]: which tables are already in step.
+    SyncSummaryAnswer {
+        /// The alert digests are equal.
+        alerts_same: bool,
+        /// The record digests are equal.
+        records_same: bool,
+    },
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

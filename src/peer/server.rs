@@ -120,6 +120,16 @@ impl PeerServer {
                 PeerMessage::AlertPush(alerts) => {
                     self.alerts.send(AlertInput::Synced(alerts)).await?;
                 }
+                PeerMessage::SyncSummary { alerts, records } => {
+                    let answer = crate::alerts::sync::summary_answer(
+                        alerts,
+                        records,
+                        &self.alerts,
+                        &self.grid.grid,
+                    )
+                    .await?;
+                    connection.send(&answer).await?;
+                }
                 PeerMessage::Raft {
                     cluster,
                     lease,
@@ -190,6 +200,7 @@ impl PeerServer {
                         .await?;
                 }
                 other @ (PeerMessage::AlertDelta { .. }
+                | PeerMessage::SyncSummaryAnswer { .. }
                 | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
                 | PeerMessage::RaftRefused(_)
@@ -223,6 +234,8 @@ pub(crate) fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::AlertDigest(_) => "AlertDigest",
         PeerMessage::AlertDelta { .. } => "AlertDelta",
         PeerMessage::AlertPush(_) => "AlertPush",
+        PeerMessage::SyncSummary { .. } => "SyncSummary",
+        PeerMessage::SyncSummaryAnswer { .. } => "SyncSummaryAnswer",
         PeerMessage::Raft { .. } => "Raft",
         PeerMessage::RaftAnswer(_) => "RaftAnswer",
         PeerMessage::RaftRefused(_) => "RaftRefused",
