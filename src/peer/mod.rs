@@ -181,6 +181,10 @@ pub enum PeerMessage {
         /// The record digests are equal.
         records_same: bool,
     },
+    /// "Here is a hash of my topology digest" (the topology sync asks this first).
+    TopologySummary([u8; 32]),
+    /// The answer to [`PeerMessage::TopologySummary`]: whether the digests are equal.
+    TopologySummaryAnswer(bool),
 }
 
 /// What this process sent on the cluster port: messages and bytes (framing and sealing

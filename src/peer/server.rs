@@ -182,6 +182,12 @@ impl PeerServer {
                         .send(&PeerMessage::TopologyDelta { records, digest })
                         .await?;
                 }
+                PeerMessage::TopologySummary(theirs) => {
+                    let ours = crate::alerts::sync::digest_hash(&self.topology.digest().await?);
+                    connection
+                        .send(&PeerMessage::TopologySummaryAnswer(ours == theirs))
+                        .await?;
+                }
                 PeerMessage::TopologyPush(records) => {
                     self.topology.synced(records).await?;
                 }
@@ -201,6 +207,7 @@ impl PeerServer {
                 }
                 other @ (PeerMessage::AlertDelta { .. }
                 | PeerMessage::SyncSummaryAnswer { .. }
+                | PeerMessage::TopologySummaryAnswer(_)
                 | PeerMessage::TopologyDelta { .. }
                 | PeerMessage::RaftAnswer(_)
                 | PeerMessage::RaftRefused(_)
@@ -236,6 +243,8 @@ pub(crate) fn kind_of(message: &PeerMessage) -> &'static str {
         PeerMessage::AlertPush(_) => "AlertPush",
         PeerMessage::SyncSummary { .. } => "SyncSummary",
         PeerMessage::SyncSummaryAnswer { .. } => "SyncSummaryAnswer",
+        PeerMessage::TopologySummary(_) => "TopologySummary",
+        PeerMessage::TopologySummaryAnswer(_) => "TopologySummaryAnswer",
         PeerMessage::Raft { .. } => "Raft",
         PeerMessage::RaftAnswer(_) => "RaftAnswer",
         PeerMessage::RaftRefused(_) => "RaftRefused",

@@ -1,5 +1,5 @@
-//! Anti-entropy for topology records: like the alerts' sync, exchange digests with one random
-//! alive peer over the sealed cluster port and pull and push what each side lacks, every
+//! Anti-entropy for topology records: like the alerts' sync, a hash of the digest first, then
+//! (when they differ) exchange digests with one random alive peer over the sealed cluster port and pull and push what each side lacks, every
 //! `sync_interval`. A member that joins late, or missed a broadcast, holds the whole map within
 //! one interval.
 
@@ -21,11 +21,15 @@ pub async fn sync_with(
 ) -> Result<(usize, usize)> {
     let keyring = membership.status().await?.keyring;
     let mut connection = PeerConnection::connect(peer, keyring).await?;
+    let digest = topology.digest().await?;
+    let summary = PeerMessage::TopologySummary(crate::alerts::sync::digest_hash(&digest));
+    match connection.ask(&summary, EXCHANGE_TIMEOUT).await? {
+        PeerMessage::TopologySummaryAnswer(true) => return Ok((0, 0)),
+        PeerMessage::TopologySummaryAnswer(false) => {}
+        _ => bail!("{peer} did not answer the topology summary"),
+    }
     let answer = connection
-        .ask(
-            &PeerMessage::TopologyDigest(topology.digest().await?),
-            EXCHANGE_TIMEOUT,
-        )
+        .ask(&PeerMessage::TopologyDigest(digest), EXCHANGE_TIMEOUT)
         .await?;
     let PeerMessage::TopologyDelta { records, digest } = answer else {
         bail!("{peer} did not answer the topology digest");
