@@ -218,3 +218,174 @@ fn a_link_the_peer_refuses_after_the_handshake_is_never_up_and_is_not_dialed_in_
     let tries = refused_at_a();
     assert!(tries < 20, "{tries} refused Hellos: dialed in a loop");
 }
+
+#[test]
+fn stacked_border_kills_and_restarts_in_a_transit_diamond_lose_no_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(
+        &["a", "b", "c", "d"],
+        &[
+            ("a", "b", "transit"),
+            ("a", "c", "transit"),
+            ("b", "d", "transit"),
+            ("c", "d", "transit"),
+        ],
+        dir.path(),
+    );
+    let a = team("a", 2, &plan);
+    let mut b = team("b", 1, &plan);
+    let mut c = team("c", 1, &plan);
+    let mut d = team("d", 2, &plan);
+    for t in [&a, &b, &c, &d] {
+        t.trust_links();
+    }
+    d.raise(1, "disk");
+    d.raise(1, "fresh");
+    a.raise(1, "load");
+    let everywhere = |teams: &[&common::teams::Team]| {
+        teams.iter().all(|t| {
+            t.all_show(("d", "d2", "disk"), "firing")
+                && t.all_show(("d", "d2", "fresh"), "firing")
+                && (t.name == "a" || t.all_show(("a", "a2", "load"), "firing"))
+        })
+    };
+    assert!(wait_for(Duration::from_secs(30), || everywhere(&[&a, &b, &c])).is_some());
+    // The probe's sequence: b's border killed and back, c's killed, d's stopped, then c's and
+    // d's borders started together.
+    b.cluster.agents[0].kill();
+    assert!(wait_for(Duration::from_secs(20), || a
+        .link("b")
+        .is_some_and(|l| l["state"] == "lost"))
+    .is_some());
+    b.cluster.agents[0].restart_as_started();
+    c.cluster.agents[0].kill();
+    assert!(wait_for(Duration::from_secs(20), || a
+        .link("c")
+        .is_some_and(|l| l["state"] == "lost"))
+    .is_some());
+    d.cluster.agents[0].signal("TERM");
+    assert!(d.cluster.agents[0].wait_exit(Duration::from_secs(20)));
+    c.cluster.agents[0].restart_as_started();
+    d.cluster.agents[0].restart_as_started();
+    assert!(
+        wait_for(Duration::from_secs(60), || everywhere(&[&a, &b, &c])).is_some(),
+        "a: {:?}\nb: {:?}\nc: {:?}\nc's links: {:?}\nd's links: {:?}",
+        a.alerts_on(1),
+        b.alerts_on(0),
+        c.alerts_on(0),
+        c.links(),
+        d.links()
+    );
+}
+
+#[test]
+fn with_notify_remote_a_lost_link_sends_no_false_resolved_and_history_keeps_teams_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let smtp = SmtpSink::start();
+    let mail = format!(
+        "[notify]\ngroup_wait = \"1s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
+         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
+        smtp.port()
+    );
+    let a = team_with("a", 2, &plan, &mail, true);
+    let mut b = team("b", 1, &plan);
+    a.trust_links();
+    b.trust_links();
+    b.raise(0, "disk");
+    let mails = smtp.wait_for_count(1, Duration::from_secs(60));
+    assert_eq!(mails[0].subject, "rover: FIRING disk on b1 (team b)");
+    b.cluster.agents[0].kill();
+    // The link is lost: b's alert is taken back, and a's border raises its ROVER alert.
+    let mails = smtp.wait_for_count(2, Duration::from_secs(60));
+    assert_eq!(mails[1].subject, "rover: FIRING team-link/b on a1");
+    b.cluster.agents[0].restart_as_started();
+    assert!(wait_for(Duration::from_secs(30), || a
+        .all_show(("b", "b1", "disk"), "firing"))
+    .is_some());
+    let mails = smtp.wait_for_count(3, Duration::from_secs(60));
+    assert_eq!(mails[2].subject, "rover: RESOLVED team-link/b on a1");
+    let more = wait_for(Duration::from_secs(5), || smtp.messages().len() > 3);
+    let subjects: Vec<String> = smtp.messages().into_iter().map(|m| m.subject).collect();
+    assert!(more.is_none(), "{subjects:?}");
+    // b1's alert is not in the history of a's hosts, not even under a host called b1.
+    let out = a.cluster.agents[1].cli(&["history", "--host", "b1"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("disk"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn team_link_commands_refuse_another_links_key_and_a_removed_links_rover_alert_is_cleared() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
+    let mut a = team("a", 1, &plan);
+    a.trust_links();
+    let key = plan.ends.iter().find(|e| e.0 == "a").unwrap().3.clone();
+    let key_s = key.to_str().unwrap();
+    let config = a.cluster.agents[0].config.clone().unwrap();
+    let config_s = config.to_str().unwrap();
+    // b's key for another team: refused, nothing changed.
+    let out = a.border().cli(&[
+        "team",
+        "link",
+        "add",
+        "g",
+        "--peer",
+        "127.0.0.1:7999",
+        "--key-file",
+        key_s,
+        "--config",
+        config_s,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("team = \"g\""));
+    // Removing "g" with b's key: refused, b's recommendation stays.
+    let out = a
+        .border()
+        .cli(&["team", "link", "remove", "g", "--key-file", key_s]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(a.link("b").unwrap()["trusted_send"], true);
+    // b never answers: its ROVER alert fires; the link is taken out and the agent restarted:
+    // the alert is cleared.
+    assert!(wait_for(Duration::from_secs(20), || a
+        .all_show(("a", "a1", "team-link/b"), "firing"))
+    .is_some());
+    let out = a.border().cli(&[
+        "team",
+        "link",
+        "remove",
+        "b",
+        "--key-file",
+        key_s,
+        "--config",
+        config_s,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.cluster.agents[0].restart_as_started();
+    assert!(
+        wait_for(Duration::from_secs(20), || a
+            .all_show(("a", "a1", "team-link/b"), "resolved"))
+        .is_some(),
+        "{:?}",
+        a.alerts_on(0)
+    );
+}

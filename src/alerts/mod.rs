@@ -487,7 +487,12 @@ impl AlertsTask {
             Applied::Updated { state_changed } => state_changed,
             Applied::Stale => false,
         };
-        if transition {
+        // Another team's alert: its host is not one of ours, and may share a name with one.
+        let ours = alert.team == self.context.team;
+        if transition && !ours {
+            tracing::info!(alert = %alert.key(), state = ?alert.state, "another team's alert");
+        }
+        if transition && ours {
             tracing::info!(alert = %alert.key(), state = ?alert.state, severity = ?alert.severity, summary = %alert.summary, "alert");
             self.context
                 .events

@@ -11,7 +11,7 @@ use super::grid_commands::UsageError;
 use crate::api::client::ApiClient;
 use crate::api::grid_routes::TrustRequest;
 use crate::api::InfoResponse;
-use crate::grid::services::RecordView;
+use crate::grid::services::{RecordView, TrustView};
 use crate::teams::hop::is_valid_name;
 use crate::teams::wire::LinkMode;
 
@@ -81,6 +81,30 @@ pub async fn team(client: &ApiClient, command: &TeamCommand) -> Result<()> {
                 ))
                 .into());
             }
+            if let Some(other) = recommendations(client, &id)
+                .await?
+                .into_iter()
+                .find(|t| &t.petname != team)
+            {
+                return Err(UsageError(format!(
+                    "this key is already the link to team {} (`trust list`, recommended by {}): each link needs a key of its own (`rover-agent keygen`)",
+                    other.petname,
+                    other.signer_node.as_deref().unwrap_or(&other.signer)
+                ))
+                .into());
+            }
+            if let Some(path) = config {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                for (other, key) in link_keys(&text, path) {
+                    if link_id_of(&key).ok().as_ref() == Some(&id) && &other != team {
+                        return Err(UsageError(format!(
+                            "{} already uses this key for the link to team {other}: each link needs a key of its own",
+                            path.display()
+                        ))
+                        .into());
+                    }
+                }
+            }
             let key_path = std::fs::canonicalize(key_file).unwrap_or_else(|_| key_file.clone());
             let snippet = format!(
                 "\n# link to team {team} (link id {id})\n[[team.link]]\nteam = \"{team}\"\npeer = \"{peer}\"\nkey_file = \"{}\"\nmode = \"{mode}\"\n",
@@ -119,12 +143,20 @@ pub async fn team(client: &ApiClient, command: &TeamCommand) -> Result<()> {
         } => {
             check_team(team)?;
             let id = link_id_of(key_file)?;
+            let before = recommendations(client, &id).await?;
+            if let Some(other) = before.iter().find(|t| &t.petname != team) {
+                return Err(UsageError(format!(
+                    "this key is the link to team {}, not {team} (`trust list`)",
+                    other.petname
+                ))
+                .into());
+            }
             let updated = match config {
                 Some(path) => Some(without_link(path, team)?),
                 None => None,
             };
             let body = TrustRequest {
-                who: id,
+                who: id.clone(),
                 petname: None,
                 what: Vec::new(),
             };
@@ -150,7 +182,21 @@ pub async fn team(client: &ApiClient, command: &TeamCommand) -> Result<()> {
                 }
                 _ => String::new(),
             };
-            write_text(&format!("{said}{written}"));
+            let still: Vec<String> = recommendations(client, &id)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| t.signer_node.unwrap_or(t.signer))
+                .collect();
+            let still = if still.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "still recommended by {}: the link carries alerts until they withdraw too\n",
+                    still.join(", ")
+                )
+            };
+            write_text(&format!("{said}{written}{still}"));
         }
     }
     Ok(())
@@ -176,6 +222,44 @@ fn link_id_of(key_file: &Path) -> Result<String> {
     let key = crate::data_dir::read_key_file(key_file)
         .map_err(|e| UsageError(format!("--key-file: {e:#}")))?;
     Ok(crate::teams::link_id_text(&crate::teams::link_id(&key)))
+}
+
+/// The link id as `trust list` shows it.
+fn listed_id(hex: &str) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .filter_map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The recommendations in force about the link `id` (hex).
+async fn recommendations(client: &ApiClient, id: &str) -> Result<Vec<TrustView>> {
+    let listed = listed_id(id);
+    let all: Vec<TrustView> = client.get("/v1/trust").await?;
+    Ok(all.into_iter().filter(|t| t.who == listed).collect())
+}
+
+/// The key of every `[[team.link]]` of `text` (relative paths from the file's directory),
+/// by team.
+fn link_keys(text: &str, path: &Path) -> Vec<(String, PathBuf)> {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    table
+        .get("team")
+        .and_then(|t| t.get("link"))
+        .and_then(|l| l.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|link| {
+            let team = link.get("team")?.as_str()?.to_owned();
+            let key = link.get("key_file")?.as_str()?;
+            Some((team, base.join(key)))
+        })
+        .collect()
 }
 
 /// The config file with `snippet` added; refused if it already links to `team`.

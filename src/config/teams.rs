@@ -287,6 +287,14 @@ pub fn check_peer(peer: &str) -> Result<(), String> {
         return Err("port 0".into());
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        return Err(format!(
+            "{host} is not an address to connect to (give the other border's own address)"
+        ));
+    }
     let ok = !host.is_empty()
         && host.len() <= 253
         && host

@@ -40,6 +40,7 @@ use super::reconcile::{HostView, Observed};
 use super::switches;
 use crate::alerts::AlertsHandle;
 use crate::leadership::{LeaderStatus, LeadershipHandle, Mode};
+use rover_storage::AlertState;
 
 /// The longest the engine sleeps without looking (a backstop: watches and deadlines wake it).
 pub const RECHECK: Duration = Duration::from_secs(10);
@@ -539,8 +540,10 @@ async fn observe<D: Deliver>(context: &EngineContext<D>) -> Result<Observed> {
         });
     }
     let mut alerts = context.alerts.list().await?;
-    if !context.notify_remote {
-        alerts.retain(|a| a.team == context.team);
-    }
+    // Other teams' alerts are shown, not notified, unless notify_remote. One a border took
+    // back (its link lost, or its border gone) is not over: its incident waits for news.
+    alerts.retain(|a| {
+        a.team == context.team || (context.notify_remote && a.state != AlertState::Removed)
+    });
     Ok(Observed { hosts, alerts })
 }

@@ -548,7 +548,11 @@ impl Border {
                 team: link.config.team.clone(),
                 peer: link.config.peer.clone(),
                 peer_host: link.peer.as_ref().map(|p| p.host.clone()),
-                mode: self.mode(index).to_string(),
+                // As agreed once the peer said; as configured before.
+                mode: match link.peer {
+                    Some(_) => self.mode(index).to_string(),
+                    None => link.config.mode.to_string(),
+                },
                 state: match link.phase {
                     Phase::Never => "down",
                     Phase::Up => "up",

@@ -180,6 +180,18 @@ pub struct TeamsContext {
 /// Starts the listener, the dialers and the owner under `supervisor` (nothing without links).
 pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result<TeamsHandle> {
     let config = context.config.clone();
+    clear_unconfigured_rover_alerts(&context).await;
+    let keyring = context.membership.status().await?.keyring;
+    if let Some(link) = config
+        .links
+        .iter()
+        .find(|l| keyring.by_id(l.key.id()).is_some())
+    {
+        anyhow::bail!(
+            "team.link to {}: its key_file holds this cluster's own key (the other team would hold our gossip key): give the link a key of its own (`rover-agent keygen`)",
+            link.team
+        );
+    }
     let Some(bind) = config.link_bind.filter(|_| !config.links.is_empty()) else {
         return Ok(TeamsHandle { inputs: None });
     };
@@ -263,6 +275,31 @@ pub async fn start(context: TeamsContext, supervisor: &mut Supervisor) -> Result
         run(border, rx, context.alerts.clone(), gossip_tx),
     );
     Ok(TeamsHandle { inputs: Some(tx) })
+}
+
+/// Clears this host's ROVER alerts `team-link/<team>` for teams it no longer has a link to (a
+/// link removed or renamed in the config left its alert firing).
+async fn clear_unconfigured_rover_alerts(context: &TeamsContext) {
+    let Ok(alerts) = context.alerts.list().await else {
+        return;
+    };
+    for alert in alerts {
+        let Some(team) = alert.name.strip_prefix("team-link/") else {
+            continue;
+        };
+        let ours = alert.team == context.team && alert.host == context.host;
+        let configured = context.config.links.iter().any(|l| l.team == team);
+        if ours && !configured && alert.state == rover_storage::AlertState::Firing {
+            let summary = format!("no link to team {team} is configured any more");
+            if let Err(e) = context
+                .alerts
+                .clear(&alert.name, Some(&summary), false)
+                .await
+            {
+                tracing::warn!(error = %e, alert = %alert.name, "cannot clear a ROVER alert");
+            }
+        }
+    }
 }
 
 /// The owner loop: inputs, table changes and ticks; never waits on a peer or the alerts task.

@@ -3,8 +3,11 @@
 //! the path on each. A pure state machine: every operation says what changed, the caller
 //! spreads or forwards accordingly.
 //!
-//! The same origin and version arriving over a second link only adds a path: it is neither
-//! inserted again nor forwarded (loop suppression). An alert lives as long as one link still
+//! The same change of an alert arriving over a second link only adds a path: it is neither
+//! inserted again nor forwarded (loop suppression). Versions are compared per link only: each
+//! team that passes an alert on numbers it in its own table, so copies that came by different
+//! teams carry unrelated versions. Across links, a change is told by the origin's
+//! `last_change_ms` (every raise, clear and change there sets it anew). An alert lives as long as one link still
 //! carries it: losing a link, a team behind a link or a full sync removes that link's paths,
 //! and the alerts left without any path are reported gone.
 
@@ -63,6 +66,8 @@ struct RibEntry {
     alert: Alert,
     /// Peer team of each link that carries it -> the path the alert had on it.
     paths: BTreeMap<String, Vec<String>>,
+    /// Peer team of each link that carries it -> the version it had on it last.
+    versions: BTreeMap<String, u64>,
 }
 
 /// The RIB. See the module docs. Links are named by the caller: by their peer team, or by the
@@ -140,9 +145,21 @@ impl Rib {
     pub fn update(&mut self, link: &str, alert: Alert) -> RibChange {
         let key = alert.key();
         let carried = self.carries(link, &key);
-        let held = self.entries.get(&key).map(|entry| entry.alert.version);
-        let adds_path = !carried && held.is_none_or(|version| alert.version >= version);
-        if adds_path && self.count_from(link) >= self.max_per_link {
+        let entry = self.entries.get(&key);
+        let link_version = entry.and_then(|entry| entry.versions.get(link).copied());
+        let older_change = entry.is_some_and(|e| alert.last_change_ms < e.alert.last_change_ms);
+        let stale = match link_version {
+            Some(held) => alert.version < held || (alert.version == held && older_change),
+            // A copy of an older change by a new link adds no path.
+            None => older_change,
+        };
+        if stale {
+            if let Some(sent) = self.syncing.get_mut(link).filter(|_| carried) {
+                sent.insert(key);
+            }
+            return RibChange::Stale;
+        }
+        if !carried && self.count_from(link) >= self.max_per_link {
             return RibChange::Refused(RibRefusal::TableFull);
         }
         if let Some(sent) = self.syncing.get_mut(link) {
@@ -151,26 +168,38 @@ impl Rib {
         let change = match self.entries.get_mut(&key) {
             None => {
                 let paths = BTreeMap::from([(link.to_owned(), alert.path.clone())]);
-                self.entries.insert(key.clone(), RibEntry { alert, paths });
+                let versions = BTreeMap::from([(link.to_owned(), alert.version)]);
+                self.entries.insert(
+                    key.clone(),
+                    RibEntry {
+                        alert,
+                        paths,
+                        versions,
+                    },
+                );
                 RibChange::New
             }
-            Some(entry) if alert.version > entry.alert.version => {
-                entry.paths.insert(link.to_owned(), alert.path.clone());
-                entry.alert = alert;
-                RibChange::Replaced
-            }
-            Some(entry) if alert.version == entry.alert.version => {
+            Some(entry) => {
                 let before = entry.paths.insert(link.to_owned(), alert.path.clone());
-                if before.as_ref() == Some(&entry.alert.path) {
-                    entry.alert.path = alert.path;
-                }
-                if carried {
-                    RibChange::Stale
+                entry.versions.insert(link.to_owned(), alert.version);
+                let only_link = entry.paths.len() == 1;
+                if alert.last_change_ms > entry.alert.last_change_ms
+                    || (only_link && !same_change(&alert, &entry.alert))
+                {
+                    entry.alert = alert;
+                    RibChange::Replaced
                 } else {
-                    RibChange::PathAdded
+                    // The same change: the alert keeps showing a path that carries it.
+                    if before.as_ref() == Some(&entry.alert.path) {
+                        entry.alert.path = alert.path;
+                    }
+                    if carried {
+                        RibChange::Stale
+                    } else {
+                        RibChange::PathAdded
+                    }
                 }
             }
-            Some(_) => return RibChange::Stale,
         };
         self.by_link.entry(link.to_owned()).or_default().insert(key);
         change
@@ -185,7 +214,7 @@ impl Rib {
         if !entry.paths.contains_key(link) {
             return RibChange::NotCarried;
         }
-        if version < entry.alert.version {
+        if entry.versions.get(link).is_some_and(|held| version < *held) {
             return RibChange::Stale;
         }
         if self.drop_path(link, key).is_some() {
@@ -272,6 +301,7 @@ impl Rib {
             }
         }
         let entry = self.entries.get_mut(key)?;
+        entry.versions.remove(link);
         let dropped = entry.paths.remove(link);
         match entry.paths.values().next() {
             None => self.entries.remove(key).map(|entry| entry.alert),
@@ -284,6 +314,15 @@ impl Rib {
             }
         }
     }
+}
+
+/// Whether two copies say the same change of an alert (all but the version and the path).
+fn same_change(a: &Alert, b: &Alert) -> bool {
+    a.last_change_ms == b.last_change_ms
+        && a.first_seen_ms == b.first_seen_ms
+        && a.state == b.state
+        && a.severity == b.severity
+        && a.summary == b.summary
 }
 
 #[cfg(test)]
@@ -343,6 +382,25 @@ mod tests {
         let older = alert("a", "load", 0, &["a/gw", "d/gw"]);
         assert_eq!(rib.update("d", older), RibChange::Stale);
         assert_eq!(rib.count_from("d"), 0, "a stale copy adds no path");
+    }
+
+    #[test]
+    fn copies_by_two_teams_carry_unrelated_versions_and_the_same_change_is_one_alert() {
+        let mut rib = Rib::default();
+        // By a: team a numbered it in its own table (a relay's version, from its clock).
+        let mut via_a = alert("d", "disk", 1_796_000_000_000, &["d/gw", "a/gw"]);
+        via_a.last_change_ms = 100;
+        // By d, its own team: the origin's version.
+        let mut via_d = alert("d", "disk", 3, &["d/gw"]);
+        via_d.last_change_ms = 100;
+        assert_eq!(rib.update("a", via_a), RibChange::New);
+        assert_eq!(rib.update("d", via_d.clone()), RibChange::PathAdded);
+        assert!(rib.remove_link("a").is_empty(), "d still carries it");
+        assert_eq!(rib.get(&via_d.key()).unwrap().path, ["d/gw"]);
+        // The next change comes by d with the origin's next version: taken.
+        let mut next = alert("d", "disk", 4, &["d/gw"]);
+        next.last_change_ms = 200;
+        assert_eq!(rib.update("d", next), RibChange::Replaced);
     }
 
     #[test]
