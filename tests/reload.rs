@@ -216,4 +216,12 @@ fn a_changed_gossip_bind_is_reported_as_needing_a_restart() {
         agent.log().contains("only a restart applies them")
     });
     assert!(warned.is_some(), "{}", agent.log());
+    // Until a restart it stays so; the file put back as the agent runs it: nothing to say.
+    let again: Value =
+        serde_json::from_slice(&agent.cli(&["reload", "--format", "json"]).stdout).unwrap();
+    assert_eq!(again["needs_restart"], serde_json::json!(["gossip.bind"]));
+    agent.write_config(BASE);
+    let restored: Value =
+        serde_json::from_slice(&agent.cli(&["reload", "--format", "json"]).stdout).unwrap();
+    assert_eq!(restored["needs_restart"], serde_json::json!([]));
 }

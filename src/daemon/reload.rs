@@ -90,7 +90,8 @@ pub struct Targets {
 /// Applies reloads; owned by the daemon's main loop. See the module docs.
 pub struct Reloader {
     source: Option<ConfigSource>,
-    file: Option<Layer>,
+    /// The config file as the agent started with it: what needs a restart runs as it says.
+    started_file: Option<Layer>,
     running: Config,
     targets: Targets,
 }
@@ -105,7 +106,7 @@ impl Reloader {
             .and_then(|path| Layer::from_file(path).ok());
         Self {
             source,
-            file,
+            started_file: file,
             running,
             targets,
         }
@@ -148,7 +149,7 @@ impl Reloader {
             None
         };
         let mut report = ReloadReport {
-            needs_restart: needs_restart(source, self.file.as_ref(), file.as_ref()),
+            needs_restart: needs_restart(source, self.started_file.as_ref(), file.as_ref()),
             ..ReloadReport::default()
         };
         self.apply_checks(supervisor, &new, &mut report);
@@ -162,9 +163,9 @@ impl Reloader {
             }
         }
         self.apply_node_settings(&new, &mut report);
-        // What needs a restart keeps running as it started: the file layer is remembered so
-        // that it is reported again on the next reload only if it changes again.
-        self.file = file;
+        // What needs a restart keeps running as it started: it is compared with the file the
+        // agent started with, so it is reported on every reload until a restart, and no more
+        // once the file says again what runs.
         self.running = Config {
             checks: new.checks,
             notify: new.notify,
