@@ -11,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::smtp::SmtpSink;
-use common::teams::{team, team_with, Plan, Team};
+use common::teams::{diamond, mail_config, team, team_with, Plan, Team};
 use common::{wait_for, write_new_key};
 use serde_json::Value;
 
@@ -256,16 +256,7 @@ fn a_chain_of_transit_links_brings_the_far_teams_alerts_with_their_path() {
 #[test]
 fn in_a_diamond_of_transit_links_the_far_team_gets_each_alert_once_and_a_lost_hop_reroutes() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = Plan::new(
-        &["a", "b", "c", "d"],
-        &[
-            ("a", "b", "transit"),
-            ("a", "c", "transit"),
-            ("b", "d", "transit"),
-            ("c", "d", "transit"),
-        ],
-        dir.path(),
-    );
+    let plan = diamond(dir.path());
     let a = team("a", 1, &plan);
     let mut b = team("b", 1, &plan);
     let c = team("c", 1, &plan);
@@ -322,14 +313,6 @@ fn in_a_diamond_of_transit_links_the_far_team_gets_each_alert_once_and_a_lost_ho
     );
 }
 
-fn mail_config(smtp: &SmtpSink) -> String {
-    format!(
-        "[notify]\ngroup_wait = \"2s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
-         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
-        smtp.port()
-    )
-}
-
 fn subjects(smtp: &SmtpSink) -> Vec<String> {
     smtp.messages().into_iter().map(|m| m.subject).collect()
 }
@@ -343,9 +326,9 @@ fn a_team_cut_off_gives_one_rover_message_per_team_and_one_resolved_once_it_is_b
         dir.path(),
     );
     let (smtp_a, smtp_c) = (SmtpSink::start(), SmtpSink::start());
-    let a = team_with("a", 2, &plan, &mail_config(&smtp_a), false);
+    let a = team_with("a", 2, &plan, &mail_config(&smtp_a, "2s"), false);
     let mut b = team("b", 1, &plan);
-    let c = team_with("c", 2, &plan, &mail_config(&smtp_c), false);
+    let c = team_with("c", 2, &plan, &mail_config(&smtp_c, "2s"), false);
     for t in [&a, &b, &c] {
         t.trust_links();
     }
@@ -387,7 +370,7 @@ fn with_notify_remote_the_receiving_team_notifies_another_teams_alert_once_namin
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
     let smtp = SmtpSink::start();
-    let a = team_with("a", 2, &plan, &mail_config(&smtp), true);
+    let a = team_with("a", 2, &plan, &mail_config(&smtp, "2s"), true);
     let b = team("b", 1, &plan);
     a.trust_links();
     b.trust_links();

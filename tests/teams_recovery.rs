@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::smtp::SmtpSink;
-use common::teams::{team, team_with, Plan};
+use common::teams::{diamond, mail_config, team, team_with, Plan};
 use common::wait_for;
 
 #[test]
@@ -123,11 +123,7 @@ fn a_border_restarted_while_its_link_is_down_sends_no_false_resolved() {
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
     let smtp = SmtpSink::start();
-    let mail = format!(
-        "[notify]\ngroup_wait = \"1s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
-         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
-        smtp.port()
-    );
+    let mail = mail_config(&smtp, "1s");
     let mut a = team_with("a", 2, &plan, &mail, false);
     let mut b = team("b", 1, &plan);
     a.trust_links();
@@ -222,16 +218,7 @@ fn a_link_the_peer_refuses_after_the_handshake_is_never_up_and_is_not_dialed_in_
 #[test]
 fn stacked_border_kills_and_restarts_in_a_transit_diamond_lose_no_alert() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = Plan::new(
-        &["a", "b", "c", "d"],
-        &[
-            ("a", "b", "transit"),
-            ("a", "c", "transit"),
-            ("b", "d", "transit"),
-            ("c", "d", "transit"),
-        ],
-        dir.path(),
-    );
+    let plan = diamond(dir.path());
     let a = team("a", 2, &plan);
     let mut b = team("b", 1, &plan);
     let mut c = team("c", 1, &plan);
@@ -283,11 +270,7 @@ fn with_notify_remote_a_lost_link_sends_no_false_resolved_and_history_keeps_team
     let dir = tempfile::tempdir().unwrap();
     let plan = Plan::new(&["a", "b"], &[("a", "b", "direct")], dir.path());
     let smtp = SmtpSink::start();
-    let mail = format!(
-        "[notify]\ngroup_wait = \"1s\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\n\
-         tls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
-        smtp.port()
-    );
+    let mail = mail_config(&smtp, "1s");
     let a = team_with("a", 2, &plan, &mail, true);
     let mut b = team("b", 1, &plan);
     a.trust_links();

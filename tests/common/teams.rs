@@ -196,3 +196,26 @@ impl Team {
         (0..self.cluster.agents.len()).any(|i| self.alerts_on(i).keys().any(|k| k.0 == origin))
     }
 }
+
+/// A `[notify]` section mailing `smtp` after `group_wait`.
+pub fn mail_config(smtp: &super::smtp::SmtpSink, group_wait: &str) -> String {
+    format!(
+        "[notify]\ngroup_wait = \"{group_wait}\"\n\n[[notify.email]]\nsmtp_host = \"127.0.0.1\"\n\
+         smtp_port = {}\ntls = \"none\"\nfrom = \"rover@example.org\"\nto = [\"ops@example.org\"]\n",
+        smtp.port()
+    )
+}
+
+/// Figure 5's diamond of transit links: a-b, a-c, b-d, c-d.
+pub fn diamond(dir: &std::path::Path) -> Plan {
+    Plan::new(
+        &["a", "b", "c", "d"],
+        &[
+            ("a", "b", "transit"),
+            ("a", "c", "transit"),
+            ("b", "d", "transit"),
+            ("c", "d", "transit"),
+        ],
+        dir,
+    )
+}
