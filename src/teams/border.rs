@@ -206,7 +206,7 @@ impl Border {
                 outbox,
                 dialed,
                 hello,
-            } => self.connected(link, conn, outbox, dialed, hello, table, now_ms),
+            } => self.connected(link, conn, outbox, dialed, hello, table),
             Input::Frame { link, conn, frame } => {
                 if self
                     .links
@@ -258,7 +258,6 @@ impl Border {
         std::mem::take(&mut self.link_state.to_gossip)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn connected(
         &mut self,
         index: usize,
@@ -267,7 +266,6 @@ impl Border {
         dialed: bool,
         hello: PeerHello,
         table: &[Alert],
-        now_ms: u64,
     ) {
         let Some(link) = self.links.get_mut(index) else {
             return;
@@ -283,7 +281,6 @@ impl Border {
         link.conn = Some((conn, outbox, dialed));
         link.peer = Some(hello);
         link.connected.send_replace(true);
-        let _ = now_ms;
         self.send_link_state(index);
         self.full_sync(index, table);
     }
@@ -291,14 +288,11 @@ impl Border {
     /// A link is up once the peer's first frame after the Hellos arrives (a peer that shakes
     /// hands and then refuses us never is).
     fn heard_first(&mut self, index: usize, table: &[Alert], now_ms: u64) {
-        let link = &mut self.links[index];
-        if link.phase == Phase::Up {
+        if self.links[index].phase == Phase::Up {
             return;
         }
-        let mode = link
-            .peer
-            .as_ref()
-            .map_or(LinkMode::Direct, |p| link.config.mode.agreed(p.mode));
+        let mode = self.mode(index);
+        let link = &mut self.links[index];
         tracing::info!(team = %link.config.team, %mode, "team link up");
         link.phase = Phase::Up;
         link.since_ms = now_ms;

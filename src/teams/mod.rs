@@ -136,15 +136,11 @@ impl TeamsHandle {
     /// owner is busy: the next refresh repeats it).
     pub fn offer_link_state(&self, payload: &[u8]) {
         let Some(inputs) = &self.inputs else { return };
-        let Ok(ad) = postcard::from_bytes::<wire::LinkStateAd>(payload) else {
-            return;
-        };
-        let frame = wire::LinkFrame::LinkState(ad);
-        if wire::check_frame(&frame).is_err() {
-            return;
-        }
-        if let wire::LinkFrame::LinkState(ad) = frame {
-            let _ = inputs.try_send(Input::LinkState(ad));
+        match postcard::from_bytes::<wire::LinkStateAd>(payload) {
+            Ok(ad) if wire::check_ad(&ad).is_ok() => {
+                let _ = inputs.try_send(Input::LinkState(ad));
+            }
+            _ => {}
         }
     }
 

@@ -269,7 +269,8 @@ fn check_key(key: &AlertKey) -> Result<(), FrameError> {
     check_alert_name(&key.name)
 }
 
-fn check_ad(ad: &LinkStateAd) -> Result<(), FrameError> {
+/// Checks a link-state advertisement (also when it comes by gossip inside the team).
+pub fn check_ad(ad: &LinkStateAd) -> Result<(), FrameError> {
     if ad.border.parse::<Hop>().is_err() {
         return Err(FrameError::BadBorder);
     }
